@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/govswitch/vswitch/asm"
+	"github.com/govswitch/vswitch/vm"
 )
 
 // Case is one test of the corpus.
@@ -157,4 +158,46 @@ func parseResult(s string) (uint64, error) {
 		return strconv.ParseUint(strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X"), 16, 64)
 	}
 	return strconv.ParseUint(s, 10, 64)
+}
+
+// Engine turns a loaded program into something that runs it.
+type Engine func(*vm.Program) (vm.Runner, error)
+
+// Outcome is the result of one case on one engine.
+type Outcome struct {
+	Case Case
+	Got  uint64
+	Err  error // load, compile or run error
+	Pass bool
+}
+
+// RunCase loads c's program with the base helpers, runs it on the engine
+// with r1 = a private copy of c.Mem and r2 = its length, and compares.
+func RunCase(c Case, engine Engine) Outcome {
+	o := Outcome{Case: c}
+	p, err := vm.Load(c.Program, vm.Options{Name: c.Name, Helpers: vm.BaseHelpers()})
+	if err != nil {
+		o.Err = err
+		o.Pass = c.HasError
+		return o
+	}
+	r, err := engine(p)
+	if err != nil {
+		o.Err = err
+		return o
+	}
+	env := vm.NewEnv()
+	mem := append(make([]byte, 0, len(c.Mem)+1), c.Mem...)
+	env.SetArgBytes(0, mem)
+	var addr uint64
+	if len(mem) > 0 {
+		addr = vm.AddrOf(mem)
+	}
+	o.Got, o.Err = r.Run(env, addr, uint64(len(mem)))
+	if c.HasError {
+		o.Pass = o.Err != nil
+	} else {
+		o.Pass = o.Err == nil && o.Got == c.Result
+	}
+	return o
 }

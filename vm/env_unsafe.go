@@ -1,0 +1,212 @@
+package vm
+
+import (
+	"unsafe"
+)
+
+// Stack layout: MaxCallDepth frames of StackFrameSize bytes, frame 0 (the
+// main program's) at the top.
+const (
+	StackFrameSize = 512
+	MaxCallDepth   = 8
+	StackSize      = StackFrameSize * MaxCallDepth
+	// DefaultBudget is the default instruction budget of a run.
+	DefaultBudget = 1_000_000
+	// MaxTailCalls is the kernel's limit of chained tail calls.
+	MaxTailCalls = 33
+	maxDynamic   = 16
+)
+
+// Env is the per-worker state of runs: the stack, the regions and the fault
+// record. An Env is used by one goroutine at a time and reused for every
+// run, so that runs do not allocate.
+type Env struct {
+	// regions is what the current run may touch: [0] the stack, [1] and [2]
+	// the argument regions (context/frame, or the mem block), then the
+	// program's map regions, then dynamic regions added by helpers.
+	regions  []Region
+	nFixed   int // regions of stack + args + program
+	regsProg *Program
+
+	stack []byte // StackSize bytes, 16-aligned
+	// StackBase is the lowest stack address; the top is StackBase+StackSize.
+	stackBase uint64
+
+	// CPU is the worker index reported by bpf_get_smp_processor_id and used
+	// to pick per-CPU map slots.
+	CPU int
+	// Budget is the instruction budget of each run; 0 means DefaultBudget.
+	Budget uint64
+	// Executed is the number of instructions the last run executed.
+	Executed uint64
+
+	prog      *Program // program running now (changes on tail calls)
+	tail      *Program // a tail call requested by the helper
+	tailCalls int
+
+	// MD is the packet context of RunFrame, laid out as struct vswitch_md.
+	MD PacketContext
+
+	fault Error
+	// User is free for the embedding application (the switch keeps its
+	// worker state here for its helpers).
+	User any
+}
+
+// PacketContext is struct vswitch_md, the context of forwarding programs.
+// The first 24 bytes are VALE-BPF's struct vale_bpf_md.
+type PacketContext struct {
+	Data        uint64 // address of the first byte of the frame
+	DataEnd     uint64 // one past the last byte
+	IngressPort uint32
+	RingNr      uint8 // queue on the destination port; the program may write it
+	_           [3]uint8
+}
+
+// PacketContextSize is the size of struct vswitch_md.
+const PacketContextSize = uint64(unsafe.Sizeof(PacketContext{}))
+
+// NewEnv returns an Env with a fresh stack.
+func NewEnv() *Env {
+	e := &Env{}
+	buf := make([]byte, StackSize+16)
+	off := (16 - uintptr(unsafe.Pointer(&buf[0]))%16) % 16
+	e.stack = buf[off : off+StackSize]
+	e.stackBase = addrOf(e.stack)
+	e.regions = make([]Region, 3, 16)
+	e.regions[0] = Region{Start: e.stackBase, Size: StackSize, Writable: true}
+	return e
+}
+
+// addrOf returns the address of the first byte of b.
+func addrOf(b []byte) uint64 {
+	if cap(b) == 0 {
+		return 0
+	}
+	return uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+}
+
+// AddrOf returns the address of b's first byte, as a program would see it.
+func AddrOf(b []byte) uint64 { return addrOf(b) }
+
+// ptr turns a checked address into a pointer. The address was checked
+// against a region of live memory (a Go object kept alive by its owner,
+// or memory mapped outside the Go heap), so the pointer is valid.
+func ptr(addr uint64) unsafe.Pointer {
+	return *(*unsafe.Pointer)(unsafe.Pointer(&addr))
+}
+
+// StackTop returns the value of r10 in the main frame.
+func (e *Env) StackTop() uint64 { return e.stackBase + StackSize }
+
+// Stack returns the stack memory, for tests and debuggers.
+func (e *Env) Stack() []byte { return e.stack }
+
+// SetArg sets argument region n (0 or 1) for the following runs. A region
+// with Size 0 removes it.
+func (e *Env) SetArg(n int, r Region) { e.regions[1+n] = r }
+
+// SetArgBytes makes b argument region n, writable.
+func (e *Env) SetArgBytes(n int, b []byte) {
+	e.regions[1+n] = Region{Start: addrOf(b), Size: uint64(len(b)), Writable: true}
+}
+
+// bind installs p's regions after the fixed ones.
+func (e *Env) bind(p *Program) {
+	e.prog = p
+	if e.regsProg == p {
+		e.regions = e.regions[:e.nFixed]
+		return
+	}
+	e.regions = append(e.regions[:3], p.regions...)
+	e.nFixed = len(e.regions)
+	e.regsProg = p
+}
+
+// Program returns the program running now (for helpers).
+func (e *Env) Program() *Program { return e.prog }
+
+// find returns the region holding the n bytes at addr, or nil.
+func (e *Env) find(addr, n uint64) *Region {
+	for i := range e.regions {
+		r := &e.regions[i]
+		if r.Contains(addr, n) {
+			return r
+		}
+	}
+	return nil
+}
+
+// Bytes returns the n bytes at addr if the program may read them (and,
+// with write, write them), for helpers that take pointers.
+func (e *Env) Bytes(addr, n uint64, write bool) ([]byte, bool) {
+	if n == 0 {
+		return nil, true
+	}
+	r := e.find(addr, n)
+	if r == nil || write && !r.Writable {
+		return nil, false
+	}
+	return unsafe.Slice((*byte)(ptr(addr)), n), true
+}
+
+// AddRegion makes r accessible until the end of the run (for helpers that
+// hand out memory, such as ring buffer reservations). It reports false
+// when the table is full.
+func (e *Env) AddRegion(r Region) bool {
+	if len(e.regions)-e.nFixed >= maxDynamic {
+		return false
+	}
+	e.regions = append(e.regions, r)
+	return true
+}
+
+// RemoveRegion removes the dynamic region that starts at start.
+func (e *Env) RemoveRegion(start uint64) bool {
+	for i := e.nFixed; i < len(e.regions); i++ {
+		if e.regions[i].Start == start {
+			e.regions = append(e.regions[:i], e.regions[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// TailCall asks the engine to replace the running program by p when the
+// current helper returns. It reports false when MaxTailCalls is reached.
+func (e *Env) TailCall(p *Program) bool {
+	if e.tailCalls >= MaxTailCalls {
+		return false
+	}
+	e.tailCalls++
+	e.tail = p
+	return true
+}
+
+// Map returns the map behind a handle the program loaded with lddw.
+func (e *Env) Map(handle uint64) (Map, bool) {
+	return e.prog.mapOf(handle)
+}
+
+// RunFrame runs p as a forwarding program on frame: r1 points at e.MD,
+// whose Data/DataEnd span frame. The program may read and write the frame
+// and the context. e.MD.RingNr holds the ring the program chose.
+func (e *Env) RunFrame(r Runner, frame []byte, ingress uint32) (uint64, error) {
+	e.MD = PacketContext{Data: addrOf(frame), DataEnd: addrOf(frame) + uint64(len(frame)), IngressPort: ingress}
+	e.regions[1] = Region{Start: uint64(uintptr(unsafe.Pointer(&e.MD))), Size: PacketContextSize, Writable: true}
+	e.regions[2] = Region{Start: e.MD.Data, Size: uint64(len(frame)), Writable: true}
+	return r.Run(e, e.regions[1].Start, 0)
+}
+
+func load8(addr uint64) uint64  { return uint64(*(*uint8)(ptr(addr))) }
+func load16(addr uint64) uint64 { return uint64(*(*uint16)(ptr(addr))) }
+func load32(addr uint64) uint64 { return uint64(*(*uint32)(ptr(addr))) }
+func load64(addr uint64) uint64 { return *(*uint64)(ptr(addr)) }
+
+func store8(addr, v uint64)  { *(*uint8)(ptr(addr)) = uint8(v) }
+func store16(addr, v uint64) { *(*uint16)(ptr(addr)) = uint16(v) }
+func store32(addr, v uint64) { *(*uint32)(ptr(addr)) = uint32(v) }
+func store64(addr, v uint64) { *(*uint64)(ptr(addr)) = v }
+
+func p32(addr uint64) *uint32 { return (*uint32)(ptr(addr)) }
+func p64(addr uint64) *uint64 { return (*uint64)(ptr(addr)) }
