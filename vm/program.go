@@ -281,12 +281,12 @@ func (p *Program) checkCallDepth() error {
 			if depth[c]+1 > depth[f] {
 				depth[f] = depth[c] + 1
 			}
+			if depth[f] > MaxCallDepth {
+				pc := sites[f][k]
+				return &ValidationError{pc, p.orig[pc], fmt.Sprintf("call chain of %d frames from here, more than %d", depth[f], MaxCallDepth)}
+			}
 		}
 		state[f] = done
-		if depth[f] > MaxCallDepth {
-			pc := p.funcs[f]
-			return &ValidationError{pc, p.orig[pc], fmt.Sprintf("call chain of %d frames from here, more than %d", depth[f], MaxCallDepth)}
-		}
 		return nil
 	}
 	return visit(0)

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/govswitch/vswitch/asm"
+	"github.com/govswitch/vswitch/internal/conformance"
+)
+
+func hexBytes(b []byte) string {
+	var s []string
+	for _, c := range b {
+		s = append(s, fmt.Sprintf("%02x", c))
+	}
+	return strings.Join(s, " ")
+}
+
+// TestProtocol runs the built plugin the way the bpf_conformance runner does
+// on every corpus case, for every engine.
+func TestProtocol(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the plugin binary")
+	}
+	bin := filepath.Join(t.TempDir(), "plugin")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cases, err := conformance.Load(conformance.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for engine := range engines {
+		passed, failed := 0, 0
+		for _, c := range cases {
+			var args []string
+			if len(c.Mem) > 0 {
+				args = append(args, hexBytes(c.Mem))
+			}
+			args = append(args, "--engine="+engine)
+			cmd := exec.Command(bin, args...)
+			cmd.Stdin = strings.NewReader(hexBytes(asm.Encode(c.Program)) + "\n")
+			out, err := cmd.Output()
+			want := fmt.Sprintf("%#016x\n", c.Result)
+			if err != nil || string(out) != want {
+				failed++
+				t.Errorf("%s on %s: want %q, got %q (%v)", c.Name, engine, want, out, err)
+				continue
+			}
+			passed++
+		}
+		t.Logf("plugin --engine=%s: %d passed, %d failed", engine, passed, failed)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args  []string
+		stdin string
+		want  string
+	}{
+		{nil, "95 00 00 00 00 00 00", "multiple of 8"},
+		{nil, "zz", "bad hex byte"},
+		{nil, "07 00 00 00 01 00 00 00", "fall through"},
+		{[]string{"--engine=nope"}, "95 00 00 00 00 00 00 00", "unknown engine"},
+		{nil, "61 10 00 10 00 00 00 00 95 00 00 00 00 00 00 00", "out-of-bounds read"},
+	} {
+		_, err := run(tt.args, strings.NewReader(tt.stdin))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("run(%q, %q): error %v, want one containing %q", tt.args, tt.stdin, err, tt.want)
+		}
+	}
+	out, err := run([]string{"00 00 00 01 00 00 00 02"}, strings.NewReader("bf 20 00 00 00 00 00 00 95 00 00 00 00 00 00 00"))
+	if err != nil || out != "0x0000000000000008" {
+		t.Errorf("mem-len: got %q, %v", out, err)
+	}
+	_ = os.Stdout
+}
