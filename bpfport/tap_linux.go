@@ -1,0 +1,395 @@
+package bpfport
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// TAP is a port on a TAP device: frames the host's stack sends out of the
+// device are received, frames sent are injected into the stack as if they
+// arrived on the device.
+//
+// The device is opened without IFF_VNET_HDR and with all offloads off
+// (TUNSETOFFLOAD 0), so the kernel finishes checksums and segments before
+// handing frames over: what the port receives is always wire-ready. The
+// kernel reads and writes one frame per system call on a TAP file; the
+// port batches by reading until the device is empty or the batch full.
+type TAP struct {
+	name    string
+	ifindex int
+	ctl     ifctl
+	mtu     atomic.Int64
+	queues  []*tapQueue
+	stats   []queueStats
+	closed  atomic.Bool
+	gone    atomic.Bool
+	goneMu  sync.Mutex
+	goneErr error
+	created bool
+
+	fdMu      sync.RWMutex
+	fdsClosed bool
+}
+
+type tapQueue struct {
+	rxMu   sync.Mutex
+	txMu   sync.Mutex
+	fd     int
+	wakefd int
+	bufs   [][]byte
+	pfds   [2]unix.PollFd
+	_      [64]byte
+}
+
+// OpenTAP opens the TAP device name in the calling thread's network
+// namespace, creating it if it does not exist (unless cfg.NoCreate), and
+// brings it up. A device created here disappears when the port is closed.
+func OpenTAP(name string, cfg TAPConfig) (*TAP, error) {
+	if name == "" || len(name) >= unix.IFNAMSIZ {
+		return nil, fmt.Errorf("tap name %q: must be 1 to %d bytes", name, unix.IFNAMSIZ-1)
+	}
+	if cfg.Queues <= 0 {
+		cfg.Queues = 1
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64
+	}
+	existed := false
+	if l, err := netlink.LinkByName(name); err == nil {
+		existed = true
+		tt, ok := l.(*netlink.Tuntap)
+		if !ok {
+			return nil, fmt.Errorf("interface %q exists and is a %s, not a TAP device: choose another name or delete it with \"ip link del %s\": %w",
+				name, l.Type(), name, ErrInUse)
+		}
+		if tt.Mode != netlink.TUNTAP_MODE_TAP {
+			return nil, fmt.Errorf("interface %q is a TUN device, not a TAP device: choose another name: %w", name, ErrInUse)
+		}
+	} else if cfg.NoCreate {
+		return nil, fmt.Errorf("tap %q not found: create it with \"ip tuntap add %s mode tap\" or allow creation: %w", name, name, ErrNotFound)
+	}
+	t := &TAP{name: name, stats: make([]queueStats, cfg.Queues), created: !existed, ctl: ifctl{fd: -1}}
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if cfg.Queues > 1 {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	for q := 0; q < cfg.Queues; q++ {
+		tq, err := openTapQueue(name, flags, cfg)
+		if tq != nil {
+			t.queues = append(t.queues, tq)
+		}
+		if err != nil {
+			t.release()
+			return nil, err
+		}
+	}
+	l, err := lookupLink(name)
+	if err != nil {
+		t.release()
+		return nil, err
+	}
+	t.ifindex = l.Attrs().Index
+	if t.ctl, err = newIfctl(t.ifindex); err != nil {
+		t.release()
+		return nil, err
+	}
+	if cfg.MTU > 0 && cfg.MTU != l.Attrs().MTU {
+		if err := netlink.LinkSetMTU(l, cfg.MTU); err != nil {
+			t.release()
+			return nil, fmt.Errorf("tap %s: setting MTU %d: %w", name, cfg.MTU, permErr(err))
+		}
+	}
+	if err := setUp(l); err != nil {
+		t.release()
+		return nil, err
+	}
+	mtu := cfg.MTU
+	if mtu <= 0 {
+		mtu = l.Attrs().MTU
+	}
+	t.mtu.Store(int64(mtu))
+	// Receive buffers: one byte more than the longest frame, so a frame
+	// that fills the buffer was truncated and is counted as oversize.
+	size := max(mtu, 1500) + 18 + 1
+	for _, tq := range t.queues {
+		tq.bufs = make([][]byte, cfg.Batch)
+		for i := range tq.bufs {
+			tq.bufs[i] = make([]byte, size)
+		}
+	}
+	return t, nil
+}
+
+func openTapQueue(name string, flags uint16, cfg TAPConfig) (*tapQueue, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("tap %s: /dev/net/tun missing: load the tun module (modprobe tun): %w", name, ErrNotSupported)
+		}
+		return nil, fmt.Errorf("tap %s: open /dev/net/tun: %w", name, permErr(err))
+	}
+	tq := &tapQueue{fd: fd, wakefd: -1}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return tq, err
+	}
+	ifr.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		switch {
+		case errors.Is(err, unix.EBUSY):
+			return tq, fmt.Errorf("tap %q is in use by another process (it is not multi-queue): close that program or choose another name: %w", name, ErrInUse)
+		case errors.Is(err, unix.EINVAL) && cfg.Queues > 1:
+			return tq, fmt.Errorf("tap %q exists without multi-queue support: delete it (ip link del %s) or open it with one queue: %w", name, name, ErrInUse)
+		case errors.Is(err, unix.EINVAL):
+			return tq, fmt.Errorf("tap %q exists with multi-queue support or is in use: open it with Queues > 1 or choose another name: %w", name, ErrInUse)
+		}
+		return tq, fmt.Errorf("tap %s: TUNSETIFF: %w", name, permErr(err))
+	}
+	// No offloads: the kernel hands over finished, MTU-sized frames.
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
+		return tq, fmt.Errorf("tap %s: TUNSETOFFLOAD: %w", name, err)
+	}
+	if tq.wakefd, err = newEventfd(); err != nil {
+		return tq, err
+	}
+	return tq, nil
+}
+
+// Name returns the device name.
+func (t *TAP) Name() string { return t.name }
+
+// NumQueues returns the number of queues.
+func (t *TAP) NumQueues() int { return len(t.queues) }
+
+// MTU returns the device's current MTU.
+func (t *TAP) MTU() int {
+	t.fdMu.RLock()
+	defer t.fdMu.RUnlock()
+	if !t.fdsClosed {
+		if m, err := t.ctl.mtu(); err == nil {
+			t.mtu.Store(int64(m))
+		}
+	}
+	return int(t.mtu.Load())
+}
+
+// Up reports whether the device is up and running.
+func (t *TAP) Up() bool {
+	t.fdMu.RLock()
+	defer t.fdMu.RUnlock()
+	return !t.fdsClosed && !t.gone.Load() && t.ctl.up()
+}
+
+// Stats returns the port's counters.
+func (t *TAP) Stats() Stats { return sumStats(t.stats) }
+
+// Wake makes blocked RecvBatch calls return 0, nil.
+func (t *TAP) Wake() {
+	t.fdMu.RLock()
+	defer t.fdMu.RUnlock()
+	if t.fdsClosed {
+		return
+	}
+	for _, tq := range t.queues {
+		eventfdSignal(tq.wakefd)
+	}
+}
+
+func (t *TAP) ioError(err error) error {
+	e := t.ctl.linkError(t.name, err)
+	if errors.Is(e, ErrLinkGone) || errors.Is(err, unix.EBADFD) {
+		t.goneMu.Lock()
+		defer t.goneMu.Unlock()
+		if t.goneErr == nil {
+			if !errors.Is(e, ErrLinkGone) {
+				e = fmt.Errorf("port %s: device detached (%v): %w", t.name, err, ErrLinkGone)
+			}
+			t.goneErr = e
+			t.gone.Store(true)
+		}
+		return t.goneErr
+	}
+	return e
+}
+
+func (t *TAP) goneError() error {
+	t.goneMu.Lock()
+	defer t.goneMu.Unlock()
+	return t.goneErr
+}
+
+// RecvBatch implements Port. Frames are copied from the device into
+// per-queue buffers owned by the port; they stay valid until the next
+// RecvBatch on the same queue.
+func (t *TAP) RecvBatch(q int, b *Batch) (int, error) {
+	if uint(q) >= uint(len(t.queues)) {
+		return 0, badQueue(t.name, q, len(t.queues))
+	}
+	tq := t.queues[q]
+	tq.rxMu.Lock()
+	defer tq.rxMu.Unlock()
+	max := min(len(b.Frames), len(b.Timestamps), len(tq.bufs))
+	st := &t.stats[q]
+	for {
+		if t.closed.Load() {
+			return 0, ErrClosed
+		}
+		if t.gone.Load() {
+			return 0, t.goneError()
+		}
+		n := 0
+		var bytes, oversize uint64
+		var rerr error
+		var now int64
+		for n < max {
+			buf := tq.bufs[n]
+			k, err := unix.Read(tq.fd, buf)
+			if err != nil {
+				if err != unix.EAGAIN && err != unix.EINTR {
+					rerr = err
+				}
+				break
+			}
+			if k >= len(buf) {
+				oversize++
+				continue
+			}
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			b.Frames[n] = buf[:k:k]
+			b.Timestamps[n] = now
+			bytes += uint64(k)
+			n++
+		}
+		if oversize > 0 {
+			st.rxOversize.Add(oversize)
+		}
+		if n > 0 {
+			st.rxPackets.Add(uint64(n))
+			st.rxBytes.Add(bytes)
+			return n, nil
+		}
+		if rerr != nil {
+			return 0, t.ioError(rerr)
+		}
+		rev, woke, err := pollIn(&tq.pfds, tq.fd, tq.wakefd)
+		if t.closed.Load() {
+			return 0, ErrClosed
+		}
+		if err != nil {
+			return 0, fmt.Errorf("port %s: poll: %w", t.name, err)
+		}
+		if woke {
+			return 0, nil
+		}
+		if rev&(unix.POLLERR|unix.POLLHUP) != 0 {
+			return 0, t.ioError(unix.EBADFD)
+		}
+	}
+}
+
+// SendBatch implements Port: one write per frame. frames[:n] were consumed
+// (written, or dropped and counted as oversize); frames[n:] found the
+// device's queue full.
+func (t *TAP) SendBatch(q int, frames [][]byte) (int, error) {
+	if uint(q) >= uint(len(t.queues)) {
+		return 0, badQueue(t.name, q, len(t.queues))
+	}
+	tq := t.queues[q]
+	tq.txMu.Lock()
+	defer tq.txMu.Unlock()
+	if t.closed.Load() {
+		return 0, ErrClosed
+	}
+	if t.gone.Load() {
+		return 0, t.goneError()
+	}
+	st := &t.stats[q]
+	mtu := int(t.mtu.Load())
+	var sent, bytes, oversize, errs uint64
+	i := 0
+	var werr error
+	for ; i < len(frames); i++ {
+		f := frames[i]
+		if txTooLong(f, mtu) {
+			oversize++
+			continue
+		}
+		_, err := unix.Write(tq.fd, f)
+		for err == unix.EINTR {
+			_, err = unix.Write(tq.fd, f)
+		}
+		if err != nil {
+			if err == unix.EAGAIN || err == unix.ENOBUFS {
+				break
+			}
+			if err == unix.EINVAL || err == unix.EMSGSIZE {
+				errs++
+				continue
+			}
+			werr = err
+			break
+		}
+		sent++
+		bytes += uint64(len(f))
+	}
+	st.txPackets.Add(sent)
+	st.txBytes.Add(bytes)
+	if oversize > 0 {
+		st.txOversize.Add(oversize)
+	}
+	if errs > 0 {
+		st.txErrors.Add(errs)
+	}
+	if rest := len(frames) - i; rest > 0 {
+		st.txRingFull.Add(uint64(rest))
+	}
+	if werr != nil {
+		return i, t.ioError(werr)
+	}
+	return i, nil
+}
+
+// Close implements Port. A device this port created is deleted with its
+// last file descriptor; an existing persistent device is left in place.
+func (t *TAP) Close() error {
+	if t.closed.Swap(true) {
+		return nil
+	}
+	t.Wake()
+	t.release()
+	return nil
+}
+
+func (t *TAP) release() {
+	t.closed.Store(true)
+	for _, tq := range t.queues {
+		tq.rxMu.Lock()
+		tq.txMu.Lock()
+	}
+	t.fdMu.Lock()
+	if !t.fdsClosed {
+		for _, tq := range t.queues {
+			unix.Close(tq.fd)
+			if tq.wakefd >= 0 {
+				unix.Close(tq.wakefd)
+			}
+		}
+		t.ctl.close()
+		t.fdsClosed = true
+	}
+	t.fdMu.Unlock()
+	for _, tq := range t.queues {
+		tq.txMu.Unlock()
+		tq.rxMu.Unlock()
+	}
+}
+
+var _ Port = (*TAP)(nil)

@@ -1,0 +1,297 @@
+package bpfport
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// VirtualConfig configures a pair of virtual ports. The zero value means
+// defaults.
+type VirtualConfig struct {
+	// Queues is the number of queues per direction (default 1).
+	Queues int
+	// RingSize is the number of frame slots per queue and direction
+	// (default 1024, rounded up to a power of two).
+	RingSize int
+	// MTU sets the slot size: MTU + 18 bytes (Ethernet header and a VLAN
+	// tag). Default 1500. Longer frames are dropped and counted.
+	MTU int
+}
+
+func (c VirtualConfig) withDefaults() VirtualConfig {
+	if c.Queues <= 0 {
+		c.Queues = 1
+	}
+	if c.RingSize <= 0 {
+		c.RingSize = 1024
+	}
+	n := 1
+	for n < c.RingSize {
+		n <<= 1
+	}
+	c.RingSize = n
+	if c.MTU <= 0 {
+		c.MTU = 1500
+	}
+	return c
+}
+
+// Virtual is one end of an in-memory port pair: frames sent on queue q of
+// one end are received on queue q of the other. Each queue and direction is
+// a lock-free single-producer single-consumer ring of fixed slots; SendBatch
+// copies frames into slots, RecvBatch returns views of them (zero copy).
+//
+// Closing one end makes the other end's SendBatch fail and its RecvBatch
+// return the frames still queued, then an error wrapping ErrLinkGone.
+type Virtual struct {
+	name   string
+	mtu    int
+	rx     []*vring // rings this end consumes
+	tx     []*vring // rings this end produces into (the peer's rx)
+	txMu   []paddedMutex
+	closed atomic.Bool
+	stats  []queueStats
+}
+
+type paddedMutex struct {
+	sync.Mutex
+	_ [56]byte
+}
+
+// queueStats are the counters of one queue, updated once per batch.
+type queueStats struct {
+	rxPackets, rxBytes, rxOversize atomic.Uint64
+	txPackets, txBytes, txOversize atomic.Uint64
+	txRingFull, txErrors           atomic.Uint64
+	rxSegmented, rxBadOffload      atomic.Uint64
+	_                              [48]byte
+}
+
+func sumStats(qs []queueStats) Stats {
+	var s Stats
+	for i := range qs {
+		q := &qs[i]
+		s.RxPackets += q.rxPackets.Load()
+		s.RxBytes += q.rxBytes.Load()
+		s.RxOversize += q.rxOversize.Load()
+		s.TxPackets += q.txPackets.Load()
+		s.TxBytes += q.txBytes.Load()
+		s.TxOversize += q.txOversize.Load()
+		s.TxRingFull += q.txRingFull.Load()
+		s.TxErrors += q.txErrors.Load()
+		s.RxSegmented += q.rxSegmented.Load()
+		s.RxBadOffload += q.rxBadOffload.Load()
+	}
+	return s
+}
+
+// vring is a single-producer single-consumer ring of fixed-size slots.
+type vring struct {
+	tail atomic.Uint64 // written by the producer
+	_    [56]byte
+	head atomic.Uint64 // written by the consumer
+	_    [56]byte
+
+	// consumer side
+	held       uint64 // slots lent to the caller by the last RecvBatch
+	waiting    atomic.Bool
+	wakeReq    atomic.Bool
+	sig        chan struct{}
+	_          [32]byte
+	producerGo atomic.Bool // the producing end was closed
+
+	mask uint64
+	slot int
+	data []byte
+	lens []int32
+	ts   []int64
+}
+
+func newVring(size, slot int) *vring {
+	return &vring{
+		sig:  make(chan struct{}, 1),
+		mask: uint64(size - 1),
+		slot: slot,
+		data: make([]byte, size*slot),
+		lens: make([]int32, size),
+		ts:   make([]int64, size),
+	}
+}
+
+func (r *vring) signal() {
+	select {
+	case r.sig <- struct{}{}:
+	default:
+	}
+}
+
+// NewVirtualPair returns two connected virtual ports named nameA and nameB.
+func NewVirtualPair(nameA, nameB string, cfg VirtualConfig) (*Virtual, *Virtual) {
+	cfg = cfg.withDefaults()
+	slot := (cfg.MTU + 18 + 63) &^ 63
+	ab := make([]*vring, cfg.Queues)
+	ba := make([]*vring, cfg.Queues)
+	for i := range ab {
+		ab[i] = newVring(cfg.RingSize, slot)
+		ba[i] = newVring(cfg.RingSize, slot)
+	}
+	a := &Virtual{name: nameA, mtu: cfg.MTU, rx: ba, tx: ab,
+		txMu: make([]paddedMutex, cfg.Queues), stats: make([]queueStats, cfg.Queues)}
+	b := &Virtual{name: nameB, mtu: cfg.MTU, rx: ab, tx: ba,
+		txMu: make([]paddedMutex, cfg.Queues), stats: make([]queueStats, cfg.Queues)}
+	return a, b
+}
+
+// Name returns the port's name.
+func (p *Virtual) Name() string { return p.name }
+
+// NumQueues returns the number of queues.
+func (p *Virtual) NumQueues() int { return len(p.rx) }
+
+// MTU returns the configured MTU.
+func (p *Virtual) MTU() int { return p.mtu }
+
+// Up reports whether both ends are open.
+func (p *Virtual) Up() bool { return !p.closed.Load() && !p.rx[0].producerGo.Load() }
+
+// Stats returns the port's counters.
+func (p *Virtual) Stats() Stats { return sumStats(p.stats) }
+
+// RecvBatch implements Port.
+func (p *Virtual) RecvBatch(q int, b *Batch) (int, error) {
+	if uint(q) >= uint(len(p.rx)) {
+		return 0, badQueue(p.name, q, len(p.rx))
+	}
+	r := p.rx[q]
+	head := r.head.Load()
+	if r.held != 0 {
+		head += r.held
+		r.held = 0
+		r.head.Store(head) // hand the slots back to the producer
+	}
+	max := uint64(len(b.Frames))
+	if l := uint64(len(b.Timestamps)); l < max {
+		max = l
+	}
+	for spins := 0; ; spins++ {
+		if p.closed.Load() {
+			return 0, ErrClosed
+		}
+		tail := r.tail.Load()
+		if avail := tail - head; avail > 0 {
+			n := min(avail, max)
+			var bytes uint64
+			for i := uint64(0); i < n; i++ {
+				idx := (head + i) & r.mask
+				off := int(idx) * r.slot
+				l := int(r.lens[idx])
+				b.Frames[i] = r.data[off : off+l : off+l]
+				b.Timestamps[i] = r.ts[idx]
+				bytes += uint64(l)
+			}
+			r.held = n
+			st := &p.stats[q]
+			st.rxPackets.Add(n)
+			st.rxBytes.Add(bytes)
+			return int(n), nil
+		}
+		if r.wakeReq.Swap(false) {
+			return 0, nil
+		}
+		if r.producerGo.Load() {
+			return 0, fmt.Errorf("virtual port %s: peer closed: %w", p.name, ErrLinkGone)
+		}
+		if spins < 64 {
+			continue // a producer on another core is likely about to publish
+		}
+		// Park: announce, re-check, then sleep until signalled.
+		r.waiting.Store(true)
+		if r.tail.Load() == head && !r.wakeReq.Load() && !p.closed.Load() && !r.producerGo.Load() {
+			<-r.sig
+		}
+		r.waiting.Store(false)
+	}
+}
+
+// SendBatch implements Port. It returns n such that frames[:n] were
+// consumed: copied into the peer's ring, or dropped and counted as
+// TxOversize. frames[n:] were refused because the ring is full.
+func (p *Virtual) SendBatch(q int, frames [][]byte) (int, error) {
+	if uint(q) >= uint(len(p.tx)) {
+		return 0, badQueue(p.name, q, len(p.tx))
+	}
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
+	r := p.tx[q]
+	if p.rx[0].producerGo.Load() { // peer closed
+		return 0, fmt.Errorf("virtual port %s: peer closed: %w", p.name, ErrLinkGone)
+	}
+	mu := &p.txMu[q]
+	mu.Lock()
+	tail := r.tail.Load()
+	free := uint64(len(r.lens)) - (tail - r.head.Load())
+	now := time.Now().UnixNano()
+	maxLen := p.mtu + 18
+	var sent, bytes, oversize uint64
+	i := 0
+	for ; i < len(frames); i++ {
+		f := frames[i]
+		if len(f) > maxLen || len(f) < 14 {
+			oversize++
+			continue
+		}
+		if sent == free {
+			break
+		}
+		idx := (tail + sent) & r.mask
+		off := int(idx) * r.slot
+		copy(r.data[off:off+len(f)], f)
+		r.lens[idx] = int32(len(f))
+		r.ts[idx] = now
+		sent++
+		bytes += uint64(len(f))
+	}
+	if sent > 0 {
+		r.tail.Store(tail + sent)
+	}
+	mu.Unlock()
+	if sent > 0 && r.waiting.Load() {
+		r.signal()
+	}
+	st := &p.stats[q]
+	st.txPackets.Add(sent)
+	st.txBytes.Add(bytes)
+	if oversize > 0 {
+		st.txOversize.Add(oversize)
+	}
+	if rest := len(frames) - i; rest > 0 {
+		st.txRingFull.Add(uint64(rest))
+	}
+	return i, nil
+}
+
+// Wake makes blocked RecvBatch calls return 0, nil.
+func (p *Virtual) Wake() {
+	for _, r := range p.rx {
+		r.wakeReq.Store(true)
+		r.signal()
+	}
+}
+
+// Close closes this end. The peer sees ErrLinkGone.
+func (p *Virtual) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	for _, r := range p.rx {
+		r.signal()
+	}
+	for _, r := range p.tx {
+		r.producerGo.Store(true)
+		r.signal()
+	}
+	return nil
+}
