@@ -2,6 +2,8 @@ package vm
 
 import (
 	"unsafe"
+
+	"github.com/govswitch/vswitch/asm"
 )
 
 // Stack layout: MaxCallDepth frames of StackFrameSize bytes, frame 0 (the
@@ -47,7 +49,9 @@ type Env struct {
 	// MD is the packet context of RunFrame, laid out as struct vswitch_md.
 	MD PacketContext
 
-	fault Error
+	fault  Error
+	frames [MaxCallDepth]frame
+	st     runState
 	// User is free for the embedding application (the switch keeps its
 	// worker state here for its helpers).
 	User any
@@ -210,3 +214,33 @@ func store64(addr, v uint64) { *(*uint64)(ptr(addr)) = v }
 
 func p32(addr uint64) *uint32 { return (*uint32)(ptr(addr)) }
 func p64(addr uint64) *uint64 { return (*uint64)(ptr(addr)) }
+
+// insn is an instruction slot in its wire layout, as the interpreter
+// fetches it: the registers packed in one byte (dst low, src high).
+type insn struct {
+	op   uint8
+	regs uint8
+	off  int16
+	imm  int32
+}
+
+func compact(insns []asm.Instruction) []insn {
+	code := make([]insn, len(insns))
+	for n, i := range insns {
+		code[n] = insn{op: i.Op, regs: i.Dst&15 | i.Src<<4, off: i.Off, imm: i.Imm}
+	}
+	return code
+}
+
+// fetch returns slot pc of code without a bounds check: validation
+// guarantees that control never leaves the program (every jump target is
+// inside it and no function falls through its end).
+func fetch(code []insn, pc int) insn {
+	return *(*insn)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(code)), uintptr(pc)*unsafe.Sizeof(insn{})))
+}
+
+// runState is the interpreter's state that is not needed on every instruction.
+type runState struct {
+	count, budget uint64
+	start, depth  int
+}

@@ -20,275 +20,682 @@ type frame struct {
 func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 	env.bind(p)
 	env.tailCalls = 0
-	budget := env.Budget
-	if budget == 0 {
-		budget = DefaultBudget
+	st := &env.st
+	st.budget = env.Budget
+	if st.budget == 0 {
+		st.budget = DefaultBudget
 	}
-	var regs [11]uint64
+	var regs [16]uint64
 	regs[1], regs[2] = r1, r2
 	regs[10] = env.StackTop()
-	var frames [MaxCallDepth]frame
-	depth := 0
-	insns := p.insns
+	frames := &env.frames
+	// Rarely touched state lives in env.st, so that the dispatch loop
+	// carries only pc and code in registers. st.count is the number of
+	// instruction slots executed, brought up to date whenever control
+	// leaves a straight run (jumps, calls, exits, faults); st.start is
+	// where the current run began.
+	st.depth, st.start, st.count = 0, 0, 0
+	code := p.code
 	pc := 0
-	var count uint64
-
 
 	for {
-		ins := insns[pc]
+		ins := fetch(code, pc)
 		pc++
-		count++
-		dst := &regs[ins.Dst]
-		switch ins.Op {
+		dst := &regs[ins.regs&15]
+		switch ins.op {
 		// ALU64, immediate
 		case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-			*dst += uint64(int64(ins.Imm))
+			*dst += uint64(int64(ins.imm))
 		case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-			*dst -= uint64(int64(ins.Imm))
+			*dst -= uint64(int64(ins.imm))
 		case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-			*dst *= uint64(int64(ins.Imm))
+			*dst *= uint64(int64(ins.imm))
 		case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-			*dst = div64(*dst, uint64(int64(ins.Imm)), ins.Off)
+			*dst = div64(*dst, uint64(int64(ins.imm)), ins.off)
 		case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-			*dst = mod64(*dst, uint64(int64(ins.Imm)), ins.Off)
+			*dst = mod64(*dst, uint64(int64(ins.imm)), ins.off)
 		case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-			*dst |= uint64(int64(ins.Imm))
+			*dst |= uint64(int64(ins.imm))
 		case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-			*dst &= uint64(int64(ins.Imm))
+			*dst &= uint64(int64(ins.imm))
 		case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-			*dst ^= uint64(int64(ins.Imm))
+			*dst ^= uint64(int64(ins.imm))
 		case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-			*dst <<= uint64(ins.Imm) & 63
+			*dst <<= uint64(ins.imm) & 63
 		case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-			*dst >>= uint64(ins.Imm) & 63
+			*dst >>= uint64(ins.imm) & 63
 		case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-			*dst = uint64(int64(*dst) >> (uint64(ins.Imm) & 63))
+			*dst = uint64(int64(*dst) >> (uint64(ins.imm) & 63))
 		case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-			*dst = uint64(int64(ins.Imm))
+			*dst = uint64(int64(ins.imm))
 		case asm.ClassALU64 | asm.ALUNeg:
 			*dst = -*dst
 		case asm.ClassALU64 | asm.ALUEnd:
-			*dst = bswap(*dst, ins.Imm)
+			*dst = bswap(*dst, ins.imm)
 
 		// ALU64, register
 		case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-			*dst += regs[ins.Src]
+			*dst += regs[ins.regs>>4]
 		case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-			*dst -= regs[ins.Src]
+			*dst -= regs[ins.regs>>4]
 		case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-			*dst *= regs[ins.Src]
+			*dst *= regs[ins.regs>>4]
 		case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-			*dst = div64(*dst, regs[ins.Src], ins.Off)
+			*dst = div64(*dst, regs[ins.regs>>4], ins.off)
 		case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-			*dst = mod64(*dst, regs[ins.Src], ins.Off)
+			*dst = mod64(*dst, regs[ins.regs>>4], ins.off)
 		case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-			*dst |= regs[ins.Src]
+			*dst |= regs[ins.regs>>4]
 		case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-			*dst &= regs[ins.Src]
+			*dst &= regs[ins.regs>>4]
 		case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-			*dst ^= regs[ins.Src]
+			*dst ^= regs[ins.regs>>4]
 		case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-			*dst <<= regs[ins.Src] & 63
+			*dst <<= regs[ins.regs>>4] & 63
 		case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-			*dst >>= regs[ins.Src] & 63
+			*dst >>= regs[ins.regs>>4] & 63
 		case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-			*dst = uint64(int64(*dst) >> (regs[ins.Src] & 63))
+			*dst = uint64(int64(*dst) >> (regs[ins.regs>>4] & 63))
 		case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-			*dst = movsx64(regs[ins.Src], ins.Off)
+			*dst = movsx64(regs[ins.regs>>4], ins.off)
 
 		// ALU32, immediate
 		case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-			*dst = uint64(uint32(*dst) + uint32(ins.Imm))
+			*dst = uint64(uint32(*dst) + uint32(ins.imm))
 		case asm.ClassALU | asm.ALUSub | asm.SrcK:
-			*dst = uint64(uint32(*dst) - uint32(ins.Imm))
+			*dst = uint64(uint32(*dst) - uint32(ins.imm))
 		case asm.ClassALU | asm.ALUMul | asm.SrcK:
-			*dst = uint64(uint32(*dst) * uint32(ins.Imm))
+			*dst = uint64(uint32(*dst) * uint32(ins.imm))
 		case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-			*dst = div32(*dst, uint64(uint32(ins.Imm)), ins.Off)
+			*dst = div32(*dst, uint64(uint32(ins.imm)), ins.off)
 		case asm.ClassALU | asm.ALUMod | asm.SrcK:
-			*dst = mod32(*dst, uint64(uint32(ins.Imm)), ins.Off)
+			*dst = mod32(*dst, uint64(uint32(ins.imm)), ins.off)
 		case asm.ClassALU | asm.ALUOr | asm.SrcK:
-			*dst = uint64(uint32(*dst) | uint32(ins.Imm))
+			*dst = uint64(uint32(*dst) | uint32(ins.imm))
 		case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-			*dst = uint64(uint32(*dst) & uint32(ins.Imm))
+			*dst = uint64(uint32(*dst) & uint32(ins.imm))
 		case asm.ClassALU | asm.ALUXor | asm.SrcK:
-			*dst = uint64(uint32(*dst) ^ uint32(ins.Imm))
+			*dst = uint64(uint32(*dst) ^ uint32(ins.imm))
 		case asm.ClassALU | asm.ALULsh | asm.SrcK:
-			*dst = uint64(uint32(*dst) << (uint32(ins.Imm) & 31))
+			*dst = uint64(uint32(*dst) << (uint32(ins.imm) & 31))
 		case asm.ClassALU | asm.ALURsh | asm.SrcK:
-			*dst = uint64(uint32(*dst) >> (uint32(ins.Imm) & 31))
+			*dst = uint64(uint32(*dst) >> (uint32(ins.imm) & 31))
 		case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-			*dst = uint64(uint32(int32(*dst) >> (uint32(ins.Imm) & 31)))
+			*dst = uint64(uint32(int32(*dst) >> (uint32(ins.imm) & 31)))
 		case asm.ClassALU | asm.ALUMov | asm.SrcK:
-			*dst = uint64(uint32(ins.Imm))
+			*dst = uint64(uint32(ins.imm))
 		case asm.ClassALU | asm.ALUNeg:
 			*dst = uint64(-uint32(*dst))
 		case asm.ClassALU | asm.ALUEnd | asm.SrcK: // to little endian: truncate
-			*dst = truncate(*dst, ins.Imm)
+			*dst = truncate(*dst, ins.imm)
 		case asm.ClassALU | asm.ALUEnd | asm.SrcX: // to big endian
-			*dst = bswap(*dst, ins.Imm)
+			*dst = bswap(*dst, ins.imm)
 
 		// ALU32, register
 		case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-			*dst = uint64(uint32(*dst) + uint32(regs[ins.Src]))
+			*dst = uint64(uint32(*dst) + uint32(regs[ins.regs>>4]))
 		case asm.ClassALU | asm.ALUSub | asm.SrcX:
-			*dst = uint64(uint32(*dst) - uint32(regs[ins.Src]))
+			*dst = uint64(uint32(*dst) - uint32(regs[ins.regs>>4]))
 		case asm.ClassALU | asm.ALUMul | asm.SrcX:
-			*dst = uint64(uint32(*dst) * uint32(regs[ins.Src]))
+			*dst = uint64(uint32(*dst) * uint32(regs[ins.regs>>4]))
 		case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-			*dst = div32(*dst, uint64(uint32(regs[ins.Src])), ins.Off)
+			*dst = div32(*dst, uint64(uint32(regs[ins.regs>>4])), ins.off)
 		case asm.ClassALU | asm.ALUMod | asm.SrcX:
-			*dst = mod32(*dst, uint64(uint32(regs[ins.Src])), ins.Off)
+			*dst = mod32(*dst, uint64(uint32(regs[ins.regs>>4])), ins.off)
 		case asm.ClassALU | asm.ALUOr | asm.SrcX:
-			*dst = uint64(uint32(*dst) | uint32(regs[ins.Src]))
+			*dst = uint64(uint32(*dst) | uint32(regs[ins.regs>>4]))
 		case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-			*dst = uint64(uint32(*dst) & uint32(regs[ins.Src]))
+			*dst = uint64(uint32(*dst) & uint32(regs[ins.regs>>4]))
 		case asm.ClassALU | asm.ALUXor | asm.SrcX:
-			*dst = uint64(uint32(*dst) ^ uint32(regs[ins.Src]))
+			*dst = uint64(uint32(*dst) ^ uint32(regs[ins.regs>>4]))
 		case asm.ClassALU | asm.ALULsh | asm.SrcX:
-			*dst = uint64(uint32(*dst) << (uint32(regs[ins.Src]) & 31))
+			*dst = uint64(uint32(*dst) << (uint32(regs[ins.regs>>4]) & 31))
 		case asm.ClassALU | asm.ALURsh | asm.SrcX:
-			*dst = uint64(uint32(*dst) >> (uint32(regs[ins.Src]) & 31))
+			*dst = uint64(uint32(*dst) >> (uint32(regs[ins.regs>>4]) & 31))
 		case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-			*dst = uint64(uint32(int32(*dst) >> (uint32(regs[ins.Src]) & 31)))
+			*dst = uint64(uint32(int32(*dst) >> (uint32(regs[ins.regs>>4]) & 31)))
 		case asm.ClassALU | asm.ALUMov | asm.SrcX:
-			*dst = uint64(uint32(movsx64(regs[ins.Src], ins.Off)))
+			*dst = uint64(uint32(movsx64(regs[ins.regs>>4], ins.off)))
 
 		// lddw (map references were resolved at load)
 		case asm.OpLDDW:
-			*dst = uint64(uint32(ins.Imm)) | uint64(uint32(insns[pc].Imm))<<32
+			*dst = uint64(uint32(ins.imm)) | uint64(uint32(fetch(code, pc).imm))<<32
 			pc++
 
 		// loads
 		case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-			a := regs[ins.Src] + uint64(int64(ins.Off))
+			a := regs[ins.regs>>4] + uint64(int64(ins.off))
 			if env.find(a, 1) == nil {
-				return 0, env.memFault(KindRead, pc-1, a, 1, count)
+				return 0, env.memFault(KindRead, pc-1, a, 1, st.count+uint64(pc-st.start))
 			}
 			*dst = load8(a)
 		case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-			a := regs[ins.Src] + uint64(int64(ins.Off))
+			a := regs[ins.regs>>4] + uint64(int64(ins.off))
 			if env.find(a, 2) == nil {
-				return 0, env.memFault(KindRead, pc-1, a, 2, count)
+				return 0, env.memFault(KindRead, pc-1, a, 2, st.count+uint64(pc-st.start))
 			}
 			*dst = load16(a)
 		case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-			a := regs[ins.Src] + uint64(int64(ins.Off))
+			a := regs[ins.regs>>4] + uint64(int64(ins.off))
 			if env.find(a, 4) == nil {
-				return 0, env.memFault(KindRead, pc-1, a, 4, count)
+				return 0, env.memFault(KindRead, pc-1, a, 4, st.count+uint64(pc-st.start))
 			}
 			*dst = load32(a)
 		case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-			a := regs[ins.Src] + uint64(int64(ins.Off))
+			a := regs[ins.regs>>4] + uint64(int64(ins.off))
 			if env.find(a, 8) == nil {
-				return 0, env.memFault(KindRead, pc-1, a, 8, count)
+				return 0, env.memFault(KindRead, pc-1, a, 8, st.count+uint64(pc-st.start))
 			}
 			*dst = load64(a)
 		case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-			a := regs[ins.Src] + uint64(int64(ins.Off))
+			a := regs[ins.regs>>4] + uint64(int64(ins.off))
 			if env.find(a, 1) == nil {
-				return 0, env.memFault(KindRead, pc-1, a, 1, count)
+				return 0, env.memFault(KindRead, pc-1, a, 1, st.count+uint64(pc-st.start))
 			}
 			*dst = uint64(int64(int8(load8(a))))
 		case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-			a := regs[ins.Src] + uint64(int64(ins.Off))
+			a := regs[ins.regs>>4] + uint64(int64(ins.off))
 			if env.find(a, 2) == nil {
-				return 0, env.memFault(KindRead, pc-1, a, 2, count)
+				return 0, env.memFault(KindRead, pc-1, a, 2, st.count+uint64(pc-st.start))
 			}
 			*dst = uint64(int64(int16(load16(a))))
 		case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-			a := regs[ins.Src] + uint64(int64(ins.Off))
+			a := regs[ins.regs>>4] + uint64(int64(ins.off))
 			if env.find(a, 4) == nil {
-				return 0, env.memFault(KindRead, pc-1, a, 4, count)
+				return 0, env.memFault(KindRead, pc-1, a, 4, st.count+uint64(pc-st.start))
 			}
 			*dst = uint64(int64(int32(load32(a))))
 
 		// stores
 		case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-			a := *dst + uint64(int64(ins.Off))
+			a := *dst + uint64(int64(ins.off))
 			if r := env.find(a, 1); r == nil || !r.Writable {
-				return 0, env.memFault(KindWrite, pc-1, a, 1, count)
+				return 0, env.memFault(KindWrite, pc-1, a, 1, st.count+uint64(pc-st.start))
 			}
 			store8(a, storeValue(ins, &regs))
 		case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-			a := *dst + uint64(int64(ins.Off))
+			a := *dst + uint64(int64(ins.off))
 			if r := env.find(a, 2); r == nil || !r.Writable {
-				return 0, env.memFault(KindWrite, pc-1, a, 2, count)
+				return 0, env.memFault(KindWrite, pc-1, a, 2, st.count+uint64(pc-st.start))
 			}
 			store16(a, storeValue(ins, &regs))
 		case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-			a := *dst + uint64(int64(ins.Off))
+			a := *dst + uint64(int64(ins.off))
 			if r := env.find(a, 4); r == nil || !r.Writable {
-				return 0, env.memFault(KindWrite, pc-1, a, 4, count)
+				return 0, env.memFault(KindWrite, pc-1, a, 4, st.count+uint64(pc-st.start))
 			}
 			store32(a, storeValue(ins, &regs))
 		case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-			a := *dst + uint64(int64(ins.Off))
+			a := *dst + uint64(int64(ins.off))
 			if r := env.find(a, 8); r == nil || !r.Writable {
-				return 0, env.memFault(KindWrite, pc-1, a, 8, count)
+				return 0, env.memFault(KindWrite, pc-1, a, 8, st.count+uint64(pc-st.start))
 			}
 			store64(a, storeValue(ins, &regs))
 
 		// atomics
 		case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-			a := *dst + uint64(int64(ins.Off))
+			a := *dst + uint64(int64(ins.off))
 			if r := env.find(a, 4); r == nil || !r.Writable {
-				return 0, env.memFault(KindWrite, pc-1, a, 4, count)
+				return 0, env.memFault(KindWrite, pc-1, a, 4, st.count+uint64(pc-st.start))
 			}
 			if a&3 != 0 {
-				return 0, env.memFault(KindMisaligned, pc-1, a, 4, count)
+				return 0, env.memFault(KindMisaligned, pc-1, a, 4, st.count+uint64(pc-st.start))
 			}
 			atomic32(ins, p32(a), &regs)
 		case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-			a := *dst + uint64(int64(ins.Off))
+			a := *dst + uint64(int64(ins.off))
 			if r := env.find(a, 8); r == nil || !r.Writable {
-				return 0, env.memFault(KindWrite, pc-1, a, 8, count)
+				return 0, env.memFault(KindWrite, pc-1, a, 8, st.count+uint64(pc-st.start))
 			}
 			if a&7 != 0 {
-				return 0, env.memFault(KindMisaligned, pc-1, a, 8, count)
+				return 0, env.memFault(KindMisaligned, pc-1, a, 8, st.count+uint64(pc-st.start))
 			}
 			atomic64(ins, p64(a), &regs)
 
 		// jumps
 		case asm.OpJA:
-			pc += int(ins.Off)
-			if ins.Off < 0 && count > budget {
-				return 0, env.setFault(KindBudget, pc-1-int(ins.Off), count)
+			st.count += uint64(pc - st.start)
+			pc += int(ins.off)
+			st.start = pc
+			if ins.off < 0 && st.count > st.budget {
+				return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
 			}
 		case asm.OpJA32:
-			pc += int(ins.Imm)
-			if ins.Imm < 0 && count > budget {
-				return 0, env.setFault(KindBudget, pc-1-int(ins.Imm), count)
+			st.count += uint64(pc - st.start)
+			pc += int(ins.imm)
+			st.start = pc
+			if ins.imm < 0 && st.count > st.budget {
+				return 0, env.setFault(KindBudget, pc-1-int(ins.imm), st.count)
 			}
+		case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a == b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a == b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a != b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a != b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a > b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a > b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a >= b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a >= b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a < b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a < b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a <= b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a <= b {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a&b != 0 {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a&b != 0 {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int64(a) > int64(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int64(a) > int64(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int64(a) >= int64(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int64(a) >= int64(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int64(a) < int64(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int64(a) < int64(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int64(a) <= int64(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int64(a) <= int64(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) == uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) == uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) != uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) != uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) > uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) > uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) >= uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) >= uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) < uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) < uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) <= uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) <= uint32(b) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a)&uint32(b) != 0 {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a)&uint32(b) != 0 {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int32(uint32(a)) > int32(uint32(b)) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int32(uint32(a)) > int32(uint32(b)) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int32(uint32(a)) >= int32(uint32(b)) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int32(uint32(a)) >= int32(uint32(b)) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int32(uint32(a)) < int32(uint32(b)) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int32(uint32(a)) < int32(uint32(b)) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int32(uint32(a)) <= int32(uint32(b)) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
+		case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
+			st.count += uint64(pc - st.start)
+			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int32(uint32(a)) <= int32(uint32(b)) {
+				pc += int(ins.off)
+				if ins.off < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+				}
+			}
+			st.start = pc
 		case asm.OpExit:
-			if depth == 0 {
-				env.Executed = count
+			st.count += uint64(pc - st.start)
+			if st.depth == 0 {
+				env.Executed = st.count
 				return regs[0], nil
 			}
-			depth--
-			f := &frames[depth]
-			pc = f.ret
+			st.depth--
+			f := &frames[st.depth]
+			pc, st.start = f.ret, f.ret
 			regs[6], regs[7], regs[8], regs[9] = f.saved[0], f.saved[1], f.saved[2], f.saved[3]
 			regs[10] = f.r10
 		case asm.OpCall, asm.OpCallX:
-			if count > budget {
-				return 0, env.setFault(KindBudget, pc-1, count)
+			st.count += uint64(pc - st.start)
+			st.start = pc
+			if st.count > st.budget {
+				return 0, env.setFault(KindBudget, pc-1, st.count)
 			}
-			if ins.Src == asm.PseudoCall && ins.Op == asm.OpCall {
-				if depth+1 >= MaxCallDepth {
-					return 0, env.setFault(KindCallDepth, pc-1, count)
+			if ins.regs>>4 == asm.PseudoCall && ins.op == asm.OpCall {
+				if st.depth+1 >= MaxCallDepth {
+					return 0, env.setFault(KindCallDepth, pc-1, st.count)
 				}
-				frames[depth] = frame{ret: pc, saved: [4]uint64{regs[6], regs[7], regs[8], regs[9]}, r10: regs[10]}
-				depth++
+				frames[st.depth] = frame{ret: pc, saved: [4]uint64{regs[6], regs[7], regs[8], regs[9]}, r10: regs[10]}
+				st.depth++
 				regs[10] -= StackFrameSize
-				pc += int(ins.Imm)
+				pc += int(ins.imm)
+				st.start = pc
 				continue
 			}
-			id := ins.Imm
-			if ins.Op == asm.OpCallX {
-				v := regs[ins.Dst]
+			id := ins.imm
+			if ins.op == asm.OpCallX {
+				v := regs[ins.regs&15]
 				if v >= uint64(len(env.prog.helpers)) || env.prog.helpers[v] == nil {
-					err := env.setFault(KindBadHelper, pc-1, count)
+					err := env.setFault(KindBadHelper, pc-1, st.count)
 					env.fault.Helper = int32(min(v, math.MaxInt32))
 					return 0, err
 				}
@@ -296,7 +703,7 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 			}
 			r0, err := env.prog.helpers[id](env, regs[1], regs[2], regs[3], regs[4], regs[5])
 			if err != nil {
-				e := env.setFault(KindHelper, pc-1, count)
+				e := env.setFault(KindHelper, pc-1, st.count)
 				env.fault.Helper, env.fault.Err = id, err
 				return 0, e
 			}
@@ -307,80 +714,22 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				next := env.tail
 				env.tail = nil
 				env.bind(next)
-				insns = next.insns
-				pc, depth = 0, 0
+				code = next.code
+				pc, st.start, st.depth = 0, 0, 0
 				regs[10] = env.StackTop()
 			}
-
 		default:
-			if ins.Op&0x07 == asm.ClassJMP || ins.Op&0x07 == asm.ClassJMP32 {
-				if cond(ins, &regs) {
-					pc += int(ins.Off)
-					if ins.Off < 0 && count > budget {
-						return 0, env.setFault(KindBudget, pc-1-int(ins.Off), count)
-					}
-				}
-				continue
-			}
 			// Unreachable for a validated program.
-			return 0, env.setFault(KindRead, pc-1, count)
+			return 0, env.setFault(KindRead, pc-1, st.count+uint64(pc-st.start))
 		}
 	}
 }
 
-func storeValue(ins asm.Instruction, regs *[11]uint64) uint64 {
-	if ins.Class() == asm.ClassST {
-		return uint64(int64(ins.Imm))
+func storeValue(ins insn, regs *[16]uint64) uint64 {
+	if ins.op&7 == asm.ClassST {
+		return uint64(int64(ins.imm))
 	}
-	return regs[ins.Src]
-}
-
-func cond(ins asm.Instruction, regs *[11]uint64) bool {
-	a := regs[ins.Dst]
-	var b uint64
-	if ins.Op&asm.SrcX != 0 {
-		b = regs[ins.Src]
-	} else {
-		b = uint64(int64(ins.Imm))
-	}
-	if ins.Op&0x07 == asm.ClassJMP32 {
-		a, b = uint64(uint32(a)), uint64(uint32(b))
-		switch ins.Op & 0xf0 {
-		case asm.JmpJSGT:
-			return int32(a) > int32(b)
-		case asm.JmpJSGE:
-			return int32(a) >= int32(b)
-		case asm.JmpJSLT:
-			return int32(a) < int32(b)
-		case asm.JmpJSLE:
-			return int32(a) <= int32(b)
-		}
-	}
-	switch ins.Op & 0xf0 {
-	case asm.JmpJEQ:
-		return a == b
-	case asm.JmpJNE:
-		return a != b
-	case asm.JmpJGT:
-		return a > b
-	case asm.JmpJGE:
-		return a >= b
-	case asm.JmpJLT:
-		return a < b
-	case asm.JmpJLE:
-		return a <= b
-	case asm.JmpJSET:
-		return a&b != 0
-	case asm.JmpJSGT:
-		return int64(a) > int64(b)
-	case asm.JmpJSGE:
-		return int64(a) >= int64(b)
-	case asm.JmpJSLT:
-		return int64(a) < int64(b)
-	case asm.JmpJSLE:
-		return int64(a) <= int64(b)
-	}
-	return false
+	return regs[ins.regs>>4]
 }
 
 func div64(a, b uint64, signed int16) uint64 {
@@ -457,10 +806,10 @@ func bswap(v uint64, width int32) uint64 {
 	return bits.ReverseBytes64(v)
 }
 
-func atomic32(ins asm.Instruction, p *uint32, regs *[11]uint64) {
-	src := uint32(regs[ins.Src])
+func atomic32(ins insn, p *uint32, regs *[16]uint64) {
+	src := uint32(regs[ins.regs>>4])
 	var old uint32
-	switch ins.Imm &^ asm.AtomicFetch {
+	switch ins.imm &^ asm.AtomicFetch {
 	case asm.AtomicAdd:
 		old = atomic.AddUint32(p, src) - src
 	case asm.AtomicOr:
@@ -487,15 +836,15 @@ func atomic32(ins asm.Instruction, p *uint32, regs *[11]uint64) {
 		regs[0] = uint64(old)
 		return
 	}
-	if ins.Imm&asm.AtomicFetch != 0 {
-		regs[ins.Src] = uint64(old)
+	if ins.imm&asm.AtomicFetch != 0 {
+		regs[ins.regs>>4] = uint64(old)
 	}
 }
 
-func atomic64(ins asm.Instruction, p *uint64, regs *[11]uint64) {
-	src := regs[ins.Src]
+func atomic64(ins insn, p *uint64, regs *[16]uint64) {
+	src := regs[ins.regs>>4]
 	var old uint64
-	switch ins.Imm &^ asm.AtomicFetch {
+	switch ins.imm &^ asm.AtomicFetch {
 	case asm.AtomicAdd:
 		old = atomic.AddUint64(p, src) - src
 	case asm.AtomicOr:
@@ -522,8 +871,8 @@ func atomic64(ins asm.Instruction, p *uint64, regs *[11]uint64) {
 		regs[0] = old
 		return
 	}
-	if ins.Imm&asm.AtomicFetch != 0 {
-		regs[ins.Src] = old
+	if ins.imm&asm.AtomicFetch != 0 {
+		regs[ins.regs>>4] = old
 	}
 }
 

@@ -53,6 +53,7 @@ type Program struct {
 
 	orig    []asm.Instruction // as loaded
 	insns   []asm.Instruction // with map references resolved to immediates
+	code    []insn            // insns as the interpreter fetches them
 	helpers []HelperFunc      // by id
 	hinfo   []*Helper
 	maps    []Map
@@ -126,6 +127,7 @@ func Load(insns []asm.Instruction, opts Options) (*Program, error) {
 	for _, m := range p.maps {
 		p.regions = append(p.regions, m.Regions()...)
 	}
+	p.code = compact(p.insns)
 	return p, nil
 }
 

@@ -73,7 +73,9 @@ func deepCalls(n int) []asm.Instruction {
 	return asm.MustAssemble(b.String())
 }
 
-func itoa(n int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + string(rune('0'+n/10)) + string(rune('0'+n%10))) }
+func itoa(n int) string {
+	return strings.TrimSpace(strings.Repeat(" ", 0) + string(rune('0'+n/10)) + string(rune('0'+n%10)))
+}
 
 func TestCallDepth(t *testing.T) {
 	p, err := vm.Load(deepCalls(8), vm.Options{})

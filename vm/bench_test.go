@@ -1,0 +1,59 @@
+package vm_test
+
+import (
+	"testing"
+
+	"github.com/govswitch/vswitch/asm"
+	"github.com/govswitch/vswitch/internal/testprogs"
+	"github.com/govswitch/vswitch/vm"
+)
+
+func benchProgram(b *testing.B, insns []asm.Instruction, executed int, frame []byte) {
+	p := vm.MustLoad(insns, vm.Options{})
+	env := vm.NewEnv()
+	if frame == nil {
+		frame = make([]byte, 64)
+	}
+	if _, err := env.RunFrame(p, frame, 0); err != nil {
+		b.Fatal(err)
+	}
+	if env.Executed != uint64(executed) {
+		b.Fatalf("executed %d instructions, want %d", env.Executed, executed)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		env.RunFrame(p, frame, 0)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(executed), "ns/insn")
+}
+
+func BenchmarkInterpALUBlock(b *testing.B) {
+	benchProgram(b, testprogs.ALUBlock(), testprogs.ALUBlockInsns, nil)
+}
+
+func BenchmarkInterpLoop(b *testing.B) {
+	benchProgram(b, testprogs.Loop(), testprogs.LoopInsns, nil)
+}
+
+func BenchmarkInterpParseIPv4(b *testing.B) {
+	benchProgram(b, testprogs.ParseIPv4(testprogs.CtxVswitch), testprogs.ParseIPv4Insns, testprogs.Frame64())
+}
+
+func BenchmarkInterpEntry(b *testing.B) {
+	benchProgram(b, asm.MustAssemble("mov %r0, 1\nexit"), 2, nil)
+}
+
+func TestParseIPv4(t *testing.T) {
+	p := vm.MustLoad(testprogs.ParseIPv4(testprogs.CtxVswitch), vm.Options{})
+	env := vm.NewEnv()
+	got, err := env.RunFrame(p, testprogs.Frame64(), 0)
+	if err != nil || got != 2 {
+		t.Fatalf("got %d, %v; want port 2", got, err)
+	}
+	f := testprogs.Frame64()
+	f[12] = 0x86
+	if got, _ := env.RunFrame(p, f, 0); got != 255 {
+		t.Errorf("non-IPv4: got %d, want 255", got)
+	}
+}
