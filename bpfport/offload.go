@@ -137,6 +137,9 @@ func parseGSO(f []byte, h vnetHdr) (gsoFrame, bool) {
 	l4 := int(h.csumStart)
 	if !g.ipv6 {
 		l4 = l3 + int(f[l3]&0xf)*4
+		if l4 < l3+20 {
+			return g, false
+		}
 	} else if l4 < l3+40 {
 		return g, false
 	}
@@ -148,6 +151,9 @@ func parseGSO(f []byte, h vnetHdr) (gsoFrame, bool) {
 			return g, false
 		}
 		g.hdrLen = l4 + int(f[l4+12]>>4)*4
+		if g.hdrLen < l4+20 {
+			return g, false
+		}
 	}
 	if g.hdrLen > len(f) || g.hdrLen < l4+8 {
 		return g, false

@@ -1,0 +1,135 @@
+package bpfport
+
+import (
+	"bytes"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+func TestCaptureReadBack(t *testing.T) {
+	a, b := NewVirtualPair("a", "b", VirtualConfig{})
+	defer b.Close()
+	var out bytes.Buffer
+	c, err := NewCapture(a, &out, CaptureConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want [][]byte
+	var sent [][]byte
+	for i := 0; i < 10; i++ {
+		sent = append(sent, testFrame(60+i*100, uint32(i)))
+	}
+	before := time.Now()
+	sendAll(t, c, 0, sent) // a -> b, captured as transmitted
+	want = append(want, sent...)
+	var back [][]byte
+	for i := 0; i < 5; i++ {
+		back = append(back, testFrame(1514, uint32(100+i)))
+	}
+	sendAll(t, b, 0, back) // b -> a, captured as received
+	want = append(want, back...)
+	if got := recvTest(t, c, 0, len(back), time.Second); len(got) != len(back) {
+		t.Fatalf("received %d", len(got))
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.CaptureStats(); s.Captured != 15 || s.Dropped != 0 {
+		t.Errorf("capture stats %+v", s)
+	}
+
+	r, err := pcapgo.NewReader(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.LinkType() != layers.LinkTypeEthernet {
+		t.Errorf("link type %v", r.LinkType())
+	}
+	var got [][]byte
+	last := before.Add(-time.Second)
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci.Timestamp.Before(last) || ci.Timestamp.After(time.Now()) {
+			t.Errorf("timestamp %v out of order or range", ci.Timestamp)
+		}
+		last = ci.Timestamp
+		if ci.Length != len(data) {
+			t.Errorf("length %d, captured %d", ci.Length, len(data))
+		}
+		got = append(got, data)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pcap frames (-want +got):\n%s", diff)
+	}
+}
+
+// blockingWriter blocks every Write until released.
+type blockingWriter struct{ release chan struct{} }
+
+func (w blockingWriter) Write(p []byte) (int, error) { <-w.release; return len(p), nil }
+
+func TestCaptureDropsInsteadOfBlocking(t *testing.T) {
+	a, b := NewVirtualPair("a", "b", VirtualConfig{RingSize: 256})
+	defer b.Close()
+	w := blockingWriter{release: make(chan struct{})}
+	hdr := make(chan *Capture, 1)
+	go func() { // the file header write blocks too
+		c, _ := NewCapture(a, w, CaptureConfig{Slots: 8})
+		hdr <- c
+	}()
+	w.release <- struct{}{}
+	c := <-hdr
+	frames := make([][]byte, 100)
+	for i := range frames {
+		frames[i] = testFrame(60, uint32(i))
+	}
+	done := make(chan struct{})
+	go func() {
+		sendAll(t, c, 0, frames)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("SendBatch blocked on the capture writer")
+	}
+	s := c.CaptureStats()
+	if s.Dropped < 100-8-1 {
+		t.Errorf("dropped %d, want at least %d", s.Dropped, 100-8-1)
+	}
+	close(w.release)
+	c.Close()
+	t.Logf("%+v", c.CaptureStats())
+}
+
+func TestCaptureAllocs(t *testing.T) {
+	a, b := NewVirtualPair("a", "b", VirtualConfig{})
+	defer b.Close()
+	c, _ := NewCapture(a, io.Discard, CaptureConfig{})
+	defer c.Close()
+	frames := make([][]byte, 32)
+	for i := range frames {
+		frames[i] = testFrame(60, uint32(i))
+	}
+	bt := NewBatch(64)
+	allocs := testing.AllocsPerRun(200, func() {
+		c.SendBatch(0, frames)
+		b.SendBatch(0, frames)
+		b.RecvBatch(0, bt)
+		c.RecvBatch(0, bt)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per batch, want 0", allocs)
+	}
+}
