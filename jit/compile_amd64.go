@@ -1,0 +1,761 @@
+//go:build linux
+
+package jit
+
+import (
+	"fmt"
+
+	"github.com/govswitch/vswitch/asm"
+	"github.com/govswitch/vswitch/vm"
+)
+
+// Register assignment. eBPF r0..r10 live in x86 registers for the whole
+// run; r9 (x86) counts executed instructions, r12 points at the nativeCtx,
+// r10 and r11 are scratch (r11 holds the address of a checked access).
+var regMap = [11]xreg{
+	0: rax, 1: rdi, 2: rsi, 3: rdx, 4: rcx, 5: r8,
+	6: rbx, 7: r13, 8: r14, 9: r15, 10: rbp,
+}
+
+const (
+	regCount = r9
+	regCtx   = r12
+	tmp      = r10
+	addrReg  = r11
+)
+
+// Exit codes in the low byte of nativeCtx.exit; a done exit leaves it 0.
+const (
+	exitFault  = 1 // kind in bits 8..15, access size in 16..31
+	exitHelper = 2 // helper id in bits 16..31
+	exitCallx  = 3 // the helper id is in nativeCtx.addr
+)
+
+// exitInfo packs why machine code returned; the eBPF pc is in bits 32..63.
+func exitInfo(code uint8, kind vm.Kind, aux uint16, pc int) uint64 {
+	return uint64(code) | uint64(kind)<<8 | uint64(aux)<<16 | uint64(pc)<<32
+}
+
+// compiler turns one validated program into machine code.
+type compiler struct {
+	a     assembler
+	insns []asm.Instruction
+
+	blockLen []int // at a block's first instruction: instructions in the block
+	rem      []int // instructions after this one in its block
+
+	// per pass
+	pcLabel  []label
+	offsets  []int
+	cold     []func()
+	checkR   label // slow-path region check for loads
+	checkW   label // and for stores
+	fault    label // common fault exit
+	helper   label // common helper exit
+	subRet   label // return from a local call
+	resume   label // re-entry after a helper
+	start    label // first entry
+	usedR    bool
+	usedW    bool
+	coldFrom int // offset where cold code starts
+	stubFrom int // offset where the shared stubs start
+}
+
+// compiled is the result of compile: the code and where things are in it.
+type compiled struct {
+	code     []byte
+	offsets  []int // native offset of each instruction slot (-1 for lddw's second)
+	start    int   // entry of a run
+	resume   int   // entry after a helper
+	coldFrom int
+	stubFrom int
+}
+
+func compile(p *vm.Program) (*compiled, error) {
+	c := &compiler{insns: p.Resolved()}
+	if len(c.insns) == 0 {
+		return nil, fmt.Errorf("empty program")
+	}
+	c.blocks()
+	for pass := 0; ; pass++ {
+		if pass > 64 {
+			return nil, fmt.Errorf("jump relaxation did not converge")
+		}
+		c.a.reset()
+		if err := c.emit(); err != nil {
+			return nil, err
+		}
+		if c.a.resolve() {
+			break
+		}
+	}
+	out := &compiled{
+		code:     append([]byte(nil), c.a.b...),
+		offsets:  c.offsets,
+		start:    c.a.labels[c.start],
+		resume:   c.a.labels[c.resume],
+		coldFrom: c.coldFrom,
+		stubFrom: c.stubFrom,
+	}
+	return out, nil
+}
+
+func isJump(i asm.Instruction) bool {
+	cl := i.Class()
+	return cl == asm.ClassJMP || cl == asm.ClassJMP32
+}
+
+// blocks finds the straight runs of code (basic blocks) whose instruction
+// count is added to the counter once, at their start. A block ends at any
+// jump, call or exit and before any jump target, so that the counter is
+// exact wherever the interpreter looks at it (budget checks at backward
+// jumps and calls, exits); a fault inside a block subtracts the number of
+// instructions the block has not executed yet.
+func (c *compiler) blocks() {
+	n := len(c.insns)
+	leader := make([]bool, n+1)
+	leader[0] = true
+	for pc := 0; pc < n; pc++ {
+		i := c.insns[pc]
+		if i.IsLDDW() {
+			pc++
+			continue
+		}
+		if !isJump(i) {
+			continue
+		}
+		leader[pc+1] = true
+		switch {
+		case i.Op == asm.OpJA32:
+			leader[pc+1+int(i.Imm)] = true
+		case i.Op == asm.OpCall && i.Src == asm.PseudoCall:
+			leader[pc+1+int(i.Imm)] = true
+		case i.Op == asm.OpCall || i.Op == asm.OpCallX || i.Op == asm.OpExit:
+		default:
+			leader[pc+1+int(i.Off)] = true
+		}
+	}
+	c.blockLen = make([]int, n)
+	c.rem = make([]int, n)
+	var members []int
+	flush := func() {
+		for k, pc := range members {
+			c.rem[pc] = len(members) - 1 - k
+		}
+		if len(members) > 0 {
+			c.blockLen[members[0]] = len(members)
+		}
+		members = members[:0]
+	}
+	for pc := 0; pc < n; pc++ {
+		if leader[pc] {
+			flush()
+		}
+		members = append(members, pc)
+		i := c.insns[pc]
+		if i.IsLDDW() {
+			pc++
+		} else if isJump(i) {
+			flush()
+		}
+	}
+	flush()
+}
+
+func (c *compiler) emit() error {
+	a := &c.a
+	n := len(c.insns)
+	c.pcLabel = c.pcLabel[:0]
+	for range n {
+		c.pcLabel = append(c.pcLabel, a.newLabel())
+	}
+	c.checkR, c.checkW, c.fault, c.helper = a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
+	c.subRet, c.resume, c.start = a.newLabel(), a.newLabel(), a.newLabel()
+	c.cold = c.cold[:0]
+	c.usedR, c.usedW = false, false
+	c.offsets = make([]int, n)
+
+	// First entry: registers other than r1, r2 and r10 start at zero.
+	a.bind(c.start)
+	for r := 0; r <= 9; r++ {
+		if r == 1 || r == 2 {
+			a.loadQ(regMap[r], regCtx, offRegs+8*int32(r))
+			continue
+		}
+		a.aluRR(false, aluXor, regMap[r], regMap[r])
+	}
+	a.loadQ(rbp, regCtx, offRegs+8*10)
+	a.aluRR(false, aluXor, regCount, regCount)
+
+	for pc := 0; pc < n; pc++ {
+		a.bind(c.pcLabel[pc])
+		c.offsets[pc] = a.pos()
+		if k := c.blockLen[pc]; k > 0 {
+			a.aluRI(true, aluAdd, regCount, int32(k))
+		}
+		i := c.insns[pc]
+		if err := c.insn(pc, i); err != nil {
+			return err
+		}
+		if i.IsLDDW() {
+			pc++
+			c.offsets[pc] = -1
+			a.bind(c.pcLabel[pc])
+		}
+	}
+	c.coldFrom = a.pos()
+	for k := 0; k < len(c.cold); k++ {
+		c.cold[k]()
+	}
+	c.stubFrom = a.pos()
+	c.stubs()
+	return nil
+}
+
+// coldFault emits, out of line, the exit for a fault at pc, and returns its
+// label. The counter is corrected for the instructions of the block that
+// did not run.
+func (c *compiler) coldFault(pc int, kind vm.Kind, size int) label {
+	a := &c.a
+	l := a.newLabel()
+	info := exitInfo(exitFault, kind, uint16(size), pc)
+	rem := c.rem[pc]
+	c.cold = append(c.cold, func() {
+		a.bind(l)
+		a.movImm64(tmp, info)
+		if rem > 0 {
+			a.aluRI(true, aluSub, regCount, int32(rem))
+		}
+		a.jmp(c.fault)
+	})
+	return l
+}
+
+// budgetCheck faults if the instruction count passed the budget (the
+// interpreter's check at backward jumps and calls).
+func (c *compiler) budgetCheck(pc int) {
+	c.a.aluRM(aluCmp, regCount, regCtx, offBudget)
+	c.a.jcc(condA, c.coldFault(pc, vm.KindBudget, 0))
+}
+
+func (c *compiler) insn(pc int, i asm.Instruction) error {
+	switch i.Class() {
+	case asm.ClassALU, asm.ClassALU64:
+		c.alu(i)
+	case asm.ClassLD:
+		c.a.movImm64(regMap[i.Dst], asm.Imm64(i, c.insns[pc+1]))
+	case asm.ClassLDX:
+		n := sizeOf(i.Op)
+		base, disp := c.access(pc, i.Src, i.Off, n, false, false)
+		if i.Op&0xe0 == asm.ModeMEMSX {
+			c.a.loadSX(n, regMap[i.Dst], base, disp)
+		} else {
+			c.a.load(n, regMap[i.Dst], base, disp)
+		}
+	case asm.ClassST:
+		n := sizeOf(i.Op)
+		base, disp := c.access(pc, i.Dst, i.Off, n, true, false)
+		c.a.storeImm(n, base, disp, i.Imm)
+	case asm.ClassSTX:
+		n := sizeOf(i.Op)
+		if i.Op&0xe0 == asm.ModeATOMIC {
+			c.atomic(pc, i, n)
+			break
+		}
+		base, disp := c.access(pc, i.Dst, i.Off, n, true, false)
+		c.a.store(n, base, disp, regMap[i.Src])
+	case asm.ClassJMP, asm.ClassJMP32:
+		c.jump(pc, i)
+	default:
+		return fmt.Errorf("at insn %d (%s): opcode %#02x not supported", pc, i, i.Op)
+	}
+	return nil
+}
+
+func sizeOf(op uint8) int {
+	switch op & 0x18 {
+	case asm.SizeB:
+		return 1
+	case asm.SizeH:
+		return 2
+	case asm.SizeW:
+		return 4
+	}
+	return 8
+}
+
+func log2(n int) int32 {
+	switch n {
+	case 1:
+		return 0
+	case 2:
+		return 1
+	case 4:
+		return 2
+	}
+	return 3
+}
+
+// access emits the check of an n-byte access at eBPF register base + off
+// and returns the x86 memory operand to use. Accesses through r10 within
+// the current 512-byte frame need no check: r10 always points into the
+// stack, which is region 0. Otherwise the address goes to r11 and is
+// checked inline against the stack and the argument windows, then by the
+// out-of-line region search, which behaves as the interpreter's find.
+// withAddr forces the address into r11 (atomics check its alignment).
+func (c *compiler) access(pc int, base uint8, off int16, n int, write, withAddr bool) (xreg, int32) {
+	a := &c.a
+	inFrame := base == 10 && int(off) >= -vm.StackFrameSize && int(off)+n <= 0
+	if inFrame && !withAddr {
+		return rbp, int32(off)
+	}
+	a.lea(addrReg, regMap[base], int32(off))
+	if inFrame {
+		return addrReg, 0
+	}
+	ok := a.newLabel()
+	stack := func() {
+		a.movRR(true, tmp, addrReg)
+		a.aluRM(aluSub, tmp, regCtx, offStackBase)
+		a.aluRI(true, aluCmp, tmp, int32(vm.StackSize-n+1))
+		a.jcc(condB, ok)
+	}
+	win := func(k int32) {
+		a.movRR(true, tmp, addrReg)
+		a.aluRM(aluSub, tmp, regCtx, offWin+k*sizeWindow)
+		a.aluRM(aluCmp, tmp, regCtx, offWin+k*sizeWindow+8+8*log2(n))
+		a.jcc(condB, ok)
+	}
+	if base == 10 {
+		stack()
+		win(1)
+		win(0)
+	} else {
+		win(1)
+		win(0)
+		stack()
+	}
+	a.movImm32(tmp, uint32(n))
+	kind := vm.KindRead
+	if write {
+		a.call(c.checkW)
+		c.usedW = true
+		kind = vm.KindWrite
+	} else {
+		a.call(c.checkR)
+		c.usedR = true
+	}
+	a.testRR(false, tmp, tmp)
+	a.jcc(condNE, c.coldFault(pc, kind, n))
+	a.bind(ok)
+	return addrReg, 0
+}
+
+func (c *compiler) alu(i asm.Instruction) {
+	a := &c.a
+	w := i.Class() == asm.ClassALU64
+	d := regMap[i.Dst]
+	s := regMap[i.Src]
+	srcX := i.Op&asm.SrcX != 0
+	op := i.Op & 0xf0
+	switch op {
+	case asm.ALUAdd, asm.ALUSub, asm.ALUOr, asm.ALUAnd, asm.ALUXor:
+		x := map[uint8]aluOp{asm.ALUAdd: aluAdd, asm.ALUSub: aluSub, asm.ALUOr: aluOr, asm.ALUAnd: aluAnd, asm.ALUXor: aluXor}[op]
+		if srcX {
+			a.aluRR(w, x, d, s)
+		} else {
+			a.aluRI(w, x, d, i.Imm)
+		}
+	case asm.ALUMul:
+		if srcX {
+			a.imulRR(w, d, s)
+		} else {
+			a.imulRI(w, d, i.Imm)
+		}
+	case asm.ALUDiv, asm.ALUMod:
+		c.divmod(i, w, d)
+	case asm.ALULsh, asm.ALURsh, asm.ALUArsh:
+		sh := map[uint8]shiftOp{asm.ALULsh: shShl, asm.ALURsh: shShr, asm.ALUArsh: shSar}[op]
+		if srcX {
+			c.shiftReg(w, sh, d, s)
+			break
+		}
+		mask := int32(31)
+		if w {
+			mask = 63
+		}
+		if k := i.Imm & mask; k != 0 {
+			a.shiftRI(w, sh, d, uint8(k))
+		} else if !w {
+			a.movRR(false, d, d) // shifting by 0 still zero-extends
+		}
+	case asm.ALUNeg:
+		a.neg(w, d)
+	case asm.ALUMov:
+		switch {
+		case !srcX && w:
+			a.movImm64(d, uint64(int64(i.Imm)))
+		case !srcX:
+			a.movImm64(d, uint64(uint32(i.Imm)))
+		case i.Off != 0:
+			a.movsx(w, int(i.Off)/8, d, s)
+		case w && d == s:
+		default:
+			a.movRR(w, d, s)
+		}
+	case asm.ALUEnd:
+		swap := w || srcX
+		switch {
+		case swap && i.Imm == 16:
+			a.rol16by8(d)
+			a.movzx16(d, d)
+		case swap:
+			a.bswap(i.Imm == 64, d)
+		case i.Imm == 16:
+			a.movzx16(d, d)
+		case i.Imm == 32:
+			a.movRR(false, d, d)
+		}
+	}
+}
+
+// shiftReg shifts d by the register s, which x86 wants in cl (r4 lives in
+// rcx).
+func (c *compiler) shiftReg(w bool, sh shiftOp, d, s xreg) {
+	a := &c.a
+	switch {
+	case s == rcx:
+		a.shiftRCL(w, sh, d)
+	case d == rcx:
+		a.movRR(true, tmp, rcx)
+		a.movRR(true, rcx, s)
+		a.shiftRCL(w, sh, tmp)
+		a.movRR(true, rcx, tmp)
+	default:
+		a.movRR(true, tmp, rcx)
+		a.movRR(true, rcx, s)
+		a.shiftRCL(w, sh, d)
+		a.movRR(true, rcx, tmp)
+	}
+}
+
+// divmod emits the eBPF division and modulo, which never trap: x/0 = 0,
+// x%0 = x, and signed MIN/-1 = MIN, MIN%-1 = 0. x86 div wants rdx:rax,
+// which hold r3 and r0: they are saved around it unless they are the
+// destination.
+func (c *compiler) divmod(i asm.Instruction, w bool, d xreg) {
+	a := &c.a
+	mod := i.Op&0xf0 == asm.ALUMod
+	signed := i.Off == 1
+	done := a.newLabel()
+	zero := func() {
+		if !mod {
+			a.aluRR(false, aluXor, d, d)
+		} else if !w {
+			a.movRR(false, d, d)
+		}
+	}
+	minusOne := func() {
+		if mod {
+			a.aluRR(false, aluXor, d, d)
+		} else {
+			a.neg(w, d)
+		}
+	}
+	if i.Op&asm.SrcX == 0 {
+		v := int64(i.Imm)
+		if !w {
+			v = int64(uint32(i.Imm))
+		}
+		switch {
+		case v == 0:
+			zero()
+			return
+		case signed && i.Imm == -1:
+			minusOne()
+			return
+		}
+		if w {
+			a.movImm64(addrReg, uint64(v))
+		} else {
+			a.movImm32(addrReg, uint32(v))
+		}
+	} else {
+		a.movRR(w, addrReg, regMap[i.Src])
+		nz := a.newLabel()
+		a.testRR(w, addrReg, addrReg)
+		a.jcc(condNE, nz)
+		zero()
+		a.jmp(done)
+		a.bind(nz)
+		if signed {
+			general := a.newLabel()
+			a.aluRI(w, aluCmp, addrReg, -1)
+			a.jcc(condNE, general)
+			minusOne()
+			a.jmp(done)
+			a.bind(general)
+		}
+	}
+	if d != rax {
+		a.movRR(true, tmp, rax)
+		a.movRR(true, rax, d)
+	}
+	if d != rdx {
+		a.storeQ(regCtx, offScratch, rdx)
+	}
+	if signed {
+		a.signExtendRAX(w)
+		a.idiv(w, addrReg)
+	} else {
+		a.aluRR(false, aluXor, rdx, rdx)
+		a.div(w, addrReg)
+	}
+	res := rax
+	if mod {
+		res = rdx
+	}
+	if d != res {
+		a.movRR(true, d, res)
+	}
+	if d != rdx {
+		a.loadQ(rdx, regCtx, offScratch)
+	}
+	if d != rax {
+		a.movRR(true, rax, tmp)
+	}
+	a.bind(done)
+}
+
+func (c *compiler) atomic(pc int, i asm.Instruction, n int) {
+	a := &c.a
+	w := n == 8
+	c.access(pc, i.Dst, i.Off, n, true, true)
+	a.testRI(false, addrReg, int32(n-1))
+	a.jcc(condNE, c.coldFault(pc, vm.KindMisaligned, n))
+	s := regMap[i.Src]
+	switch i.Imm {
+	case asm.AtomicAdd:
+		a.lockOp(w, aluAdd, addrReg, 0, s)
+	case asm.AtomicOr:
+		a.lockOp(w, aluOr, addrReg, 0, s)
+	case asm.AtomicAnd:
+		a.lockOp(w, aluAnd, addrReg, 0, s)
+	case asm.AtomicXor:
+		a.lockOp(w, aluXor, addrReg, 0, s)
+	case asm.AtomicAdd | asm.AtomicFetch:
+		a.xadd(w, addrReg, 0, s)
+	case asm.AtomicXchg:
+		a.xchg(w, addrReg, 0, s)
+	case asm.AtomicCmpXchg:
+		a.cmpxchg(w, addrReg, 0, s)
+		if !w {
+			a.movRR(false, rax, rax) // a successful cmpxchg32 leaves rax's upper half
+		}
+	default: // fetch or/and/xor: a compare-and-swap loop
+		op := map[int32]aluOp{asm.AtomicOr: aluOr, asm.AtomicAnd: aluAnd, asm.AtomicXor: aluXor}[i.Imm&^asm.AtomicFetch]
+		a.storeQ(regCtx, offScratch, rax)
+		a.storeQ(regCtx, offScratch+8, rdx)
+		a.movRR(true, tmp, s)
+		a.load(n, rax, addrReg, 0)
+		loop := a.newLabel()
+		a.bind(loop)
+		a.movRR(w, rdx, rax)
+		a.aluRR(w, op, rdx, tmp)
+		a.cmpxchg(w, addrReg, 0, rdx)
+		a.jcc(condNE, loop)
+		a.movRR(w, tmp, rax)
+		a.loadQ(rax, regCtx, offScratch)
+		a.loadQ(rdx, regCtx, offScratch+8)
+		a.movRR(w, s, tmp)
+	}
+}
+
+var condOf = map[uint8]cond{
+	asm.JmpJEQ: condE, asm.JmpJNE: condNE, asm.JmpJSET: condNE,
+	asm.JmpJGT: condA, asm.JmpJGE: condAE, asm.JmpJLT: condB, asm.JmpJLE: condBE,
+	asm.JmpJSGT: condG, asm.JmpJSGE: condGE, asm.JmpJSLT: condL, asm.JmpJSLE: condLE,
+}
+
+func (c *compiler) jump(pc int, i asm.Instruction) {
+	a := &c.a
+	switch {
+	case i.Op == asm.OpJA || i.Op == asm.OpJA32:
+		d := int(i.Off)
+		if i.Op == asm.OpJA32 {
+			d = int(i.Imm)
+		}
+		if d < 0 {
+			c.budgetCheck(pc)
+		}
+		a.jmp(c.pcLabel[pc+1+d])
+	case i.Op == asm.OpExit:
+		a.aluMI(aluCmp, regCtx, offDepth, 0)
+		a.jcc(condNE, c.subRet)
+		a.storeQ(regCtx, offCount, regCount)
+		a.ret()
+	case i.Op == asm.OpCall && i.Src == asm.PseudoCall:
+		c.budgetCheck(pc)
+		a.loadQ(addrReg, regCtx, offDepth)
+		a.aluRI(true, aluCmp, addrReg, vm.MaxCallDepth-1)
+		a.jcc(condAE, c.coldFault(pc, vm.KindCallDepth, 0))
+		a.leaIndex(tmp, addrReg, addrReg, 4, 0) // depth*5
+		a.leaIndex(tmp, regCtx, tmp, 8, offFrames)
+		a.storeQ(tmp, 0, rbx)
+		a.storeQ(tmp, 8, r13)
+		a.storeQ(tmp, 16, r14)
+		a.storeQ(tmp, 24, r15)
+		a.aluRI(true, aluAdd, addrReg, 1)
+		a.storeQ(regCtx, offDepth, addrReg)
+		a.leaLabel(addrReg, c.pcLabel[pc+1])
+		a.storeQ(tmp, 32, addrReg)
+		a.aluRI(true, aluSub, rbp, vm.StackFrameSize)
+		a.jmp(c.pcLabel[pc+1+int(i.Imm)])
+	case i.Op == asm.OpCall || i.Op == asm.OpCallX:
+		c.budgetCheck(pc)
+		a.leaLabel(tmp, c.pcLabel[pc+1])
+		a.storeQ(regCtx, offResume, tmp)
+		if i.Op == asm.OpCallX {
+			a.movRR(true, addrReg, regMap[i.Dst])
+			a.movImm64(tmp, exitInfo(exitCallx, 0, 0, pc))
+		} else {
+			a.movImm64(tmp, exitInfo(exitHelper, 0, uint16(i.Imm), pc))
+		}
+		a.jmp(c.helper)
+	default:
+		w := i.Class() == asm.ClassJMP
+		op := i.Op & 0xf0
+		d := regMap[i.Dst]
+		switch {
+		case i.Op&asm.SrcX != 0 && op == asm.JmpJSET:
+			a.testRR(w, d, regMap[i.Src])
+		case i.Op&asm.SrcX != 0:
+			a.aluRR(w, aluCmp, d, regMap[i.Src])
+		case op == asm.JmpJSET:
+			a.testRI(w, d, i.Imm)
+		default:
+			a.aluRI(w, aluCmp, d, i.Imm)
+		}
+		cc := condOf[op]
+		target := c.pcLabel[pc+1+int(i.Off)]
+		if i.Off >= 0 {
+			a.jcc(cc, target)
+			return
+		}
+		// A taken backward jump checks the budget.
+		skip := a.newLabel()
+		a.jcc(cc.invert(), skip)
+		c.budgetCheck(pc)
+		a.jmp(target)
+		a.bind(skip)
+	}
+}
+
+// stubs emits the code shared by the whole program.
+func (c *compiler) stubs() {
+	a := &c.a
+
+	// Fault: r10 holds the exit info, r11 the address, r9 the count.
+	a.bind(c.fault)
+	a.storeQ(regCtx, offExit, tmp)
+	a.storeQ(regCtx, offAddr, addrReg)
+	a.storeQ(regCtx, offCount, regCount)
+	a.ret()
+
+	// Helper call: save every register, r10 holds the exit info, r11 the
+	// operand of callx; resume continues at nativeCtx.resume.
+	a.bind(c.helper)
+	a.storeQ(regCtx, offExit, tmp)
+	a.storeQ(regCtx, offAddr, addrReg)
+	a.storeQ(regCtx, offCount, regCount)
+	for r := 1; r <= 10; r++ {
+		a.storeQ(regCtx, offRegs+8*int32(r), regMap[r])
+	}
+	a.ret()
+
+	a.bind(c.resume)
+	for r := 0; r <= 10; r++ {
+		a.loadQ(regMap[r], regCtx, offRegs+8*int32(r))
+	}
+	a.loadQ(regCount, regCtx, offCount)
+	a.jmpMem(regCtx, offResume)
+
+	// Return from a local call (exit at depth > 0).
+	a.bind(c.subRet)
+	a.loadQ(addrReg, regCtx, offDepth)
+	a.aluRI(true, aluSub, addrReg, 1)
+	a.storeQ(regCtx, offDepth, addrReg)
+	a.leaIndex(tmp, addrReg, addrReg, 4, 0)
+	a.leaIndex(tmp, regCtx, tmp, 8, offFrames)
+	a.loadQ(rbx, tmp, 0)
+	a.loadQ(r13, tmp, 8)
+	a.loadQ(r14, tmp, 16)
+	a.loadQ(r15, tmp, 24)
+	a.aluRI(true, aluAdd, rbp, vm.StackFrameSize)
+	a.jmpMem(tmp, 32)
+
+	if c.usedR {
+		c.checkStub(c.checkR, false)
+	}
+	if c.usedW {
+		c.checkStub(c.checkW, true)
+	}
+}
+
+// checkStub emits the slow-path region check, the interpreter's find: the
+// first region of the env's table that contains the r10 bytes at r11
+// decides; a store also needs it writable. It returns r10 = 0 if the
+// access is allowed, 1 if not, and preserves every other register.
+func (c *compiler) checkStub(l label, write bool) {
+	a := &c.a
+	a.bind(l)
+	a.push(rax)
+	a.push(rbx)
+	a.push(rcx)
+	a.push(rdx)
+	a.loadQ(rbx, regCtx, offRegions)
+	a.loadQ(rcx, rbx, 8) // len
+	a.loadQ(rbx, rbx, 0) // data
+	loop, next, found, fail, done := a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
+	a.bind(loop)
+	a.testRR(true, rcx, rcx)
+	a.jcc(condE, fail)
+	a.movRR(true, rdx, addrReg)
+	a.aluRM(aluSub, rdx, rbx, offRegionStart) // off = addr - start
+	a.jcc(condB, next)                        // addr < start
+	a.loadQ(rax, rbx, offRegionSize)
+	a.aluRR(true, aluSub, rax, rdx) // size - off
+	a.jcc(condBE, next)             // off >= size
+	a.aluRR(true, aluCmp, rax, tmp)
+	a.jcc(condB, next) // n > size - off
+	a.loadQ(rax, rbx, offRegionStride)
+	a.testRR(true, rax, rax)
+	a.jcc(condE, found)
+	a.aluRI(true, aluSub, rax, 1)
+	a.aluRR(true, aluAnd, rdx, rax) // in = off & (stride-1)
+	a.loadQ(rax, rbx, offRegionElem)
+	a.aluRR(true, aluSub, rax, rdx) // elem - in
+	a.jcc(condBE, next)
+	a.aluRR(true, aluCmp, rax, tmp)
+	a.jcc(condB, next)
+	a.bind(found)
+	if write {
+		a.opRM(false, []byte{0x80}, 7, rbx, offRegionWritable) // cmp byte [rbx+w], 0
+		a.b = append(a.b, 0)
+		a.jcc(condE, fail)
+	}
+	a.aluRR(false, aluXor, tmp, tmp)
+	a.jmp(done)
+	a.bind(next)
+	a.aluRI(true, aluAdd, rbx, sizeRegion)
+	a.aluRI(true, aluSub, rcx, 1)
+	a.jmp(loop)
+	a.bind(fail)
+	a.movImm32(tmp, 1)
+	a.bind(done)
+	a.pop(rdx)
+	a.pop(rcx)
+	a.pop(rbx)
+	a.pop(rax)
+	a.ret()
+}

@@ -1,0 +1,117 @@
+//go:build linux
+
+package jit
+
+import (
+	"unsafe"
+
+	"github.com/govswitch/vswitch/vm"
+)
+
+// nativeCtx is the state shared by Go and the machine code of one run. It
+// lives on the Go stack of Run; the machine code reaches it through r12,
+// which the trampoline loads on every entry (the Go stack may move while a
+// helper runs, never while machine code runs).
+type nativeCtx struct {
+	savedBP uintptr    // Go's frame pointer, kept by the trampoline (offset 0: see the .s file)
+	regs    [11]uint64 // r0..r10 at an exit to Go; the initial r1, r2, r10
+	count   uint64     // instructions executed, at an exit
+	budget  uint64     // the run's instruction budget
+	exit    uint64     // why the machine code returned: 0 done, else exitInfo
+	addr    uint64     // the address of a memory fault, the operand of callx
+	resume  uintptr    // where the resume stub continues after a helper
+	depth   uint64     // local call depth
+	// stackBase is the env's lowest stack address (the inline stack check).
+	stackBase uint64
+	// regionTable points at the env's []vm.Region (the slow-path check).
+	regionTable uintptr
+	scratch     [2]uint64 // spill slots of the fetch-or/and/xor loops and of division
+	// win are inline fast paths for the argument regions 1 and 2 (context
+	// and frame): an access of 1<<k bytes at addr is allowed if
+	// addr-start < lim[k]. A window is empty (lim 0) when it cannot decide
+	// alone, for instance when its region is read-only or strided.
+	win    [2]window
+	frames [vm.MaxCallDepth - 1]frameRec
+}
+
+type window struct {
+	start uint64
+	lim   [4]uint64
+}
+
+// frameRec is a caller's state saved by a local call.
+type frameRec struct {
+	r6, r7, r8, r9 uint64
+	ret            uintptr
+}
+
+const (
+	offRegs      = int32(unsafe.Offsetof(nativeCtx{}.regs))
+	offCount     = int32(unsafe.Offsetof(nativeCtx{}.count))
+	offBudget    = int32(unsafe.Offsetof(nativeCtx{}.budget))
+	offExit      = int32(unsafe.Offsetof(nativeCtx{}.exit))
+	offAddr      = int32(unsafe.Offsetof(nativeCtx{}.addr))
+	offResume    = int32(unsafe.Offsetof(nativeCtx{}.resume))
+	offDepth     = int32(unsafe.Offsetof(nativeCtx{}.depth))
+	offStackBase = int32(unsafe.Offsetof(nativeCtx{}.stackBase))
+	offRegions   = int32(unsafe.Offsetof(nativeCtx{}.regionTable))
+	offScratch   = int32(unsafe.Offsetof(nativeCtx{}.scratch))
+	offWin       = int32(unsafe.Offsetof(nativeCtx{}.win))
+	offFrames    = int32(unsafe.Offsetof(nativeCtx{}.frames))
+	sizeWindow   = int32(unsafe.Sizeof(window{}))
+	sizeFrame    = int32(unsafe.Sizeof(frameRec{}))
+
+	// Layout of vm.Region and of a slice header, read by the check stub.
+	offRegionStart    = int32(unsafe.Offsetof(vm.Region{}.Start))
+	offRegionSize     = int32(unsafe.Offsetof(vm.Region{}.Size))
+	offRegionStride   = int32(unsafe.Offsetof(vm.Region{}.Stride))
+	offRegionElem     = int32(unsafe.Offsetof(vm.Region{}.Elem))
+	offRegionWritable = int32(unsafe.Offsetof(vm.Region{}.Writable))
+	sizeRegion        = int32(unsafe.Sizeof(vm.Region{}))
+)
+
+// Compile-time checks of what the assembly and the stubs assume.
+var (
+	_ [unsafe.Offsetof(nativeCtx{}.savedBP)]struct{} = [0]struct{}{}
+	_ [sizeFrame - 40]struct{}                         = [0]struct{}{}
+	_ [unsafe.Sizeof(uintptr(0)) - 8]struct{}          = [0]struct{}{}
+)
+
+
+
+// tableAddr returns the address of the env's region slice header.
+func tableAddr(env *vm.Env) uintptr { return uintptr(unsafe.Pointer(env.RegionTable())) }
+
+// setWindows fills the inline fast paths from the env's regions.
+func setWindows(x *nativeCtx, rs []vm.Region) {
+	for k := range x.win {
+		w := &x.win[k]
+		*w = window{}
+		if 1+k >= len(rs) {
+			continue
+		}
+		r := &rs[1+k]
+		// A store allowed by the window must be allowed by the interpreter's
+		// first-match search: the region must be writable, and no earlier
+		// read-only region may overlap it (the stack is writable).
+		if r.Stride != 0 || !r.Writable || r.Size == 0 {
+			continue
+		}
+		if k == 1 && !rs[1].Writable && overlap(&rs[1], r) {
+			continue
+		}
+		w.start = r.Start
+		for j := range w.lim {
+			if n := uint64(1) << j; r.Size >= n {
+				w.lim[j] = r.Size - n + 1
+			}
+		}
+	}
+}
+
+func overlap(a, b *vm.Region) bool {
+	return a.Size != 0 && a.Start < b.Start+b.Size && b.Start < a.Start+a.Size
+}
+
+// addrOfCode returns the address of the first byte of mapped code.
+func addrOfCode(mem []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(mem))) }

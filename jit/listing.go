@@ -1,0 +1,131 @@
+package jit
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"golang.org/x/arch/x86/x86asm"
+
+	"github.com/govswitch/vswitch/asm"
+)
+
+// Listing is a compiled program's machine code and, for each eBPF
+// instruction, where its native code starts: what `vswitch prog dump
+// jited` prints.
+type Listing struct {
+	Code  []byte            // the machine code
+	Insns []asm.Instruction // the program as loaded
+	// Offsets[pc] is the offset in Code of the first native instruction of
+	// slot pc, or -1 for the second slot of lddw. The code of slot pc ends
+	// where the next slot's begins (ColdFrom for the last one).
+	Offsets []int
+	// ColdFrom is where the out-of-line fault exits begin, StubsFrom the
+	// code shared by the whole program (exits to Go, the slow-path memory
+	// check, the return from local calls). Code before Offsets[0] is the
+	// entry that sets up the registers.
+	ColdFrom  int
+	StubsFrom int
+}
+
+// Listing returns c's machine code and instruction offsets, or nil once c
+// is closed.
+func (c *Code) Listing() *Listing {
+	code := c.image()
+	if code == nil {
+		return nil
+	}
+	return &Listing{
+		Code:      code,
+		Insns:     c.prog.Instructions(),
+		Offsets:   c.offsets,
+		ColdFrom:  c.coldFrom,
+		StubsFrom: c.stubFrom,
+	}
+}
+
+// Format writes the x86-64 disassembly (Intel syntax) interleaved with the
+// eBPF instructions it came from, each preceded by its slot number.
+func (l *Listing) Format(w io.Writer) error {
+	var b strings.Builder
+	names := map[uint64]string{}
+	for pc, off := range l.Offsets {
+		if off >= 0 {
+			names[uint64(off)] = fmt.Sprintf("insn%d", pc)
+		}
+	}
+	type section struct {
+		from, to int
+		title    string
+	}
+	var secs []section
+	if len(l.Offsets) > 0 && l.Offsets[0] > 0 {
+		secs = append(secs, section{0, l.Offsets[0], "; entry"})
+	}
+	for pc := 0; pc < len(l.Offsets); pc++ {
+		from := l.Offsets[pc]
+		if from < 0 {
+			continue
+		}
+		next := pc + 1
+		for next < len(l.Offsets) && l.Offsets[next] < 0 {
+			next++
+		}
+		to := l.ColdFrom
+		if next < len(l.Offsets) {
+			to = l.Offsets[next]
+		}
+		var nxt asm.Instruction
+		if pc+1 < len(l.Insns) {
+			nxt = l.Insns[pc+1]
+		}
+		secs = append(secs, section{from, to, fmt.Sprintf("; %d: %s", pc, asm.Format(l.Insns[pc], nxt))})
+	}
+	secs = append(secs, section{l.ColdFrom, l.StubsFrom, "; fault exits"}, section{l.StubsFrom, len(l.Code), "; shared stubs"})
+	sym := func(addr uint64) (string, uint64) {
+		if n, ok := names[addr]; ok {
+			return n, addr
+		}
+		return "", 0
+	}
+	for _, s := range secs {
+		if s.from >= s.to {
+			continue
+		}
+		b.WriteString(s.title)
+		b.WriteByte('\n')
+		for off := s.from; off < s.to; {
+			inst, err := x86asm.Decode(l.Code[off:s.to], 64)
+			n := inst.Len
+			text := ""
+			if err != nil || n == 0 {
+				n = 1
+				text = fmt.Sprintf(".byte %#02x", l.Code[off])
+			} else {
+				text = x86asm.IntelSyntax(inst, uint64(off), sym)
+			}
+			fmt.Fprintf(&b, "%6x:  %-30s %s\n", off, hexBytes(l.Code[off:off+n]), text)
+			off += n
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// String returns what Format writes.
+func (l *Listing) String() string {
+	var b strings.Builder
+	l.Format(&b)
+	return b.String()
+}
+
+func hexBytes(b []byte) string {
+	var s strings.Builder
+	for k, v := range b {
+		if k > 0 {
+			s.WriteByte(' ')
+		}
+		fmt.Fprintf(&s, "%02x", v)
+	}
+	return s.String()
+}
