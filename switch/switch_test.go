@@ -272,7 +272,7 @@ func TestHotSwapUnderTraffic(t *testing.T) {
 			}
 		}
 	}()
-	swaps := 0
+	var swaps atomic.Int64
 	stop := make(chan struct{})
 	go func() {
 		for {
@@ -281,12 +281,12 @@ func TestHotSwapUnderTraffic(t *testing.T) {
 				return
 			default:
 			}
-			if swaps%2 == 0 {
+			if swaps.Load()%2 == 0 {
 				r.s.SetProgram(b)
 			} else {
 				r.s.SetProgram(a)
 			}
-			swaps++
+			swaps.Add(1)
 			time.Sleep(100 * time.Microsecond)
 		}
 	}()
@@ -296,12 +296,12 @@ func TestHotSwapUnderTraffic(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	got := 0
 	for got < total && time.Now().Before(deadline) {
-		go func(g int) {
+		go func(g int64) {
 			time.Sleep(200 * time.Millisecond)
-			if got == g {
+			if received.Load() == g {
 				r.hosts[1].Wake()
 			}
-		}(got)
+		}(received.Load())
 		n, err := r.hosts[1].RecvBatch(0, rb)
 		if err != nil {
 			t.Fatal(err)
@@ -325,7 +325,10 @@ func TestHotSwapUnderTraffic(t *testing.T) {
 	if len(marks) > 2 || marks[0xa]+marks[0xb] != total {
 		t.Errorf("frames not stamped by exactly one program: %v", marks)
 	}
-	t.Logf("%d frames, %d swaps, marks %v", total, swaps, marks)
+	if swaps.Load() < 2 {
+		t.Errorf("only %d swaps happened during the traffic", swaps.Load())
+	}
+	t.Logf("%d frames, %d swaps, marks %v", total, swaps.Load(), marks)
 }
 
 func TestPortGoneUnderTraffic(t *testing.T) {
