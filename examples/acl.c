@@ -1,3 +1,5 @@
+//go:build ignore
+
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * acl.c: an IPv4 source blocklist in front of the learning switch.

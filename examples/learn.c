@@ -1,3 +1,5 @@
+//go:build ignore
+
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * learn.c: the default forwarding program, an L2 learning switch.

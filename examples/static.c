@@ -1,3 +1,5 @@
+//go:build ignore
+
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * static.c: static forwarding. The destination port of a unicast frame is

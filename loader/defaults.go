@@ -1,15 +1,11 @@
 package loader
 
 import (
-	"errors"
-
 	"github.com/govswitch/vswitch/maps"
 	"github.com/govswitch/vswitch/vm"
 )
 
-// TODO(maps): switch to maps.New and the maps helpers when they land.
-func defaultNewMap(s maps.Spec) (maps.Map, error) {
-	return nil, errors.New("maps.New is not available yet")
-}
+func defaultNewMap(s maps.Spec) (maps.Map, error) { return maps.New(s) }
 
+// TODO(maps): add the map helpers when package maps exports them.
 func defaultHelpers() *vm.Helpers { return vm.BaseHelpers() }

@@ -240,6 +240,9 @@ func readSpec(r io.ReaderAt) (spec *ebpf.CollectionSpec, err error) {
 		}
 	}()
 	spec, err = ebpf.LoadCollectionSpecFromReader(r)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadObject, err)
 	}

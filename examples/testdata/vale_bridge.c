@@ -1,3 +1,5 @@
+//go:build ignore
+
 /*
  * vale_bridge.c: a learning bridge written the way VALE-BPF programs were
  * (generic-ebpf headers): no SEC() on the function, which lands in .text; a
