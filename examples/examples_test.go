@@ -2,6 +2,7 @@ package examples_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"os/exec"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/govswitch/vswitch/examples"
+	"github.com/govswitch/vswitch/jit"
 	"github.com/govswitch/vswitch/loader"
 	"github.com/govswitch/vswitch/maps"
 	"github.com/govswitch/vswitch/vm"
@@ -24,7 +26,7 @@ type engine struct {
 
 var engines = []engine{
 	{"interp", func(p *vm.Program) (vm.Runner, error) { return p, nil }},
-	// {"jit", jit.Compile}, // when package jit lands
+	{"jit", func(p *vm.Program) (vm.Runner, error) { return jit.Compile(p) }},
 }
 
 // cpus is the number of per-CPU slots the tests give per-CPU maps; runs
@@ -106,6 +108,9 @@ type switchSim struct {
 func newSim(t testing.TB, e engine, p *vm.Program) *switchSim {
 	t.Helper()
 	r, err := e.prepare(p)
+	if errors.Is(err, jit.ErrNotSupported) {
+		t.Skip(err)
+	}
 	if err != nil {
 		t.Fatalf("%s: prepare %s: %v", e.name, p.Name, err)
 	}

@@ -7,5 +7,9 @@ import (
 
 func defaultNewMap(s maps.Spec) (maps.Map, error) { return maps.New(s) }
 
-// TODO(maps): add the map helpers when package maps exports them.
-func defaultHelpers() *vm.Helpers { return vm.BaseHelpers() }
+// defaultHelpers are Linux-numbered in every mode: in CompatVALEBPF mode
+// the loader translates VALE-BPF's call numbers instead of handing the
+// program maps.CompatVALEHelpers, so that a loaded program always speaks
+// the Linux numbering (the same instructions for both engines, the
+// disassembly and the kernel).
+func defaultHelpers() *vm.Helpers { return maps.Helpers() }
