@@ -17,12 +17,13 @@ import (
 
 func words(n int) int { return (n + 7) / 8 }
 
-// stride returns the power-of-two slot size, at least 8, holding n bytes.
+// stride returns the slot size of an n-byte value: the smallest power of
+// two larger than n (at least 8). It is strictly larger so that every slot
+// ends in a gap no program may touch: the region check already stops an
+// access from running off a value, and the gap also faults a program that
+// steps its pointer past its value (p + value_size is never the next one).
 func stride(n uint32) uint64 {
-	if n <= 8 {
-		return 8
-	}
-	return 1 << bits.Len32(n-1)
+	return max(8, uint64(1)<<bits.Len32(n))
 }
 
 // wordOf returns the i-th 8-byte word of b in native byte order, zero-padded.
