@@ -41,8 +41,8 @@ type compiler struct {
 	a     assembler
 	insns []asm.Instruction
 
-	blockLen []int // at a block's first instruction: instructions in the block
-	rem      []int // instructions after this one in its block
+	blockLen []int // at a block's first instruction: slots in the block
+	rem      []int // slots after this instruction in its block
 
 	// per pass
 	pcLabel  []label
@@ -105,12 +105,12 @@ func isJump(i asm.Instruction) bool {
 	return cl == asm.ClassJMP || cl == asm.ClassJMP32
 }
 
-// blocks finds the straight runs of code (basic blocks) whose instruction
-// count is added to the counter once, at their start. A block ends at any
+// blocks finds the straight runs of code (basic blocks) whose size in
+// instruction slots is added to the counter once, at their start. A block ends at any
 // jump, call or exit and before any jump target, so that the counter is
 // exact wherever the interpreter looks at it (budget checks at backward
 // jumps and calls, exits); a fault inside a block subtracts the number of
-// instructions the block has not executed yet.
+// slots the block has not executed yet.
 func (c *compiler) blocks() {
 	n := len(c.insns)
 	leader := make([]bool, n+1)
@@ -137,13 +137,22 @@ func (c *compiler) blocks() {
 	}
 	c.blockLen = make([]int, n)
 	c.rem = make([]int, n)
+	// The interpreter counts instruction slots: lddw counts two.
+	width := func(pc int) int {
+		if c.insns[pc].IsLDDW() {
+			return 2
+		}
+		return 1
+	}
 	var members []int
 	flush := func() {
-		for k, pc := range members {
-			c.rem[pc] = len(members) - 1 - k
+		after := 0
+		for k := len(members) - 1; k >= 0; k-- {
+			c.rem[members[k]] = after
+			after += width(members[k])
 		}
 		if len(members) > 0 {
-			c.blockLen[members[0]] = len(members)
+			c.blockLen[members[0]] = after
 		}
 		members = members[:0]
 	}

@@ -15,7 +15,7 @@ import (
 type nativeCtx struct {
 	savedBP uintptr    // Go's frame pointer, kept by the trampoline (offset 0: see the .s file)
 	regs    [11]uint64 // r0..r10 at an exit to Go; the initial r1, r2, r10
-	count   uint64     // instructions executed, at an exit
+	count   uint64     // instruction slots executed (as the interpreter counts), at an exit
 	budget  uint64     // the run's instruction budget
 	exit    uint64     // why the machine code returned: 0 done, else exitInfo
 	addr    uint64     // the address of a memory fault, the operand of callx
@@ -73,11 +73,9 @@ const (
 // Compile-time checks of what the assembly and the stubs assume.
 var (
 	_ [unsafe.Offsetof(nativeCtx{}.savedBP)]struct{} = [0]struct{}{}
-	_ [sizeFrame - 40]struct{}                         = [0]struct{}{}
-	_ [unsafe.Sizeof(uintptr(0)) - 8]struct{}          = [0]struct{}{}
+	_ [sizeFrame - 40]struct{}                       = [0]struct{}{}
+	_ [unsafe.Sizeof(uintptr(0)) - 8]struct{}        = [0]struct{}{}
 )
-
-
 
 // tableAddr returns the address of the env's region slice header.
 func tableAddr(env *vm.Env) uintptr { return uintptr(unsafe.Pointer(env.RegionTable())) }

@@ -343,7 +343,7 @@ func (a *assembler) storeImm(n int, base xreg, disp int32, imm int32) {
 }
 
 // loadQ emits "mov dst, qword [base+disp]"; storeQ the reverse.
-func (a *assembler) loadQ(dst, base xreg, disp int32)  { a.load(8, dst, base, disp) }
+func (a *assembler) loadQ(dst, base xreg, disp int32)       { a.load(8, dst, base, disp) }
 func (a *assembler) storeQ(base xreg, disp int32, src xreg) { a.store(8, base, disp, src) }
 
 // lea emits "lea dst, [base+disp]".
