@@ -363,6 +363,308 @@ miss:
 	},
 }
 
+func init() {
+	helperCases = append(helperCases, moreHelperCases...)
+}
+
+// str8 returns "lddw %r1, ...; stxdw [%r10+off], %r1" lines storing s
+// (padded with NULs to a multiple of 8) on the stack at off.
+func str8(s string, off int) string {
+	b := []byte(s)
+	for len(b)%8 != 0 {
+		b = append(b, 0)
+	}
+	var out strings.Builder
+	for i := 0; i < len(b); i += 8 {
+		fmt.Fprintf(&out, "\tlddw %%r1, %#x\n\tstxdw [%%r10%+d], %%r1\n", binary.LittleEndian.Uint64(b[i:]), off+i)
+	}
+	return out.String()
+}
+
+var moreHelperCases = []helperCase{
+	{
+		// Each run adds 1 to a counter and tail-calls itself: Linux allows
+		// 33 tail calls, so 34 runs of the body, then the call fails with
+		// the program going on.
+		name: "tail call chain limited to 33",
+		maps: []Spec{
+			{Type: ProgArray, KeySize: 4, ValueSize: 4, MaxEntries: 2},
+			{Type: Array, KeySize: 4, ValueSize: 8, MaxEntries: 1},
+		},
+		src: `
+	mov %r6, %r1
+	stw [%r10-4], 0
+	mov %r2, %r10
+	add %r2, -4
+	lddw %r1, map[1]
+	call 1
+	jeq %r0, 0, out
+	mov %r1, 1
+	lock add [%r0+0], %r1
+	mov %r1, %r6
+	lddw %r2, map[0]
+	mov %r3, 0
+	call 12
+	exit
+out:
+	mov %r0, -1
+	exit`,
+		test: func(h *harness) {
+			pa := h.maps[0].(*ProgramArray)
+			pa.SetProgram(0, h.prog)
+			for run := uint64(1); run <= 2; run++ {
+				r0 := h.mustRun(7)
+				if r0 != neg64(E2BIG) {
+					h.t.Errorf("r0 after the chain = %d, want -E2BIG", int64(r0))
+				}
+				v, _ := h.maps[1].Lookup(u32(0))
+				if got := binary.NativeEndian.Uint64(v); got != 34*run {
+					h.t.Errorf("after run %d: body ran %d times in all, want %d", run, got, 34*run)
+				}
+			}
+			pa.SetProgram(0, nil)
+			if r0 := h.mustRun(7); r0 != neg64(ENOENT) {
+				h.t.Errorf("tail call to an empty slot: r0 = %d, want -ENOENT", int64(r0))
+			}
+		},
+	},
+	{
+		name: "tail call to another program",
+		maps: []Spec{{Type: ProgArray, KeySize: 4, ValueSize: 4, MaxEntries: 4}},
+		src: `
+	lddw %r2, map[0]
+	mov %r3, 3
+	call 12
+	mov %r0, 1
+	exit`,
+		test: func(h *harness) {
+			target, _ := h.load("mov %r0, %r1\nexit")
+			h.maps[0].(*ProgramArray).SetProgram(3, target)
+			if r0 := h.mustRun(77); r0 != 77 {
+				h.t.Errorf("r0 = %d, want 77 from the target with the same r1", r0)
+			}
+		},
+	},
+	{
+		name: "ringbuf reserve submit discard",
+		maps: []Spec{{Type: RingBuf, MaxEntries: 4096}},
+		src: `
+	mov %r6, %r1
+	lddw %r1, map[0]
+	mov %r2, 12
+	mov %r3, 0
+	call 131
+	jeq %r0, 0, full
+	stxdw [%r0+0], %r6
+	stw [%r0+8], 0x55
+	mov %r1, %r0
+	mov %r2, 0
+	jeq %r6, 13, discard
+	jeq %r6, 14, past
+	call 132
+	mov %r0, 0
+	exit
+discard:
+	call 133
+	mov %r0, 0
+	exit
+past:
+	stw [%r0+12], 1
+	exit
+full:
+	mov %r0, 1
+	exit`,
+		test: func(h *harness) {
+			rb := h.maps[0].(*RingBuffer)
+			for _, arg := range []uint64{11, 12, 13} {
+				if r0 := h.mustRun(arg); r0 != 0 {
+					h.t.Fatalf("run(%d) = %d", arg, r0)
+				}
+			}
+			var got []uint64
+			rb.Poll(func(rec []byte) {
+				if len(rec) != 12 || binary.NativeEndian.Uint32(rec[8:]) != 0x55 {
+					h.t.Errorf("record %x", rec)
+				}
+				got = append(got, binary.NativeEndian.Uint64(rec))
+			})
+			if fmt.Sprint(got) != "[11 12]" {
+				h.t.Errorf("records %v, want [11 12] (13 was discarded)", got)
+			}
+			if _, err := h.run(14); !errors.Is(err, vm.ErrOutOfBounds) {
+				h.t.Errorf("write past the reserved 12 bytes: %v", err)
+			}
+			// Fill the ring: reservations fail (NULL), never block.
+			full := 0
+			for range 400 {
+				if h.mustRun(11) == 1 {
+					full++
+				}
+			}
+			st := rb.Stats()
+			if full == 0 || st.Dropped != uint64(full) {
+				h.t.Errorf("%d reservations failed, stats %+v", full, st)
+			}
+		},
+	},
+	{
+		name: "ringbuf submit of a bad pointer faults",
+		maps: []Spec{{Type: RingBuf, MaxEntries: 4096}},
+		src: `
+	mov %r1, %r10
+	add %r1, -16
+	mov %r2, 0
+	call 132
+	exit`,
+		test: func(h *harness) {
+			_, err := h.run(0)
+			if !errors.Is(err, ErrNotRecord) {
+				h.t.Errorf("submit of a stack pointer: %v", err)
+			}
+		},
+	},
+	{
+		name: "ringbuf output and consumer",
+		maps: []Spec{{Type: RingBuf, MaxEntries: 4096}},
+		src: `
+	stxdw [%r10-8], %r1
+	lddw %r1, map[0]
+	mov %r2, %r10
+	add %r2, -8
+	mov %r3, 8
+	mov %r4, 0
+	call 130
+	exit`,
+		test: func(h *harness) {
+			rb := h.maps[0].(*RingBuffer)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			done := make(chan []uint64)
+			go func() {
+				var got []uint64
+				for len(got) < 1000 {
+					rec, err := rb.Read(ctx)
+					if err != nil {
+						break
+					}
+					got = append(got, binary.NativeEndian.Uint64(rec))
+				}
+				done <- got
+			}()
+			for i := range uint64(1000) {
+				for h.mustRun(i) != 0 { // full: wait for the consumer
+					time.Sleep(time.Millisecond)
+				}
+			}
+			got := <-done
+			if len(got) != 1000 {
+				h.t.Fatalf("read %d records", len(got))
+			}
+			for i, v := range got {
+				if v != uint64(i) {
+					h.t.Fatalf("record %d = %d", i, v)
+				}
+			}
+		},
+	},
+	{
+		name: "trace_printk",
+		src: str8("n=%d u=%u x=%llx\n", -32) + `
+	mov %r1, %r10
+	add %r1, -32
+	mov %r2, 18
+	mov %r3, -5
+	mov %r4, 7
+	lddw %r5, 0xdeadbeef00
+	call 6
+	exit`,
+		test: func(h *harness) {
+			for range 1000 {
+				if r0 := h.mustRun(0); r0 != uint64(len("n=-5 u=7 x=deadbeef00\n")) {
+					h.t.Fatalf("r0 = %d", int64(r0))
+				}
+			}
+			lines := TraceLogOf(h.prog).Lines(0)
+			if len(lines) != DefaultTraceLines {
+				h.t.Errorf("log holds %d lines, want the last %d", len(lines), DefaultTraceLines)
+			}
+			last := lines[len(lines)-1]
+			if last.Text != "n=-5 u=7 x=deadbeef00" || last.Seq != 999 {
+				h.t.Errorf("last line %+v", last)
+			}
+		},
+	},
+	{
+		name: "trace_printk refuses %s and unterminated formats",
+		src: "\tmov %r6, %r1\n" + str8("s=%s\n", -16) + `
+	mov %r1, %r10
+	add %r1, -16
+	mov %r2, 8
+	jeq %r6, 0, call
+	mov %r2, 3
+call:
+	call 6
+	exit`,
+		test: func(h *harness) {
+			if r0 := h.mustRun(0); r0 != neg64(EINVAL) {
+				h.t.Errorf("%%s: r0 = %d, want -EINVAL", int64(r0))
+			}
+			if r0 := h.mustRun(1); r0 != neg64(EINVAL) {
+				h.t.Errorf("format without NUL: r0 = %d, want -EINVAL", int64(r0))
+			}
+			if n := len(TraceLogOf(h.prog).Lines(0)); n != 0 {
+				h.t.Errorf("%d lines logged", n)
+			}
+		},
+	},
+	{
+		name: "LRU MAC table from a program",
+		maps: []Spec{{Type: LRUHash, KeySize: 8, ValueSize: 8, MaxEntries: 2}},
+		src:  updateDelete,
+		test: func(h *harness) {
+			h.maps[0].Update(u64(1), u64(1), UpdateAny)
+			h.maps[0].Update(u64(2), u64(2), UpdateAny)
+			if r0 := h.mustRun(UpdateAny); r0 != 0 {
+				h.t.Fatalf("update in a full LRU: %d", int64(r0))
+			}
+			if _, err := h.maps[0].Lookup(u64(1)); err == nil {
+				h.t.Error("least recently used key 1 not evicted")
+			}
+		},
+	},
+	{
+		name: "VALE-BPF numbering",
+		maps: []Spec{{Type: Hash, KeySize: 4, ValueSize: 8, MaxEntries: 4}},
+		helpers: CompatVALEHelpers,
+		src: `
+	stw [%r10-4], 3
+	stdw [%r10-16], 40
+	lddw %r1, map[0]
+	mov %r2, %r10
+	add %r2, -4
+	mov %r3, %r10
+	add %r3, -16
+	mov %r4, 0
+	call 1
+	lddw %r1, map[0]
+	mov %r2, %r10
+	add %r2, -4
+	call 2
+	jeq %r0, 0, miss
+	ldxdw %r0, [%r0+0]
+	add %r0, 2
+	exit
+miss:
+	mov %r0, -1
+	exit`,
+		test: func(h *harness) {
+			if r0 := h.mustRun(0); r0 != 42 {
+				h.t.Errorf("r0 = %d, want 42 (update via 1, lookup via 2)", int64(r0))
+			}
+		},
+	},
+}
+
 func TestHelpers(t *testing.T) {
 	for _, eng := range engines {
 		for _, c := range helperCases {
@@ -391,7 +693,3 @@ func newHarness(t *testing.T, eng engine, specs []Spec, src string, hs func() *v
 	return h
 }
 
-var _ = fmt.Sprint
-var _ = strings.Contains
-var _ = context.Background
-var _ = time.Second
