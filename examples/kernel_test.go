@@ -137,4 +137,3 @@ func TestKernelAgrees(t *testing.T) {
 		})
 	}
 }
-
