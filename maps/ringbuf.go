@@ -18,7 +18,8 @@ import (
 // aligned, preceded by an 8-byte header the program cannot reach. Unlike
 // Linux, which maps the data area twice so that a record may wrap around,
 // a record that would wrap is placed at the start and the end of the area
-// is skipped.
+// is skipped: a record of up to half the area always fits an empty ring
+// buffer, a larger one (up to the size less 8) only where it does not wrap.
 //
 // A program that reserves a record and never submits nor discards it (the
 // kernel's verifier would refuse it; ours does not) would stall the
