@@ -10,7 +10,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/govswitch/vswitch/bpfport/internal/nettest"
+	"github.com/govswitch/vswitch/bpfport/nettest"
 	"github.com/vishvananda/netlink"
 )
 

@@ -1,7 +1,3 @@
-// Package nettest builds throw-away network namespaces and veth pairs for
-// the privileged tests of bpfport. Everything it makes is removed by
-// t.Cleanup, also when the test fails; traffic never leaves namespaces it
-// created.
 package nettest
 
 import (
