@@ -68,4 +68,3 @@ func sendAll(t *testing.T, p Port, q int, frames [][]byte) {
 		}
 	}
 }
-
