@@ -20,11 +20,12 @@
 //
 // # Frame lifetime
 //
-// Frames returned by RecvBatch are views into the port's receive ring. They
-// stay valid until the next RecvBatch on the same queue, or until Close
-// returns. Close waits (a bounded time) for every receiver to come back to
-// RecvBatch before it unmaps a ring, so a worker that is still processing
-// its last batch while the port is closed does not fault.
+// Frames returned by RecvBatch are views into the port's receive ring (or
+// per-queue buffers of the port). They stay valid until the next RecvBatch
+// on the same queue, or until Close. A worker still processing its last
+// batch while the port is closed does not fault: an AF_PACKET ring that is
+// still lent out is replaced by anonymous memory instead of being unmapped
+// (the views then read zeros).
 //
 // # Errors
 //
