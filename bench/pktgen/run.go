@@ -207,8 +207,9 @@ func (g *generator) run(ctx context.Context, report func(Interval)) (Summary, er
 	)
 	if c.Rate > 0 {
 		quantum = rateQuantum(c.Rate, c.Burst)
-		// Up to 2ms of frames may go at once to catch up after a stall.
-		capacity = max(float64(c.Burst), c.Rate*2e-3)
+		// Up to 10ms of frames may go at once (in bursts) to catch up
+		// after the generator was descheduled: the average holds.
+		capacity = max(float64(c.Burst), c.Rate*10e-3)
 		tokens = quantum
 	}
 	var err error
@@ -241,9 +242,9 @@ func (g *generator) run(ctx context.Context, report func(Interval)) (Summary, er
 			last = now
 			if tokens < quantum && tokens < float64(k) {
 				wait := time.Duration((min(quantum, float64(k)) - tokens) / c.Rate * 1e9)
-				if wait >= 100*time.Microsecond {
+				if wait >= 20*time.Microsecond {
 					// Sleep accuracy does not matter: the bucket keeps
-					// what an oversleep earned.
+					// what an oversleep earned. Shorter waits spin.
 					t := time.NewTimer(wait)
 					select {
 					case <-done:
