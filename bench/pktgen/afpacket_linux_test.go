@@ -1,0 +1,101 @@
+package pktgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/govswitch/vswitch/bpfport"
+	"github.com/govswitch/vswitch/bpfport/nettest"
+)
+
+// TestAFPacketTxRx sends frames from one namespace to another over a veth
+// pair through AF_PACKET ports and checks that the sink gets them all, in
+// order, with latencies.
+func TestAFPacketTxRx(t *testing.T) {
+	nsA, nsB := nettest.NewNS(t), nettest.NewNS(t)
+	ifA, ifB := nettest.Name("pga"), nettest.Name("pgb")
+	nettest.Veth(t, nsA, ifA, nsB, ifB, 9000)
+	var pa, pb *bpfport.AFPacket
+	nsA.Do(t, func() (err error) { pa, err = bpfport.OpenAFPacket(ifA, bpfport.AFPacketConfig{}); return })
+	defer pa.Close()
+	nsB.Do(t, func() (err error) { pb, err = bpfport.OpenAFPacket(ifB, bpfport.AFPacketConfig{}); return })
+	defer pb.Close()
+
+	for _, tc := range []struct {
+		size, flows int
+		n           uint64
+		rate        float64
+	}{{60, 1, 20_000, 100_000}, {1514, 8, 5_000, 50_000}, {9000, 3, 1_000, 10_000}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var rx Summary
+		var rxErr error
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rx, rxErr = Run(ctx, pb, Config{Mode: Receive, Count: tc.n}, nil)
+		}()
+		time.Sleep(50 * time.Millisecond) // let the sink block in RecvBatch
+		tx, err := Run(ctx, pa, Config{Size: tc.size, Flows: tc.flows, Count: tc.n, Rate: tc.rate}, nil)
+		if err != nil {
+			t.Fatalf("size %d: tx: %v", tc.size, err)
+		}
+		wg.Wait()
+		cancel()
+		if rxErr != nil {
+			t.Fatalf("size %d: rx: %v", tc.size, rxErr)
+		}
+		if tx.Packets != tc.n || rx.Packets != tc.n || rx.Lost != 0 || rx.Duplicates != 0 || rx.Reordered != 0 ||
+			rx.Flows != tc.flows || rx.Bytes != tc.n*uint64(tc.size) || rx.Interrupted {
+			t.Errorf("size %d:\ntx %+v\nrx %+v", tc.size, tx, rx)
+		}
+		if l := rx.Latency; l == nil || l.Samples != tc.n || l.P50 <= 0 || l.P50 > int64(time.Second) {
+			t.Errorf("size %d: latency %+v", tc.size, rx.Latency)
+		}
+		t.Logf("size %d: %v", tc.size, rx)
+	}
+}
+
+// TestMainNetns runs `vswitch pktgen` (Main, in this binary) as sink and
+// as generator in two named namespaces joined by a veth, as a user would.
+func TestMainNetns(t *testing.T) {
+	requireRoot(t)
+	gen, sinkNS := namedNS(t, "gen"), namedNS(t, "sink")
+	namedVeth(t, gen, "g0", "02:00:00:00:00:01", sinkNS, "k0", "02:00:00:00:00:02")
+	var rxOut, rxErr bytes.Buffer
+	rx := pktgenCmd(t, nil, "-i", "k0", "--netns", sinkNS, "--mode", "rx", "-n", "3000", "-d", "15", "-j", "--interval", "100ms")
+	rx.Stdout, rx.Stderr = &rxOut, &rxErr
+	if err := rx.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Process.Kill()
+	time.Sleep(300 * time.Millisecond)
+	tx := pktgenCmd(t, nil, "-i", "g0", "--netns", gen, "-n", "3000", "-r", "20k", "-f", "4", "-s", "100")
+	out, err := tx.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tx: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "tx on g0: 3000 frames (300.000kB) sent") {
+		t.Errorf("tx output:\n%s", out)
+	}
+	if err := rx.Wait(); err != nil {
+		t.Fatalf("rx: %v\n%s", err, rxErr.String())
+	}
+	var s Summary
+	lastJSON(t, rxOut.String(), &s)
+	if s.Type != "summary" || s.Packets != 3000 || s.Lost != 0 || s.Flows != 4 || s.Latency == nil {
+		t.Errorf("rx summary %+v\n%s", s, rxOut.String())
+	}
+	for _, l := range strings.Split(strings.TrimSpace(rxOut.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Errorf("not JSON: %q", l)
+		}
+	}
+	t.Logf("tx:\n%s", out)
+}
