@@ -1,0 +1,84 @@
+package progen
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govswitch/vswitch/asm"
+	"github.com/govswitch/vswitch/internal/kernel"
+)
+
+// TestKernelLoads loads generated programs, as Run64 wraps them, into the
+// kernel and wants its verifier to accept all of them (at least 99%).
+func TestKernelLoads(t *testing.T) {
+	if err := kernel.Available(); err != nil {
+		t.Skipf("kernel eBPF not usable here (needs Linux and root): %v", err)
+	}
+	n := 2000
+	if testing.Short() {
+		n = 200
+	}
+	lengths := []int{8, 32, 64, 128, 300}
+	var refused []string
+	var processed time.Duration
+	for seed := range uint64(n) {
+		cfg := Config{
+			Length: lengths[seed%uint64(len(lengths))],
+			Omit:   KernelSafe,
+			Loops:  seed%2 == 1,
+		}
+		prog := Generate(rngFor(seed), cfg)
+		start := time.Now()
+		p, err := kernel.LoadProgram(kernel.XDP, kernel.Wrap64(prog))
+		processed += time.Since(start)
+		if err != nil {
+			var verr *kernel.VerifierError
+			if !errors.As(err, &verr) {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+			refused = append(refused, fmt.Sprintf("seed %d %+v: %v\nprogram (log numbers are %d higher):\n%s",
+				seed, cfg, err, kernel.Run64Offset, strings.Join(asm.Disassemble(prog), "\n")))
+			continue
+		}
+		if seed%10 == 0 {
+			if _, _, _, err := p.TestRun(make([]byte, 64), 1); err != nil {
+				t.Errorf("seed %d: run: %v", seed, err)
+			}
+		}
+		p.Close()
+	}
+	t.Logf("%d programs, %d refused, %v loading", n, len(refused), processed)
+	reasons := map[string]int{}
+	for _, r := range refused {
+		reasons[reason(r)]++
+	}
+	for r, k := range reasons {
+		t.Logf("%4d refused: %s", k, r)
+	}
+	for k, r := range refused {
+		if k == 3 {
+			t.Logf("... and %d more", len(refused)-k)
+			break
+		}
+		t.Logf("refused: %s", r)
+	}
+	if len(refused) > n/100 {
+		t.Errorf("kernel refused %d of %d programs, want at most 1%%", len(refused), n)
+	} else if len(refused) > 0 {
+		t.Errorf("kernel refused %d of %d programs (within the 1%% allowed, but the generator should be fixed)", len(refused), n)
+	}
+}
+
+// reason is the verifier's complaint: the log line before "processed".
+func reason(report string) string {
+	lines := strings.Split(report, "\n")
+	for k, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "processed ") && k > 0 {
+			return strings.TrimSpace(lines[k-1])
+		}
+	}
+	return "?"
+}
