@@ -2,6 +2,8 @@ package vswitch
 
 import (
 	"fmt"
+	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,7 +14,9 @@ import (
 // port is an attached port.
 type port struct {
 	idx      int
-	p        bpfport.Port
+	p        bpfport.Port                 // the port as attached
+	io       atomic.Pointer[bpfport.Port] // what workers use: p, or a capture wrapping it
+	capture  atomic.Pointer[bpfport.Capture]
 	name     string
 	kind     string
 	queues   int
@@ -77,6 +81,7 @@ func (s *Switch) Attach(p bpfport.Port, kind string) (int, error) {
 		pt.workers = append(pt.workers, &worker{s: s, id: id, in: pt, q: q, env: env,
 			batch: bpfport.NewBatch(s.cfg.Batch)})
 	}
+	pt.io.Store(&p)
 	s.ports[idx].Store(pt)
 	s.refreshActive()
 	for _, w := range pt.workers {
@@ -202,4 +207,36 @@ func (s *Switch) Port(idx int) (bpfport.Port, error) {
 		return nil, fmt.Errorf("port %d: %w", idx, ErrNoSuchPort)
 	}
 	return p.p, nil
+}
+
+// Capture copies the frames port idx receives and sends to w as pcap,
+// until the returned stop function is called. One capture per port runs
+// at a time.
+func (s *Switch) Capture(idx int, w io.Writer, cfg bpfport.CaptureConfig) (stop func() error, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if idx < 0 || idx >= MaxPorts || s.ports[idx].Load() == nil {
+		return nil, fmt.Errorf("port %d: %w", idx, ErrNoSuchPort)
+	}
+	p := s.ports[idx].Load()
+	c, err := bpfport.NewCapture(p.p, w, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !p.capture.CompareAndSwap(nil, c) {
+		c.Stop()
+		return nil, fmt.Errorf("port %s: a capture is already running", p.name)
+	}
+	var cp bpfport.Port = c
+	p.io.Store(&cp)
+	var once sync.Once
+	return func() error {
+		var err error
+		once.Do(func() {
+			p.io.Store(&p.p)
+			p.capture.Store(nil)
+			err = c.Stop()
+		})
+		return err
+	}, nil
 }

@@ -85,7 +85,22 @@ type Program struct {
 	// Close is called when the program is replaced or the switch closes
 	// (to release JIT code); may be nil.
 	Close func()
+	// FloodMap, when set, restricts floods: it is the program's
+	// vswitch_flood map (per-CPU array, one entry, struct vswitch_portset:
+	// four 64-bit words, bit p for port p). When the program returns
+	// Flood, the frame goes to the ports whose bits its run set in the
+	// worker's slot (all ports when none is set); the switch clears the
+	// slot after reading it.
+	FloodMap FloodMap
 }
+
+// FloodMap is the part of a map the switch needs for flood groups.
+type FloodMap interface {
+	LookupAddr(key []byte, cpu int) uint64
+}
+
+// FloodSetSize is the size of struct vswitch_portset.
+const FloodSetSize = 32
 
 // installed is a program with its counters.
 type installed struct {
@@ -173,6 +188,15 @@ func (s *Switch) retire(old *installed) {
 		}
 		old.prog.Close()
 	}()
+}
+
+// ProgramID returns the id of the installed program (0 if none). Ids grow
+// with every SetProgram.
+func (s *Switch) ProgramID() uint64 {
+	if in := s.prog.Load(); in != nil {
+		return in.id
+	}
+	return 0
 }
 
 // Program returns the installed program, or nil.

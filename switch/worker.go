@@ -75,6 +75,8 @@ type worker struct {
 	rx rxCounters
 	tx [MaxPorts]txCounters // by destination
 
+	zeroKey [4]byte
+
 	out   [MaxPorts]*outQueue
 	dests []uint8 // destinations with frames in this batch
 }
@@ -84,7 +86,7 @@ func (w *worker) run() {
 	defer w.exited.Store(true)
 	downSince := time.Time{}
 	for !w.stop.Load() {
-		n, err := w.in.p.RecvBatch(w.q, w.batch)
+		n, err := (*w.in.io.Load()).RecvBatch(w.q, w.batch)
 		if w.stop.Load() {
 			return
 		}
@@ -177,8 +179,13 @@ func (w *worker) process(frames [][]byte) {
 			}
 			w.enqueue(p, f, ring)
 		case ret == Flood:
+			var set [4]uint64
+			if fm := in.prog.FloodMap; fm != nil {
+				set = takeFloodSet(fm.LookupAddr(w.zeroKey[:], w.id))
+			}
+			all := set == [4]uint64{}
 			for _, p := range *w.s.active.Load() {
-				if p.idx != ingress {
+				if p.idx != ingress && (all || set[p.idx>>6]>>(p.idx&63)&1 != 0) {
 					w.enqueue(p, f, ring)
 				}
 			}
@@ -237,7 +244,7 @@ func (w *worker) flush() {
 }
 
 func (w *worker) send(p *port, q int, frames [][]byte) {
-	n, _ := p.p.SendBatch(q, frames)
+	n, _ := (*p.io.Load()).SendBatch(q, frames)
 	var bytes uint64
 	for _, f := range frames[:n] {
 		bytes += uint64(len(f))

@@ -7,6 +7,10 @@ import (
 
 var bootTime = time.Now()
 
+// Ktime returns the clock of bpf_ktime_get_ns: monotonic nanoseconds since
+// the process started. Control planes use it to age what programs stamp.
+func Ktime() uint64 { return uint64(time.Since(bootTime)) }
+
 // BaseHelpers returns a registry with the helpers that need no maps:
 // bpf_ktime_get_ns (5, monotonic nanoseconds), bpf_get_prandom_u32 (7) and
 // bpf_get_smp_processor_id (8, the Env's CPU, that is the worker index).
@@ -15,7 +19,7 @@ func BaseHelpers() *Helpers {
 	hs := &Helpers{}
 	for _, h := range []Helper{
 		{ID: HelperKtimeGetNS, Fn: func(*Env, uint64, uint64, uint64, uint64, uint64) (uint64, error) {
-			return uint64(time.Since(bootTime)), nil
+			return Ktime(), nil
 		}},
 		{ID: HelperGetPrandomU32, Fn: func(*Env, uint64, uint64, uint64, uint64, uint64) (uint64, error) {
 			return uint64(rand.Uint32()), nil

@@ -1,0 +1,655 @@
+// Package daemon is the vswitch daemon: a switch, the program installed in
+// it with its maps, and the handlers of the control protocol.
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/govswitch/vswitch/bpfport"
+	"github.com/govswitch/vswitch/control"
+	"github.com/govswitch/vswitch/examples"
+	"github.com/govswitch/vswitch/internal/netenv"
+	"github.com/govswitch/vswitch/jit"
+	"github.com/govswitch/vswitch/loader"
+	"github.com/govswitch/vswitch/maps"
+	vswitch "github.com/govswitch/vswitch/switch"
+	"github.com/govswitch/vswitch/vm"
+)
+
+// Config configures a daemon. The zero value means defaults.
+type Config struct {
+	// MaxWorkers bounds port queues (and per-CPU map slots); default 64.
+	MaxWorkers int
+	// Batch is the switch's batch size; default 256.
+	Batch int
+	// Netns, when set, is the network namespace ports are opened in.
+	Netns *netenv.NS
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Daemon holds the switch and its program.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	sw      *vswitch.Switch
+	started time.Time
+
+	mu    sync.Mutex // serializes control operations
+	prog  *loaded
+	kinds map[string]string // port name -> type
+}
+
+// loaded is an installed program with everything it owns.
+type loaded struct {
+	id     uint64
+	file   string
+	name   string
+	engine string
+	coll   *loader.Collection
+	prog   *vm.Program
+	runner vm.Runner
+	codes  []*jit.Code
+	reused []string
+}
+
+// New returns a daemon with an empty switch.
+func New(cfg Config) *Daemon {
+	if cfg.MaxWorkers <= 0 {
+		cfg.MaxWorkers = 64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		sw:      vswitch.New(vswitch.Config{Batch: cfg.Batch, MaxWorkers: cfg.MaxWorkers, Logger: cfg.Logger}),
+		started: time.Now(),
+		kinds:   map[string]string{},
+	}
+}
+
+// Switch returns the daemon's switch.
+func (d *Daemon) Switch() *vswitch.Switch { return d.sw }
+
+// Close detaches every port (restoring their interfaces) and releases the
+// program.
+func (d *Daemon) Close() error {
+	return d.sw.Close()
+}
+
+func bad(format string, args ...any) error {
+	return control.Errorf(control.CodeBadRequest, format, args...)
+}
+
+// Handle implements control.Handler.
+func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessage) (any, func(context.Context, io.Writer) error, error) {
+	decode := func(v any) error {
+		if len(params) == 0 {
+			return nil
+		}
+		dec := json.NewDecoder(bytes.NewReader(params))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return bad("%s: bad parameters: %v", method, err)
+		}
+		return nil
+	}
+	switch method {
+	case control.MethodPing:
+		return control.PingResult{Version: control.Version, PID: os.Getpid(), Started: d.started}, nil, nil
+	case control.MethodPortAttach:
+		var p control.PortAttachParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		r, err := d.Attach(p)
+		return r, nil, err
+	case control.MethodPortDetach:
+		var p control.PortDetachParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		return struct{}{}, nil, d.Detach(p)
+	case control.MethodPortShow:
+		var p control.PortShowParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		return control.PortShowResult{Ports: d.Ports(p.Stats)}, nil, nil
+	case control.MethodProgLoad:
+		var p control.ProgLoadParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		r, err := d.Load(p)
+		return r, nil, err
+	case control.MethodProgShow:
+		r, err := d.ProgramInfo()
+		return r, nil, err
+	case control.MethodProgDump:
+		var p control.ProgDumpParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		r, err := d.Dump(p.Kind)
+		return r, nil, err
+	case control.MethodProgLog:
+		r, err := d.Log()
+		return r, nil, err
+	case control.MethodMapShow:
+		r, err := d.MapShow()
+		return r, nil, err
+	case control.MethodMapDump, control.MethodMapLookup, control.MethodMapUpdate, control.MethodMapDelete:
+		var p control.MapParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		r, err := d.MapOp(method, p)
+		return r, nil, err
+	case control.MethodFDBShow:
+		r, err := d.FDB()
+		return r, nil, err
+	case control.MethodFDBFlush:
+		return struct{}{}, nil, d.FDBFlush()
+	case control.MethodStats:
+		r, err := d.Stats()
+		return r, nil, err
+	case control.MethodCapture:
+		var p control.CaptureParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		stream, err := d.Capture(p)
+		return nil, stream, err
+	case control.MethodRingbufRead:
+		var p control.RingbufParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		stream, err := d.RingbufStream(p.Name)
+		return nil, stream, err
+	}
+	return nil, nil, bad("unknown method %q", method)
+}
+
+// Attach opens and attaches a port.
+func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p.Name == "" {
+		return control.Port{}, bad("port attach: an interface name is required")
+	}
+	if len(p.Name) > 15 || strings.ContainsAny(p.Name, "/ \t\n") {
+		return control.Port{}, bad("port attach: %q is not a valid interface name", p.Name)
+	}
+	if idx, err := d.sw.PortByName(p.Name); err == nil {
+		if p.MayExist {
+			return d.portInfo(idx, false), nil
+		}
+		return control.Port{}, control.Errorf(control.CodeExists, "port %s is already attached (index %d): use --may-exist to accept that", p.Name, idx)
+	}
+	typ := p.Type
+	if typ == "" {
+		typ = "afpacket"
+	}
+	var port bpfport.Port
+	open := func() error {
+		var err error
+		switch typ {
+		case "afpacket":
+			var a *bpfport.AFPacket
+			a, err = bpfport.OpenAFPacket(p.Name, bpfport.AFPacketConfig{Queues: p.Queues})
+			if err == nil {
+				port = a
+			}
+		case "tap":
+			var t *bpfport.TAP
+			t, err = bpfport.OpenTAP(p.Name, bpfport.TAPConfig{Queues: p.Queues, NoCreate: !p.Create})
+			if err == nil {
+				port = t
+			}
+		default:
+			return bad("port attach: unknown type %q (afpacket or tap)", typ)
+		}
+		return err
+	}
+	var err error
+	if d.cfg.Netns != nil {
+		err = d.cfg.Netns.Run(open)
+	} else {
+		err = open()
+	}
+	if err != nil {
+		return control.Port{}, portError(err)
+	}
+	idx, err := d.sw.Attach(port, typ)
+	if err != nil {
+		port.Close()
+		return control.Port{}, control.Errorf(control.CodeInvalid, "%v", err)
+	}
+	d.kinds[p.Name] = typ
+	d.log.Info("port attached", "port", p.Name, "type", typ, "index", idx, "queues", port.NumQueues())
+	return d.portInfo(idx, false), nil
+}
+
+func portError(err error) error {
+	var ce *control.Error
+	switch {
+	case errors.As(err, &ce):
+		return err
+	case errors.Is(err, bpfport.ErrNotFound):
+		return control.Errorf(control.CodeNotFound, "%v", err)
+	case errors.Is(err, bpfport.ErrInUse):
+		return control.Errorf(control.CodeExists, "%v", err)
+	case errors.Is(err, bpfport.ErrNotSupported):
+		return control.Errorf(control.CodeUnsupported, "%v", err)
+	}
+	return control.Errorf(control.CodeInvalid, "%v", err)
+}
+
+// Detach removes a port.
+func (d *Daemon) Detach(p control.PortDetachParams) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.sw.Detach(p.Name)
+	if errors.Is(err, vswitch.ErrNoSuchPort) {
+		if p.IfExists {
+			return nil
+		}
+		return control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show` (or use --if-exists)", p.Name)
+	}
+	delete(d.kinds, p.Name)
+	if err != nil {
+		d.log.Warn("port detached with an error", "port", p.Name, "err", err)
+		return nil
+	}
+	d.log.Info("port detached", "port", p.Name)
+	return nil
+}
+
+func (d *Daemon) portInfo(idx int, stats bool) control.Port {
+	for _, p := range d.Ports(stats) {
+		if p.Index == idx {
+			return p
+		}
+	}
+	return control.Port{Index: idx}
+}
+
+// Ports describes the attached ports.
+func (d *Daemon) Ports(stats bool) []control.Port {
+	var st map[int]vswitch.PortStats
+	if stats {
+		st = map[int]vswitch.PortStats{}
+		for _, s := range d.sw.PortStats() {
+			st[s.Index] = s
+		}
+	}
+	var out []control.Port
+	for _, p := range d.sw.Ports() {
+		cp := control.Port{Index: p.Index, Name: p.Name, Type: p.Kind, Queues: p.Queues, MTU: p.MTU,
+			Up: p.Up, Gone: p.Gone, Error: p.Error, Attached: p.Attached}
+		if s, ok := st[p.Index]; ok {
+			cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
+				TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
+		}
+		out = append(out, cp)
+	}
+	return out
+}
+
+func portCounters(s bpfport.Stats) map[string]uint64 {
+	m := map[string]uint64{
+		"rx_packets": s.RxPackets, "rx_bytes": s.RxBytes, "tx_packets": s.TxPackets, "tx_bytes": s.TxBytes,
+		"rx_oversize": s.RxOversize, "rx_kernel_drops": s.RxKernelDrops, "rx_bad_offload": s.RxBadOffload,
+		"rx_segmented": s.RxSegmented, "tx_oversize": s.TxOversize, "tx_ring_full": s.TxRingFull, "tx_errors": s.TxErrors,
+	}
+	for k, v := range m {
+		if v == 0 {
+			delete(m, k)
+		}
+	}
+	return m
+}
+
+// LoadDefault installs the built-in learning program.
+func (d *Daemon) LoadDefault(engine string) (control.Program, error) {
+	obj, err := examples.Object(examples.Default)
+	if err != nil {
+		return control.Program{}, err
+	}
+	return d.Load(control.ProgLoadParams{Object: obj, File: examples.Default + ".o", Engine: engine})
+}
+
+// Load loads an object and installs its program, keeping the maps it
+// shares by name with the installed program.
+func (d *Daemon) Load(p control.ProgLoadParams) (control.Program, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(p.Object) == 0 {
+		return control.Program{}, bad("prog load: empty object")
+	}
+	engine := p.Engine
+	if engine == "" {
+		engine = "jit"
+		if runtime.GOARCH != "amd64" {
+			engine = "interp"
+		}
+	}
+	if engine != "jit" && engine != "interp" {
+		return control.Program{}, bad("prog load: unknown engine %q (jit or interp)", engine)
+	}
+	opts := loader.Options{CPUs: d.cfg.MaxWorkers}
+	switch p.Compat {
+	case "", "none":
+	case "vale-bpf":
+		opts.Compat = loader.CompatVALEBPF
+	default:
+		return control.Program{}, bad("prog load: unknown compatibility mode %q (vale-bpf)", p.Compat)
+	}
+	base := filepath.Base(p.File)
+	if i := strings.IndexByte(base, '.'); i > 0 {
+		opts.ObjectName = base[:i]
+	}
+	old := d.prog
+	if old != nil {
+		opts.ReuseMaps = map[string]maps.Map{}
+		for name, m := range old.coll.Maps {
+			if !isGlobalData(name) {
+				opts.ReuseMaps[name] = m
+			}
+		}
+	}
+	coll, err := loader.LoadReader(bytes.NewReader(p.Object), opts)
+	if err != nil {
+		return control.Program{}, control.Errorf(control.CodeInvalid, "prog load %s: %v", p.File, err)
+	}
+	prog, name, err := PickProgram(coll, p.Section, opts.ObjectName)
+	if err != nil {
+		coll.Close()
+		return control.Program{}, control.Errorf(control.CodeInvalid, "prog load %s: %v", p.File, err)
+	}
+	l := &loaded{file: p.File, name: name, engine: engine, coll: coll, prog: prog, runner: prog}
+	if engine == "jit" {
+		// Every program of the object is compiled, so that tail calls
+		// stay in machine code.
+		for _, n := range coll.ProgramNames() {
+			cp := coll.Programs[n]
+			code, err := jit.Compile(cp)
+			if err != nil {
+				l.closeCodes()
+				coll.Close()
+				return control.Program{}, control.Errorf(control.CodeUnsupported, "prog load %s: %v: use --engine interp", p.File, err)
+			}
+			cp.Native.Store(&vm.Native{Runner: code, Size: code.Size()})
+			l.codes = append(l.codes, code)
+			if cp == prog {
+				l.runner = code
+			}
+		}
+	}
+	if old != nil {
+		for name, m := range coll.Maps {
+			if om, ok := old.coll.Maps[name]; ok && om == m {
+				l.reused = append(l.reused, name)
+			}
+		}
+		sort.Strings(l.reused)
+	}
+	sp := &vswitch.Program{Name: name, Engine: engine, Runner: l.runner, VM: prog, Close: func() { d.release(l) }}
+	if fm, ok := coll.Maps["vswitch_flood"]; ok {
+		sp.FloodMap = fm
+	}
+	d.sw.SetProgram(sp)
+	l.id = d.sw.ProgramID()
+	d.prog = l
+	d.log.Info("program installed", "file", p.File, "program", name, "engine", engine,
+		"instructions", len(prog.Instructions()), "reused_maps", strings.Join(l.reused, ","))
+	info := d.programInfo()
+	return info, nil
+}
+
+// release closes a replaced program's machine code and the maps the
+// installed program does not use. The switch calls it once no worker runs
+// the program any more.
+func (d *Daemon) release(l *loaded) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l.closeCodes()
+	var keep map[string]maps.Map
+	if d.prog != nil && d.prog != l {
+		keep = d.prog.coll.Maps
+	}
+	for name, m := range l.coll.Maps {
+		if k, ok := keep[name]; ok && k == m {
+			continue
+		}
+		m.Close()
+	}
+}
+
+func (l *loaded) closeCodes() {
+	for _, c := range l.codes {
+		c.Close()
+	}
+	l.codes = nil
+}
+
+func isGlobalData(name string) bool {
+	for _, s := range []string{".data", ".rodata", ".bss"} {
+		if strings.HasSuffix(name, s) || strings.Contains(name, s+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// PickProgram chooses the program to install: the one named (by function
+// or section), the only one, or the one named like the object.
+func PickProgram(c *loader.Collection, want, object string) (*vm.Program, string, error) {
+	if want != "" {
+		p, err := c.Program(want)
+		if err != nil {
+			return nil, "", err
+		}
+		for n, q := range c.Programs {
+			if q == p {
+				return p, n, nil
+			}
+		}
+	}
+	names := c.ProgramNames()
+	switch {
+	case len(names) == 1:
+		return c.Programs[names[0]], names[0], nil
+	case c.Programs[object] != nil:
+		return c.Programs[object], object, nil
+	case len(names) == 0:
+		return nil, "", errors.New("the object holds no program")
+	}
+	return nil, "", fmt.Errorf("the object holds several programs (%s): choose one with --section", strings.Join(names, ", "))
+}
+
+func (d *Daemon) current() (*loaded, error) {
+	if d.prog == nil {
+		return nil, control.Errorf(control.CodeNotFound, "no program loaded: load one with `vswitch prog load FILE.o`")
+	}
+	return d.prog, nil
+}
+
+// ProgramInfo describes the installed program.
+func (d *Daemon) ProgramInfo() (control.Program, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.current(); err != nil {
+		return control.Program{}, err
+	}
+	return d.programInfo(), nil
+}
+
+func (d *Daemon) programInfo() control.Program {
+	l := d.prog
+	info := control.Program{ID: l.id, Name: l.name, File: l.file, Engine: l.engine,
+		Instructions: len(l.prog.Instructions()), Reused: l.reused}
+	for _, c := range l.codes {
+		if c.Program() == l.prog {
+			info.JitedBytes = c.Size()
+		}
+	}
+	for n := range l.coll.Maps {
+		info.Maps = append(info.Maps, n)
+	}
+	sort.Strings(info.Maps)
+	if st, ok := d.sw.ProgramStats(); ok {
+		info.Runs, info.Executed, info.Faults, info.Loaded = st.Runs, st.Instructions, st.Faults, st.Loaded
+		if len(st.FaultsByKind) > 0 {
+			info.FaultsByKind = st.FaultsByKind
+		}
+	}
+	return info
+}
+
+// Dump prints the program as our disassembly (xlated) or as x86 code
+// interleaved with the instructions it came from (jited).
+func (d *Daemon) Dump(kind string) (control.TextResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l, err := d.current()
+	if err != nil {
+		return control.TextResult{}, err
+	}
+	switch kind {
+	case "xlated", "":
+		return control.TextResult{Text: Xlated(l.prog)}, nil
+	case "jited":
+		for _, c := range l.codes {
+			if c.Program() == l.prog {
+				return control.TextResult{Text: c.Listing().String()}, nil
+			}
+		}
+		return control.TextResult{}, control.Errorf(control.CodeUnsupported, "program %s runs on the interpreter: there is no machine code (load it with --engine jit)", l.name)
+	}
+	return control.TextResult{}, bad("prog dump: unknown kind %q (xlated or jited)", kind)
+}
+
+// Xlated returns a program's disassembly, one instruction per line with
+// its slot index.
+func Xlated(p *vm.Program) string {
+	var b strings.Builder
+	insns := p.Instructions()
+	slot := 0
+	for _, line := range asmLines(insns) {
+		fmt.Fprintf(&b, "%5d: %s\n", slot, line.text)
+		slot += line.slots
+	}
+	return b.String()
+}
+
+// Log returns the program's trace_printk lines.
+func (d *Daemon) Log() (control.LogResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l, err := d.current()
+	if err != nil {
+		return control.LogResult{}, err
+	}
+	lines, dropped := traceLines(l.prog)
+	return control.LogResult{Lines: lines, Dropped: dropped}, nil
+}
+
+// Stats returns every counter.
+func (d *Daemon) Stats() (control.StatsResult, error) {
+	r := control.StatsResult{Ports: d.Ports(true)}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.prog != nil {
+		info := d.programInfo()
+		r.Program = &info
+	}
+	return r, nil
+}
+
+// FDB decodes the learning program's forwarding database.
+func (d *Daemon) FDB() (control.FDBResult, error) {
+	m, err := d.fdbMap()
+	if err != nil {
+		return control.FDBResult{}, err
+	}
+	names := map[int]string{}
+	for _, p := range d.sw.Ports() {
+		names[p.Index] = p.Name
+	}
+	now := vm.Ktime()
+	res := control.FDBResult{Entries: []control.FDBEntry{}}
+	var key []byte
+	for n := 0; n < int(m.Spec().MaxEntries)+1; n++ {
+		next, err := m.NextKey(key)
+		if err != nil {
+			break
+		}
+		key = next
+		v, err := m.Lookup(key)
+		if err != nil || len(v) < 16 || len(key) != 6 {
+			continue
+		}
+		port := int(binary.NativeEndian.Uint32(v[0:]))
+		seen := binary.NativeEndian.Uint64(v[8:])
+		age := 0.0
+		if now > seen {
+			age = float64(now-seen) / 1e9
+		}
+		res.Entries = append(res.Entries, control.FDBEntry{MAC: net.HardwareAddr(key).String(), Port: port, PortName: names[port], Age: age})
+	}
+	sort.Slice(res.Entries, func(i, j int) bool { return res.Entries[i].MAC < res.Entries[j].MAC })
+	return res, nil
+}
+
+// FDBFlush forgets every learned address.
+func (d *Daemon) FDBFlush() error {
+	m, err := d.fdbMap()
+	if err != nil {
+		return err
+	}
+	for n := 0; n < int(m.Spec().MaxEntries)+1; n++ {
+		k, err := m.NextKey(nil)
+		if err != nil {
+			return nil
+		}
+		m.Delete(k)
+	}
+	return nil
+}
+
+func (d *Daemon) fdbMap() (maps.Map, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l, err := d.current()
+	if err != nil {
+		return nil, err
+	}
+	m, ok := l.coll.Maps["fdb"]
+	if !ok {
+		return nil, control.Errorf(control.CodeNotFound, "program %s has no fdb map: `fdb` works with the learning program (examples/learn.o); use `vswitch map dump NAME` for other maps", l.name)
+	}
+	if s := m.Spec(); s.KeySize != 6 || s.ValueSize < 16 {
+		return nil, control.Errorf(control.CodeInvalid, "map fdb has key size %d and value size %d, not the learning program's layout (6, 16)", s.KeySize, s.ValueSize)
+	}
+	return m, nil
+}
