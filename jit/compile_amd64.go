@@ -78,7 +78,12 @@ func compile(p *vm.Program) (*compiled, error) {
 	}
 	c.blocks()
 	for pass := 0; ; pass++ {
-		if pass > 64 {
+		if pass == 16 {
+			// Growing jumps push others out of reach, one chain per pass:
+			// stop searching and make every jump long.
+			c.a.allLong = true
+		}
+		if pass > 18 {
 			return nil, fmt.Errorf("jump relaxation did not converge")
 		}
 		c.a.reset()

@@ -84,11 +84,12 @@ type fixup struct {
 
 // assembler is a code buffer with labels.
 type assembler struct {
-	b      []byte
-	labels []int // offset of each label in the current pass, -1 if unbound
-	fixups []fixup
-	long   []bool // per relaxable jump: needs rel32
-	njump  int
+	b       []byte
+	labels  []int // offset of each label in the current pass, -1 if unbound
+	fixups  []fixup
+	long    []bool // per relaxable jump: needs rel32
+	allLong bool   // every jump rel32
+	njump   int
 }
 
 // reset starts a new pass; labels must be created again in the same order.
@@ -489,7 +490,7 @@ func (a *assembler) relaxable() (int, bool) {
 	if k >= len(a.long) {
 		a.long = append(a.long, false)
 	}
-	return k, a.long[k]
+	return k, a.long[k] || a.allLong
 }
 
 // jmp emits "jmp label", short when it reaches.

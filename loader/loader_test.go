@@ -253,7 +253,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add(b, true)
 	hs := testHelpers()
 	f.Fuzz(func(t *testing.T, data []byte, vale bool) {
-		opts := loader.Options{Helpers: hs, MaxMapBytes: 1 << 20, CPUs: 1}
+		// Small maps keep each run fast; the map limit itself is part of what is fuzzed.
+		opts := loader.Options{Helpers: hs, MaxMapBytes: 256 << 10, CPUs: 1}
 		if vale {
 			opts.Compat = loader.CompatVALEBPF
 		}

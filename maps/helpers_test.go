@@ -633,8 +633,8 @@ call:
 		},
 	},
 	{
-		name: "VALE-BPF numbering",
-		maps: []Spec{{Type: Hash, KeySize: 4, ValueSize: 8, MaxEntries: 4}},
+		name:    "VALE-BPF numbering",
+		maps:    []Spec{{Type: Hash, KeySize: 4, ValueSize: 8, MaxEntries: 4}},
 		helpers: CompatVALEHelpers,
 		src: `
 	stw [%r10-4], 3
@@ -692,4 +692,3 @@ func newHarness(t *testing.T, eng engine, specs []Spec, src string, hs func() *v
 	}
 	return h
 }
-

@@ -244,7 +244,7 @@ func TestLRU(t *testing.T) {
 	m.Update(u32(5), u64(5), UpdateAny)
 	has(1, 4, 5) // 3 evicted
 	m.Update(u32(6), u64(6), UpdateAny)
-	has(4, 5, 6) // 1 evicted: its lookup was before 4, 5 and 6 came
+	has(4, 5, 6)     // 1 evicted: its lookup was before 4, 5 and 6 came
 	m.Lookup(u32(4)) // control-plane lookups do not refresh (Linux)
 	m.Update(u32(5), u64(55), UpdateExist)
 	m.Update(u32(7), u64(7), UpdateAny)
@@ -252,7 +252,7 @@ func TestLRU(t *testing.T) {
 	wantErrno(t, "NOEXIST existing", m.Update(u32(7), u64(7), UpdateNoExist), EEXIST)
 	m.Delete(u32(6))
 	m.Update(u32(8), u64(8), UpdateAny)
-	has(5, 7, 8) // the free slot was used, nothing evicted
+	has(5, 7, 8)                 // the free slot was used, nothing evicted
 	for i := range uint32(100) { // never full
 		if err := m.Update(u32(100+i), u64(1), UpdateNoExist); err != nil {
 			t.Fatal(err)

@@ -64,6 +64,31 @@ func zeroWords(w []uint64) {
 	}
 }
 
+// appendWords appends the words of key (zero-padded) to q.
+func appendWords(q []uint64, key []byte) []uint64 {
+	for len(key) >= 8 {
+		q = append(q, binary.NativeEndian.Uint64(key))
+		key = key[8:]
+	}
+	if len(key) > 0 {
+		var t [8]byte
+		copy(t[:], key)
+		q = append(q, binary.NativeEndian.Uint64(t[:]))
+	}
+	return q
+}
+
+// wordsEqual compares the key words q with the key stored in w.
+func wordsEqual(w []uint64, q []uint64) bool {
+	w = w[:len(q)]
+	for i, x := range q {
+		if atomic.LoadUint64(&w[i]) != x {
+			return false
+		}
+	}
+	return true
+}
+
 // keyEqual compares key with the key stored in w.
 func keyEqual(w []uint64, key []byte) bool {
 	n := words(len(key))

@@ -101,7 +101,9 @@ func (c *cmd) port(args []string) error {
 		if err := c.call(control.MethodPortAttach, p, &r); err != nil {
 			return err
 		}
-		return c.emit(r, func(w io.Writer) { fmt.Fprintf(w, "port %s attached at index %d (%s, %d queues)\n", r.Name, r.Index, r.Type, r.Queues) })
+		return c.emit(r, func(w io.Writer) {
+			fmt.Fprintf(w, "port %s attached at index %d (%s, %d queues)\n", r.Name, r.Index, r.Type, r.Queues)
+		})
 	case "detach":
 		if len(pos) != 1 {
 			return usagef("port detach: want one interface name")
