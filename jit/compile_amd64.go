@@ -40,6 +40,9 @@ func exitInfo(code uint8, kind vm.Kind, aux uint16, pc int) uint64 {
 type compiler struct {
 	a     assembler
 	insns []asm.Instruction
+	// r10Fixed: no instruction writes r10, so r10 is always the frame
+	// pointer of the current call depth.
+	r10Fixed bool
 
 	blockLen []int // at a block's first instruction: slots in the block
 	rem      []int // slots after this instruction in its block
@@ -77,6 +80,13 @@ func compile(p *vm.Program) (*compiled, error) {
 		return nil, fmt.Errorf("empty program")
 	}
 	c.blocks()
+	c.r10Fixed = true
+	for pc, i := range c.insns {
+		if i.Op&0x07 == asm.ClassSTX && i.Op&0xe0 == asm.ModeATOMIC && i.Src == 10 &&
+			i.Imm&asm.AtomicFetch != 0 && i.Imm != asm.AtomicCmpXchg && (pc == 0 || !c.insns[pc-1].IsLDDW()) {
+			c.r10Fixed = false
+		}
+	}
 	for pass := 0; ; pass++ {
 		if pass == 16 {
 			// Growing jumps push others out of reach, one chain per pass:
@@ -313,13 +323,15 @@ func log2(n int) int32 {
 // access emits the check of an n-byte access at eBPF register base + off
 // and returns the x86 memory operand to use. Accesses through r10 within
 // the current 512-byte frame need no check: r10 always points into the
-// stack, which is region 0. Otherwise the address goes to r11 and is
+// stack, which is region 0 (unless the program can write r10, which the
+// fetch form of an atomic with src r10 does: then r10 is checked as any
+// other register). Otherwise the address goes to r11 and is
 // checked inline against the stack and the argument windows, then by the
 // out-of-line region search, which behaves as the interpreter's find.
 // withAddr forces the address into r11 (atomics check its alignment).
 func (c *compiler) access(pc int, base uint8, off int16, n int, write, withAddr bool) (xreg, int32) {
 	a := &c.a
-	inFrame := base == 10 && int(off) >= -vm.StackFrameSize && int(off)+n <= 0
+	inFrame := base == 10 && c.r10Fixed && int(off) >= -vm.StackFrameSize && int(off)+n <= 0
 	if inFrame && !withAddr {
 		return rbp, int32(off)
 	}
@@ -613,16 +625,17 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 		a.loadQ(addrReg, regCtx, offDepth)
 		a.aluRI(true, aluCmp, addrReg, vm.MaxCallDepth-1)
 		a.jcc(condAE, c.coldFault(pc, vm.KindCallDepth, 0))
-		a.leaIndex(tmp, addrReg, addrReg, 4, 0) // depth*5
-		a.leaIndex(tmp, regCtx, tmp, 8, offFrames)
+		a.imulRRI(true, tmp, addrReg, sizeFrame)
+		a.leaIndex(tmp, regCtx, tmp, 1, offFrames)
 		a.storeQ(tmp, 0, rbx)
 		a.storeQ(tmp, 8, r13)
 		a.storeQ(tmp, 16, r14)
 		a.storeQ(tmp, 24, r15)
+		a.storeQ(tmp, 32, rbp)
 		a.aluRI(true, aluAdd, addrReg, 1)
 		a.storeQ(regCtx, offDepth, addrReg)
 		a.leaLabel(addrReg, c.pcLabel[pc+1])
-		a.storeQ(tmp, 32, addrReg)
+		a.storeQ(tmp, 40, addrReg)
 		a.aluRI(true, aluSub, rbp, vm.StackFrameSize)
 		a.jmp(c.pcLabel[pc+1+int(i.Imm)])
 	case i.Op == asm.OpCall || i.Op == asm.OpCallX:
@@ -699,14 +712,14 @@ func (c *compiler) stubs() {
 	a.loadQ(addrReg, regCtx, offDepth)
 	a.aluRI(true, aluSub, addrReg, 1)
 	a.storeQ(regCtx, offDepth, addrReg)
-	a.leaIndex(tmp, addrReg, addrReg, 4, 0)
-	a.leaIndex(tmp, regCtx, tmp, 8, offFrames)
+	a.imulRRI(true, tmp, addrReg, sizeFrame)
+	a.leaIndex(tmp, regCtx, tmp, 1, offFrames)
 	a.loadQ(rbx, tmp, 0)
 	a.loadQ(r13, tmp, 8)
 	a.loadQ(r14, tmp, 16)
 	a.loadQ(r15, tmp, 24)
-	a.aluRI(true, aluAdd, rbp, vm.StackFrameSize)
-	a.jmpMem(tmp, 32)
+	a.loadQ(rbp, tmp, 32)
+	a.jmpMem(tmp, 40)
 
 	if c.usedR {
 		c.checkStub(c.checkR, false)

@@ -41,8 +41,8 @@ type window struct {
 
 // frameRec is a caller's state saved by a local call.
 type frameRec struct {
-	r6, r7, r8, r9 uint64
-	ret            uintptr
+	r6, r7, r8, r9, r10 uint64
+	ret                 uintptr
 }
 
 const (
@@ -73,7 +73,7 @@ const (
 // Compile-time checks of what the assembly and the stubs assume.
 var (
 	_ [unsafe.Offsetof(nativeCtx{}.savedBP)]struct{} = [0]struct{}{}
-	_ [sizeFrame - 40]struct{}                       = [0]struct{}{}
+	_ [sizeFrame - 48]struct{}                       = [0]struct{}{}
 	_ [unsafe.Sizeof(uintptr(0)) - 8]struct{}        = [0]struct{}{}
 )
 

@@ -390,6 +390,17 @@ func (a *assembler) imulRI(w bool, dst xreg, imm int32) {
 	a.imm32(imm)
 }
 
+// imulRRI emits "imul dst, src, imm".
+func (a *assembler) imulRRI(w bool, dst, src xreg, imm int32) {
+	if fits8(int64(imm)) {
+		a.opRR(w, []byte{0x6b}, dst, src)
+		a.imm8(int8(imm))
+		return
+	}
+	a.opRR(w, []byte{0x69}, dst, src)
+	a.imm32(imm)
+}
+
 // group3 emits F7 /digit r: 3 neg, 6 div, 7 idiv.
 func (a *assembler) group3(w bool, digit byte, r xreg) { a.opRR(w, []byte{0xf7}, xreg(digit), r) }
 
