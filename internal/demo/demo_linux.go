@@ -16,7 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-
 	"github.com/govswitch/vswitch/bench/pktgen"
 	"github.com/govswitch/vswitch/bpfport"
 	"github.com/govswitch/vswitch/control"
@@ -256,7 +255,6 @@ func rxPackets(ns *netenv.NS) (uint64, error) {
 	}
 	return l.Attrs().Statistics.RxPackets, nil
 }
-
 
 // measure runs pktgen from h1 to h2.
 func measure(ctx context.Context, t *Topology, d time.Duration) (tx, rx pktgen.Summary, err error) {
