@@ -2,9 +2,9 @@ package vm_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
