@@ -50,6 +50,16 @@ func (a *array) DirectValue(off uint32) (uint64, error) {
 	return addrOf(a.vals) + uint64(off), nil
 }
 
+// ArrayLayout describes a (non-per-CPU) array for a JIT that inlines
+// bpf_map_lookup_elem: the value of index i < entries is at
+// base + i*stride. ok is false for per-CPU arrays.
+func (a *array) ArrayLayout() (base, stride uint64, entries uint32, ok bool) {
+	if a.spec.Type != Array {
+		return 0, 0, 0, false
+	}
+	return addrOf(a.vals), uint64(a.sw) * 8, a.spec.MaxEntries, true
+}
+
 func (a *array) slot(idx uint32, cpu int) []uint64 {
 	o := (cpu*int(a.spec.MaxEntries) + int(idx)) * a.sw
 	return a.vals[o : o+a.sw]
@@ -117,7 +127,7 @@ func (a *array) UpdateFrom(key, value []byte, flags uint64, cpu int) error {
 		return ErrBadValue
 	}
 	if a.spec.Flags&FlagRdOnlyProg != 0 {
-		return &errnoError{ErrNotSupported, EPERM}
+		return errReadOnly
 	}
 	if a.spec.Type == PerCPUArray {
 		return a.update(key, value, flags, cpuIndex(cpu, a.ncpu))

@@ -35,6 +35,7 @@ func (e *errnoError) Unwrap() error { return e.err }
 var (
 	errArrayDelete = &errnoError{errors.New("elements of an array cannot be deleted"), EINVAL}
 	errTrieFull    = &errnoError{ErrFull, ENOSPC}
+	errReadOnly    = &errnoError{errors.New("map is read-only for programs"), EPERM}
 	errFDArrayFlag = &errnoError{errors.New("program array updates take only UpdateAny"), EINVAL}
 )
 

@@ -98,6 +98,26 @@ func sizes(m Map) (uint64, uint64) {
 }
 
 func mapLookupElem(env *vm.Env, r1, r2, _, _, _ uint64) (uint64, error) {
+	vmm, ok := env.Map(r1)
+	if !ok {
+		return 0, ErrBadHandle
+	}
+	// Concrete types first: a type switch on them is a pointer compare,
+	// the assertion to the Map interface an itab lookup.
+	switch m := vmm.(type) {
+	case *htab:
+		key, ok := env.Bytes(r2, uint64(m.spec.KeySize), false)
+		if !ok {
+			return 0, ErrBadPointer
+		}
+		return m.LookupAddr(key, env.CPU), nil
+	case *array:
+		key, ok := env.Bytes(r2, 4, false)
+		if !ok {
+			return 0, ErrBadPointer
+		}
+		return m.LookupAddr(key, env.CPU), nil
+	}
 	m, err := mapOf(env, r1)
 	if err != nil {
 		return 0, err
@@ -111,9 +131,21 @@ func mapLookupElem(env *vm.Env, r1, r2, _, _, _ uint64) (uint64, error) {
 }
 
 func mapUpdateElem(env *vm.Env, r1, r2, r3, r4, _ uint64) (uint64, error) {
-	m, err := mapOf(env, r1)
-	if err != nil {
-		return 0, err
+	vmm, ok := env.Map(r1)
+	if !ok {
+		return 0, ErrBadHandle
+	}
+	var m Map
+	switch c := vmm.(type) {
+	case *htab:
+		m = c
+	case *array:
+		m = c
+	default:
+		var err error
+		if m, err = mapOf(env, r1); err != nil {
+			return 0, err
+		}
 	}
 	ks, vs := sizes(m)
 	key, ok := env.Bytes(r2, ks, false)

@@ -1,8 +1,8 @@
 package maps
 
 import (
-	"hash/maphash"
 	"math/bits"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -41,11 +41,13 @@ type htab struct {
 	sw     int // value stride in words
 	nslots uint32
 	mask   uint64 // buckets - 1
-	seed   maphash.Seed
+	seed   [3]uint64
 
 	heads []uint32 // per bucket: first slot, or nullsBit|bucket
 	recs  []uint64
 	vals  []uint64
+	vseq  []uint64 // per slot: value sequence (seqlock) for consistent control-plane reads
+	ref   []uint32 // LRU, per slot: looked up since last considered for eviction
 
 	locks    []stripe
 	lockMask uint64
@@ -62,13 +64,13 @@ type htab struct {
 	closed  atomic.Bool
 }
 
-// Record header words.
+// Record header words; the key follows. Records are a power of two of
+// words (32 bytes for keys up to 16 bytes), so that a lookup touches one
+// cache line per slot.
 const (
 	recMeta = 0 // hash tag<<32 | sequence (odd while the key is rewritten)
 	recNext = 1 // next slot in the chain, or a nulls marker
-	recVSeq = 2 // value sequence (seqlock) for consistent control-plane reads
-	recRef  = 3 // LRU reference bit: looked up since last considered for eviction
-	recHdr  = 4
+	recHdr  = 2
 )
 
 const (
@@ -93,9 +95,9 @@ func newHtab(spec Spec) *htab {
 		kw:     words(int(spec.KeySize)),
 		vsize:  int(spec.ValueSize),
 		nslots: spec.MaxEntries,
-		seed:   maphash.MakeSeed(),
+		seed:   [3]uint64{rand.Uint64() | 1, rand.Uint64() | 1, rand.Uint64() | 1},
 	}
-	h.rw = recHdr + h.kw
+	h.rw = 1 << bits.Len(uint(recHdr+h.kw-1))
 	st := stride(spec.ValueSize)
 	h.sw = int(st / 8)
 	// Twice as many buckets as elements: chains of 1.25 slots on average
@@ -108,6 +110,7 @@ func newHtab(spec Spec) *htab {
 	}
 	h.recs = make([]uint64, int(h.nslots)*h.rw)
 	h.vals = make([]uint64, h.ncpu*int(h.nslots)*h.sw)
+	h.vseq = make([]uint64, h.nslots)
 	nl := min(nb, 64)
 	if h.lru {
 		nl = 1
@@ -121,6 +124,7 @@ func newHtab(spec Spec) *htab {
 	h.freeNext[h.nslots-1] = 0
 	h.free.Store(1)
 	if h.lru {
+		h.ref = make([]uint32, h.nslots)
 		h.lprev = make([]uint32, h.nslots)
 		h.lnext = make([]uint32, h.nslots)
 		h.lhead, h.ltail = noSlot, noSlot
@@ -180,11 +184,11 @@ func (h *htab) walk(b uint64, tag uint32, q []uint64) (slot uint32, ok bool) {
 
 // findLocked looks key up with b's lock held; prev is the slot before it
 // in the chain (noSlot: the bucket head).
-func (h *htab) findLocked(b uint64, tag uint32, key []byte) (slot, prev uint32) {
+func (h *htab) findLocked(b uint64, tag uint32, q []uint64) (slot, prev uint32) {
 	prev = noSlot
 	for link := h.heads[b]; link&nullsBit == 0; {
 		r := h.rec(link)
-		if uint32(r[recMeta]>>32) == tag && keyEqual(r[recHdr:], key) {
+		if uint32(r[recMeta]>>32) == tag && wordsEqual(r[recHdr:], q) {
 			return link, prev
 		}
 		prev, link = link, uint32(r[recNext])
@@ -192,20 +196,37 @@ func (h *htab) findLocked(b uint64, tag uint32, key []byte) (slot, prev uint32) 
 	return noSlot, noSlot
 }
 
-func (h *htab) hash(key []byte) (b uint64, tag uint32) {
-	hv := maphash.Bytes(h.seed, key)
+// hash returns key's bucket and tag: a wyhash-style multiply-mix of the
+// key words with the map's random seed (the kernel uses jhash with a
+// random seed), cheaper than hash/maphash on the short keys of a switch.
+func (h *htab) hash(q []uint64) (b uint64, tag uint32) {
+	x := h.seed[0] ^ uint64(len(q))
+	for i := 0; i < len(q); i += 2 {
+		y := h.seed[2]
+		if i+1 < len(q) {
+			y ^= q[i+1]
+		}
+		hi, lo := bits.Mul64(q[i]^h.seed[1]^x, y)
+		x = hi ^ lo
+	}
+	hi, lo := bits.Mul64(x^h.seed[2], h.seed[1]^0x9e3779b97f4a7c15)
+	hv := hi ^ lo
 	return hv & h.mask, uint32(hv >> 32)
+}
+
+// keyWords returns key as words in buf (or a larger array on the stack).
+func (h *htab) keyWords(key []byte, buf *[4]uint64) []uint64 {
+	if h.kw <= len(buf) {
+		return appendWords(buf[:0], key)
+	}
+	return appendWords(make([]uint64, 0, MaxKeySize/8), key)
 }
 
 // find returns key's slot or noSlot, without taking a lock in the common case.
 func (h *htab) find(key []byte) uint32 {
-	b, tag := h.hash(key)
-	var small [4]uint64
-	q := small[:0]
-	if h.kw > len(small) {
-		q = make([]uint64, 0, MaxKeySize/8) // does not escape: on the stack
-	}
-	q = appendWords(q, key)
+	var buf [4]uint64
+	q := h.keyWords(key, &buf)
+	b, tag := h.hash(q)
 	for range walkRetries {
 		if s, ok := h.walk(b, tag, q); ok {
 			return s
@@ -213,7 +234,7 @@ func (h *htab) find(key []byte) uint32 {
 	}
 	l := h.lock(b)
 	l.Lock()
-	s, _ := h.findLocked(b, tag, key)
+	s, _ := h.findLocked(b, tag, q)
 	l.Unlock()
 	return s
 }
@@ -229,8 +250,8 @@ func (h *htab) LookupAddr(key []byte, cpu int) uint64 {
 	if h.lru {
 		// The kernel's bpf_lru_node_set_ref: a store only when clear, so
 		// that hot entries cost readers no cache-line writes.
-		if ref := &h.rec(s)[recRef]; atomic.LoadUint64(ref) == 0 {
-			atomic.StoreUint64(ref, 1)
+		if ref := &h.ref[s]; atomic.LoadUint32(ref) == 0 {
+			atomic.StoreUint32(ref, 1)
 		}
 	}
 	if h.percpu {
@@ -265,7 +286,7 @@ func (h *htab) Lookup(key []byte) ([]byte, error) {
 		r := h.rec(s)
 		m := atomic.LoadUint64(&r[recMeta])
 		for spin := 0; ; spin++ {
-			v := atomic.LoadUint64(&r[recVSeq])
+			v := atomic.LoadUint64(&h.vseq[s])
 			if v&1 != 0 {
 				if spin > 64 {
 					runtime.Gosched()
@@ -275,7 +296,7 @@ func (h *htab) Lookup(key []byte) ([]byte, error) {
 			for c := 0; c < h.ncpu; c++ {
 				loadBytes(out[c*pad:c*pad+h.vsize], h.val(s, c))
 			}
-			if atomic.LoadUint64(&r[recVSeq]) == v {
+			if atomic.LoadUint64(&h.vseq[s]) == v {
 				break
 			}
 		}
@@ -301,7 +322,7 @@ func (h *htab) UpdateFrom(key, value []byte, flags uint64, cpu int) error {
 		return ErrBadValue
 	}
 	if h.spec.Flags&FlagRdOnlyProg != 0 {
-		return &errnoError{ErrNotSupported, EPERM}
+		return errReadOnly
 	}
 	if h.percpu {
 		return h.update(key, value, flags, cpuIndex(cpu, h.ncpu))
@@ -313,9 +334,8 @@ func (h *htab) UpdateFrom(key, value []byte, flags uint64, cpu int) error {
 // control-plane value (cpu < 0), or one CPU's slot; for a new per-CPU
 // element written by one CPU, the other CPUs' slots are zeroed (Linux).
 func (h *htab) writeValue(s uint32, value []byte, cpu int, fresh bool) {
-	r := h.rec(s)
-	v := atomic.LoadUint64(&r[recVSeq])
-	atomic.StoreUint64(&r[recVSeq], v+1)
+	v := atomic.LoadUint64(&h.vseq[s])
+	atomic.StoreUint64(&h.vseq[s], v+1)
 	switch {
 	case !h.percpu:
 		storeBytes(h.val(s, 0), value)
@@ -334,7 +354,7 @@ func (h *htab) writeValue(s uint32, value []byte, cpu int, fresh bool) {
 			}
 		}
 	}
-	atomic.StoreUint64(&r[recVSeq], v+2)
+	atomic.StoreUint64(&h.vseq[s], v+2)
 }
 
 func (h *htab) update(key, value []byte, flags uint64, cpu int) error {
@@ -344,11 +364,13 @@ func (h *htab) update(key, value []byte, flags uint64, cpu int) error {
 	if len(key) != int(h.spec.KeySize) {
 		return ErrBadKey
 	}
-	b, tag := h.hash(key)
+	var buf [4]uint64
+	q := h.keyWords(key, &buf)
+	b, tag := h.hash(q)
 	l := h.lock(b)
 	l.Lock()
 	defer l.Unlock()
-	if s, _ := h.findLocked(b, tag, key); s != noSlot {
+	if s, _ := h.findLocked(b, tag, q); s != noSlot {
 		if flags == UpdateNoExist {
 			return ErrKeyExist
 		}
@@ -374,7 +396,9 @@ func (h *htab) update(key, value []byte, flags uint64, cpu int) error {
 	atomic.StoreUint64(&r[recMeta], m&^0xffffffff|uint64(seq+1)) // odd: being rewritten
 	storeBytes(r[recHdr:], key)
 	atomic.StoreUint64(&r[recNext], uint64(h.heads[b]))
-	atomic.StoreUint64(&r[recRef], 0)
+	if h.lru {
+		atomic.StoreUint32(&h.ref[s], 0)
+	}
 	h.writeValue(s, value, cpu, true)
 	atomic.StoreUint64(&r[recMeta], uint64(tag)<<32|uint64(seq+2))
 	atomic.StoreUint32(&h.heads[b], s) // publish
@@ -392,11 +416,13 @@ func (h *htab) Delete(key []byte) error {
 	if len(key) != int(h.spec.KeySize) {
 		return ErrBadKey
 	}
-	b, tag := h.hash(key)
+	var buf [4]uint64
+	q := h.keyWords(key, &buf)
+	b, tag := h.hash(q)
 	l := h.lock(b)
 	l.Lock()
 	defer l.Unlock()
-	s, prev := h.findLocked(b, tag, key)
+	s, prev := h.findLocked(b, tag, q)
 	if s == noSlot {
 		return ErrKeyNotExist
 	}
@@ -475,7 +501,7 @@ func (h *htab) lruRemove(s uint32) {
 func (h *htab) lruTouch(s uint32) {
 	h.lruRemove(s)
 	h.lruPushTail(s)
-	atomic.StoreUint64(&h.rec(s)[recRef], 0)
+	atomic.StoreUint32(&h.ref[s], 0)
 }
 
 // evict frees and returns the least recently used slot: the oldest slot
@@ -484,11 +510,11 @@ func (h *htab) lruTouch(s uint32) {
 func (h *htab) evict() uint32 {
 	for range h.nslots + 1 {
 		s := h.lhead
-		ref := &h.rec(s)[recRef]
-		if atomic.LoadUint64(ref) == 0 {
+		ref := &h.ref[s]
+		if atomic.LoadUint32(ref) == 0 {
 			break
 		}
-		atomic.StoreUint64(ref, 0)
+		atomic.StoreUint32(ref, 0)
 		h.lruRemove(s)
 		h.lruPushTail(s)
 	}
@@ -496,11 +522,9 @@ func (h *htab) evict() uint32 {
 	h.lruRemove(s)
 	r := h.rec(s)
 	// Recompute the victim's bucket from its key.
-	var kb [MaxKeySize]byte
-	key := kb[:h.spec.KeySize]
-	loadBytes(key, r[recHdr:])
-	b, tag := h.hash(key)
-	_, prev := h.findLocked(b, tag, key)
+	q := r[recHdr : recHdr+h.kw]
+	b, tag := h.hash(q)
+	_, prev := h.findLocked(b, tag, q)
 	h.unlink(b, s, prev)
 	return s
 }
@@ -516,10 +540,12 @@ func (h *htab) NextKey(key []byte) ([]byte, error) {
 		if len(key) != int(h.spec.KeySize) {
 			return nil, ErrBadKey
 		}
-		b, tag := h.hash(key)
+		var buf [4]uint64
+		q := h.keyWords(key, &buf)
+		b, tag := h.hash(q)
 		l := h.lock(b)
 		l.Lock()
-		s, _ := h.findLocked(b, tag, key)
+		s, _ := h.findLocked(b, tag, q)
 		if s != noSlot {
 			if n := uint32(h.rec(s)[recNext]); n&nullsBit == 0 {
 				out := h.keyOf(n)

@@ -103,7 +103,7 @@ func New(spec Spec) (Map, error) {
 		if spec.MaxEntries >= 1<<31 {
 			return nil, bad("%d entries, at most %d", spec.MaxEntries, 1<<31-1)
 		}
-		if err := mem(cpus*stride(spec.ValueSize) + 8*uint64(recHdr+words(int(spec.KeySize))) + 12); err != nil {
+		if err := mem(cpus*stride(spec.ValueSize) + 8*uint64(recHdr+words(int(spec.KeySize)))*2 + 20); err != nil {
 			return nil, err
 		}
 		return newHtab(spec), nil

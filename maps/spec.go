@@ -1,6 +1,3 @@
-// Package maps implements eBPF maps with the kernel's semantics, laid out
-// so that programs on either engine can hold pointers to their values, and
-// the helpers that touch them.
 package maps
 
 import (

@@ -64,8 +64,18 @@ func zeroWords(w []uint64) {
 	}
 }
 
+// littleEndian is 1 on little-endian machines, where the shortcuts of
+// appendWords give the same words as wordOf.
+var littleEndian = int(binary.NativeEndian.Uint16([]byte{1, 0}))
+
 // appendWords appends the words of key (zero-padded) to q.
 func appendWords(q []uint64, key []byte) []uint64 {
+	switch len(key) * littleEndian { // the common keys of a switch: IPv4, MAC
+	case 4:
+		return append(q, uint64(binary.NativeEndian.Uint32(key)))
+	case 6:
+		return append(q, uint64(binary.NativeEndian.Uint32(key))|uint64(binary.NativeEndian.Uint16(key[4:]))<<32)
+	}
 	for len(key) >= 8 {
 		q = append(q, binary.NativeEndian.Uint64(key))
 		key = key[8:]
