@@ -232,6 +232,13 @@ func compact(insns []asm.Instruction) []insn {
 	return code
 }
 
+// fetchWord returns slot pc of code as one little-endian word (op in the
+// low byte, then registers, offset and immediate) without a bounds check:
+// validation guarantees that control never leaves the program.
+func fetchWord(code []insn, pc int) uint64 {
+	return *(*uint64)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(code)), uintptr(pc)*8))
+}
+
 // fetch returns slot pc of code without a bounds check: validation
 // guarantees that control never leaves the program (every jump target is
 // inside it and no function falls through its end).

@@ -39,168 +39,168 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 	pc := 0
 
 	for {
-		ins := fetch(code, pc)
+		w := fetchWord(code, pc)
 		pc++
-		dst := &regs[ins.regs&15]
-		switch ins.op {
+		dst := &regs[w>>8&15]
+		switch uint8(w) {
 		// ALU64, immediate
 		case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-			*dst += uint64(int64(ins.imm))
+			*dst += uint64(int64(int32(w >> 32)))
 		case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-			*dst -= uint64(int64(ins.imm))
+			*dst -= uint64(int64(int32(w >> 32)))
 		case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-			*dst *= uint64(int64(ins.imm))
+			*dst *= uint64(int64(int32(w >> 32)))
 		case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-			*dst = div64(*dst, uint64(int64(ins.imm)), ins.off)
+			*dst = div64(*dst, uint64(int64(int32(w>>32))), int16(w>>16))
 		case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-			*dst = mod64(*dst, uint64(int64(ins.imm)), ins.off)
+			*dst = mod64(*dst, uint64(int64(int32(w>>32))), int16(w>>16))
 		case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-			*dst |= uint64(int64(ins.imm))
+			*dst |= uint64(int64(int32(w >> 32)))
 		case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-			*dst &= uint64(int64(ins.imm))
+			*dst &= uint64(int64(int32(w >> 32)))
 		case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-			*dst ^= uint64(int64(ins.imm))
+			*dst ^= uint64(int64(int32(w >> 32)))
 		case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-			*dst <<= uint64(ins.imm) & 63
+			*dst <<= uint64(int32(w>>32)) & 63
 		case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-			*dst >>= uint64(ins.imm) & 63
+			*dst >>= uint64(int32(w>>32)) & 63
 		case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-			*dst = uint64(int64(*dst) >> (uint64(ins.imm) & 63))
+			*dst = uint64(int64(*dst) >> (uint64(int32(w>>32)) & 63))
 		case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-			*dst = uint64(int64(ins.imm))
+			*dst = uint64(int64(int32(w >> 32)))
 		case asm.ClassALU64 | asm.ALUNeg:
 			*dst = -*dst
 		case asm.ClassALU64 | asm.ALUEnd:
-			*dst = bswap(*dst, ins.imm)
+			*dst = bswap(*dst, int32(w>>32))
 
 		// ALU64, register
 		case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-			*dst += regs[ins.regs>>4]
+			*dst += regs[w>>12&15]
 		case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-			*dst -= regs[ins.regs>>4]
+			*dst -= regs[w>>12&15]
 		case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-			*dst *= regs[ins.regs>>4]
+			*dst *= regs[w>>12&15]
 		case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-			*dst = div64(*dst, regs[ins.regs>>4], ins.off)
+			*dst = div64(*dst, regs[w>>12&15], int16(w>>16))
 		case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-			*dst = mod64(*dst, regs[ins.regs>>4], ins.off)
+			*dst = mod64(*dst, regs[w>>12&15], int16(w>>16))
 		case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-			*dst |= regs[ins.regs>>4]
+			*dst |= regs[w>>12&15]
 		case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-			*dst &= regs[ins.regs>>4]
+			*dst &= regs[w>>12&15]
 		case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-			*dst ^= regs[ins.regs>>4]
+			*dst ^= regs[w>>12&15]
 		case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-			*dst <<= regs[ins.regs>>4] & 63
+			*dst <<= regs[w>>12&15] & 63
 		case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-			*dst >>= regs[ins.regs>>4] & 63
+			*dst >>= regs[w>>12&15] & 63
 		case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-			*dst = uint64(int64(*dst) >> (regs[ins.regs>>4] & 63))
+			*dst = uint64(int64(*dst) >> (regs[w>>12&15] & 63))
 		case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-			*dst = movsx64(regs[ins.regs>>4], ins.off)
+			*dst = movsx64(regs[w>>12&15], int16(w>>16))
 
 		// ALU32, immediate
 		case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-			*dst = uint64(uint32(*dst) + uint32(ins.imm))
+			*dst = uint64(uint32(*dst) + uint32(int32(w>>32)))
 		case asm.ClassALU | asm.ALUSub | asm.SrcK:
-			*dst = uint64(uint32(*dst) - uint32(ins.imm))
+			*dst = uint64(uint32(*dst) - uint32(int32(w>>32)))
 		case asm.ClassALU | asm.ALUMul | asm.SrcK:
-			*dst = uint64(uint32(*dst) * uint32(ins.imm))
+			*dst = uint64(uint32(*dst) * uint32(int32(w>>32)))
 		case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-			*dst = div32(*dst, uint64(uint32(ins.imm)), ins.off)
+			*dst = div32(*dst, uint64(uint32(int32(w>>32))), int16(w>>16))
 		case asm.ClassALU | asm.ALUMod | asm.SrcK:
-			*dst = mod32(*dst, uint64(uint32(ins.imm)), ins.off)
+			*dst = mod32(*dst, uint64(uint32(int32(w>>32))), int16(w>>16))
 		case asm.ClassALU | asm.ALUOr | asm.SrcK:
-			*dst = uint64(uint32(*dst) | uint32(ins.imm))
+			*dst = uint64(uint32(*dst) | uint32(int32(w>>32)))
 		case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-			*dst = uint64(uint32(*dst) & uint32(ins.imm))
+			*dst = uint64(uint32(*dst) & uint32(int32(w>>32)))
 		case asm.ClassALU | asm.ALUXor | asm.SrcK:
-			*dst = uint64(uint32(*dst) ^ uint32(ins.imm))
+			*dst = uint64(uint32(*dst) ^ uint32(int32(w>>32)))
 		case asm.ClassALU | asm.ALULsh | asm.SrcK:
-			*dst = uint64(uint32(*dst) << (uint32(ins.imm) & 31))
+			*dst = uint64(uint32(*dst) << (uint32(int32(w>>32)) & 31))
 		case asm.ClassALU | asm.ALURsh | asm.SrcK:
-			*dst = uint64(uint32(*dst) >> (uint32(ins.imm) & 31))
+			*dst = uint64(uint32(*dst) >> (uint32(int32(w>>32)) & 31))
 		case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-			*dst = uint64(uint32(int32(*dst) >> (uint32(ins.imm) & 31)))
+			*dst = uint64(uint32(int32(*dst) >> (uint32(int32(w>>32)) & 31)))
 		case asm.ClassALU | asm.ALUMov | asm.SrcK:
-			*dst = uint64(uint32(ins.imm))
+			*dst = uint64(uint32(int32(w >> 32)))
 		case asm.ClassALU | asm.ALUNeg:
 			*dst = uint64(-uint32(*dst))
 		case asm.ClassALU | asm.ALUEnd | asm.SrcK: // to little endian: truncate
-			*dst = truncate(*dst, ins.imm)
+			*dst = truncate(*dst, int32(w>>32))
 		case asm.ClassALU | asm.ALUEnd | asm.SrcX: // to big endian
-			*dst = bswap(*dst, ins.imm)
+			*dst = bswap(*dst, int32(w>>32))
 
 		// ALU32, register
 		case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-			*dst = uint64(uint32(*dst) + uint32(regs[ins.regs>>4]))
+			*dst = uint64(uint32(*dst) + uint32(regs[w>>12&15]))
 		case asm.ClassALU | asm.ALUSub | asm.SrcX:
-			*dst = uint64(uint32(*dst) - uint32(regs[ins.regs>>4]))
+			*dst = uint64(uint32(*dst) - uint32(regs[w>>12&15]))
 		case asm.ClassALU | asm.ALUMul | asm.SrcX:
-			*dst = uint64(uint32(*dst) * uint32(regs[ins.regs>>4]))
+			*dst = uint64(uint32(*dst) * uint32(regs[w>>12&15]))
 		case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-			*dst = div32(*dst, uint64(uint32(regs[ins.regs>>4])), ins.off)
+			*dst = div32(*dst, uint64(uint32(regs[w>>12&15])), int16(w>>16))
 		case asm.ClassALU | asm.ALUMod | asm.SrcX:
-			*dst = mod32(*dst, uint64(uint32(regs[ins.regs>>4])), ins.off)
+			*dst = mod32(*dst, uint64(uint32(regs[w>>12&15])), int16(w>>16))
 		case asm.ClassALU | asm.ALUOr | asm.SrcX:
-			*dst = uint64(uint32(*dst) | uint32(regs[ins.regs>>4]))
+			*dst = uint64(uint32(*dst) | uint32(regs[w>>12&15]))
 		case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-			*dst = uint64(uint32(*dst) & uint32(regs[ins.regs>>4]))
+			*dst = uint64(uint32(*dst) & uint32(regs[w>>12&15]))
 		case asm.ClassALU | asm.ALUXor | asm.SrcX:
-			*dst = uint64(uint32(*dst) ^ uint32(regs[ins.regs>>4]))
+			*dst = uint64(uint32(*dst) ^ uint32(regs[w>>12&15]))
 		case asm.ClassALU | asm.ALULsh | asm.SrcX:
-			*dst = uint64(uint32(*dst) << (uint32(regs[ins.regs>>4]) & 31))
+			*dst = uint64(uint32(*dst) << (uint32(regs[w>>12&15]) & 31))
 		case asm.ClassALU | asm.ALURsh | asm.SrcX:
-			*dst = uint64(uint32(*dst) >> (uint32(regs[ins.regs>>4]) & 31))
+			*dst = uint64(uint32(*dst) >> (uint32(regs[w>>12&15]) & 31))
 		case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-			*dst = uint64(uint32(int32(*dst) >> (uint32(regs[ins.regs>>4]) & 31)))
+			*dst = uint64(uint32(int32(*dst) >> (uint32(regs[w>>12&15]) & 31)))
 		case asm.ClassALU | asm.ALUMov | asm.SrcX:
-			*dst = uint64(uint32(movsx64(regs[ins.regs>>4], ins.off)))
+			*dst = uint64(uint32(movsx64(regs[w>>12&15], int16(w>>16))))
 
 		// lddw (map references were resolved at load)
 		case asm.OpLDDW:
-			*dst = uint64(uint32(ins.imm)) | uint64(uint32(fetch(code, pc).imm))<<32
+			*dst = uint64(uint32(int32(w>>32))) | uint64(uint32(int32(fetchWord(code, pc)>>32)))<<32
 			pc++
 
 		// loads
 		case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-			a := regs[ins.regs>>4] + uint64(int64(ins.off))
+			a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
 			if env.find(a, 1) == nil {
 				return 0, env.memFault(KindRead, pc-1, a, 1, st.count+uint64(pc-st.start))
 			}
 			*dst = load8(a)
 		case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-			a := regs[ins.regs>>4] + uint64(int64(ins.off))
+			a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
 			if env.find(a, 2) == nil {
 				return 0, env.memFault(KindRead, pc-1, a, 2, st.count+uint64(pc-st.start))
 			}
 			*dst = load16(a)
 		case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-			a := regs[ins.regs>>4] + uint64(int64(ins.off))
+			a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
 			if env.find(a, 4) == nil {
 				return 0, env.memFault(KindRead, pc-1, a, 4, st.count+uint64(pc-st.start))
 			}
 			*dst = load32(a)
 		case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-			a := regs[ins.regs>>4] + uint64(int64(ins.off))
+			a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
 			if env.find(a, 8) == nil {
 				return 0, env.memFault(KindRead, pc-1, a, 8, st.count+uint64(pc-st.start))
 			}
 			*dst = load64(a)
 		case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-			a := regs[ins.regs>>4] + uint64(int64(ins.off))
+			a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
 			if env.find(a, 1) == nil {
 				return 0, env.memFault(KindRead, pc-1, a, 1, st.count+uint64(pc-st.start))
 			}
 			*dst = uint64(int64(int8(load8(a))))
 		case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-			a := regs[ins.regs>>4] + uint64(int64(ins.off))
+			a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
 			if env.find(a, 2) == nil {
 				return 0, env.memFault(KindRead, pc-1, a, 2, st.count+uint64(pc-st.start))
 			}
 			*dst = uint64(int64(int16(load16(a))))
 		case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-			a := regs[ins.regs>>4] + uint64(int64(ins.off))
+			a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
 			if env.find(a, 4) == nil {
 				return 0, env.memFault(KindRead, pc-1, a, 4, st.count+uint64(pc-st.start))
 			}
@@ -208,458 +208,458 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 
 		// stores
 		case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-			a := *dst + uint64(int64(ins.off))
+			a := *dst + uint64(int64(int16(w>>16)))
 			if r := env.find(a, 1); r == nil || !r.Writable {
 				return 0, env.memFault(KindWrite, pc-1, a, 1, st.count+uint64(pc-st.start))
 			}
-			store8(a, storeValue(ins, &regs))
+			store8(a, storeValue(w, &regs))
 		case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-			a := *dst + uint64(int64(ins.off))
+			a := *dst + uint64(int64(int16(w>>16)))
 			if r := env.find(a, 2); r == nil || !r.Writable {
 				return 0, env.memFault(KindWrite, pc-1, a, 2, st.count+uint64(pc-st.start))
 			}
-			store16(a, storeValue(ins, &regs))
+			store16(a, storeValue(w, &regs))
 		case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-			a := *dst + uint64(int64(ins.off))
+			a := *dst + uint64(int64(int16(w>>16)))
 			if r := env.find(a, 4); r == nil || !r.Writable {
 				return 0, env.memFault(KindWrite, pc-1, a, 4, st.count+uint64(pc-st.start))
 			}
-			store32(a, storeValue(ins, &regs))
+			store32(a, storeValue(w, &regs))
 		case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-			a := *dst + uint64(int64(ins.off))
+			a := *dst + uint64(int64(int16(w>>16)))
 			if r := env.find(a, 8); r == nil || !r.Writable {
 				return 0, env.memFault(KindWrite, pc-1, a, 8, st.count+uint64(pc-st.start))
 			}
-			store64(a, storeValue(ins, &regs))
+			store64(a, storeValue(w, &regs))
 
 		// atomics
 		case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-			a := *dst + uint64(int64(ins.off))
+			a := *dst + uint64(int64(int16(w>>16)))
 			if r := env.find(a, 4); r == nil || !r.Writable {
 				return 0, env.memFault(KindWrite, pc-1, a, 4, st.count+uint64(pc-st.start))
 			}
 			if a&3 != 0 {
 				return 0, env.memFault(KindMisaligned, pc-1, a, 4, st.count+uint64(pc-st.start))
 			}
-			atomic32(ins, p32(a), &regs)
+			atomic32(w, p32(a), &regs)
 		case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-			a := *dst + uint64(int64(ins.off))
+			a := *dst + uint64(int64(int16(w>>16)))
 			if r := env.find(a, 8); r == nil || !r.Writable {
 				return 0, env.memFault(KindWrite, pc-1, a, 8, st.count+uint64(pc-st.start))
 			}
 			if a&7 != 0 {
 				return 0, env.memFault(KindMisaligned, pc-1, a, 8, st.count+uint64(pc-st.start))
 			}
-			atomic64(ins, p64(a), &regs)
+			atomic64(w, p64(a), &regs)
 
 		// jumps
 		case asm.OpJA:
 			st.count += uint64(pc - st.start)
-			pc += int(ins.off)
+			pc += int(int16(w >> 16))
 			st.start = pc
-			if ins.off < 0 && st.count > st.budget {
-				return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if int16(w>>16) < 0 && st.count > st.budget {
+				return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 			}
 		case asm.OpJA32:
 			st.count += uint64(pc - st.start)
-			pc += int(ins.imm)
+			pc += int(int32(w >> 32))
 			st.start = pc
-			if ins.imm < 0 && st.count > st.budget {
-				return 0, env.setFault(KindBudget, pc-1-int(ins.imm), st.count)
+			if int32(w>>32) < 0 && st.count > st.budget {
+				return 0, env.setFault(KindBudget, pc-1-int(int32(w>>32)), st.count)
 			}
 		case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a == b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a == b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a == b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; a == b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a != b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a != b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a != b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; a != b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a > b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a > b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a > b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; a > b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a >= b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a >= b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a >= b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; a >= b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a < b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a < b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a < b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; a < b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a <= b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a <= b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a <= b {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; a <= b {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); a&b != 0 {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a&b != 0 {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; a&b != 0 {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; a&b != 0 {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int64(a) > int64(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) > int64(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int64(a) > int64(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) > int64(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int64(a) >= int64(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) >= int64(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int64(a) >= int64(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) >= int64(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int64(a) < int64(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) < int64(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int64(a) < int64(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) < int64(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int64(a) <= int64(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) <= int64(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int64(a) <= int64(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) <= int64(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) == uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) == uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) == uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) == uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) != uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) != uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) != uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) != uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) > uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) > uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) > uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) > uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) >= uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) >= uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) >= uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) >= uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) < uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) < uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) < uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) < uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a) <= uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) <= uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a) <= uint32(b) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) <= uint32(b) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); uint32(a)&uint32(b) != 0 {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a)&uint32(b) != 0 {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; uint32(a)&uint32(b) != 0 {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a)&uint32(b) != 0 {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int32(uint32(a)) > int32(uint32(b)) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) > int32(uint32(b)) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int32(uint32(a)) > int32(uint32(b)) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) > int32(uint32(b)) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int32(uint32(a)) >= int32(uint32(b)) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) >= int32(uint32(b)) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int32(uint32(a)) >= int32(uint32(b)) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) >= int32(uint32(b)) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int32(uint32(a)) < int32(uint32(b)) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) < int32(uint32(b)) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int32(uint32(a)) < int32(uint32(b)) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) < int32(uint32(b)) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], uint64(int64(ins.imm)); int32(uint32(a)) <= int32(uint32(b)) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) <= int32(uint32(b)) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
 		case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
 			st.count += uint64(pc - st.start)
-			if a, b := regs[ins.regs&15], regs[ins.regs>>4]; int32(uint32(a)) <= int32(uint32(b)) {
-				pc += int(ins.off)
-				if ins.off < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(ins.off), st.count)
+			if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) <= int32(uint32(b)) {
+				pc += int(int16(w >> 16))
+				if int16(w>>16) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
 				}
 			}
 			st.start = pc
@@ -680,20 +680,20 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 			if st.count > st.budget {
 				return 0, env.setFault(KindBudget, pc-1, st.count)
 			}
-			if ins.regs>>4 == asm.PseudoCall && ins.op == asm.OpCall {
+			if w>>12&15 == asm.PseudoCall && uint8(w) == asm.OpCall {
 				if st.depth+1 >= MaxCallDepth {
 					return 0, env.setFault(KindCallDepth, pc-1, st.count)
 				}
 				frames[st.depth] = frame{ret: pc, saved: [4]uint64{regs[6], regs[7], regs[8], regs[9]}, r10: regs[10]}
 				st.depth++
 				regs[10] -= StackFrameSize
-				pc += int(ins.imm)
+				pc += int(int32(w >> 32))
 				st.start = pc
 				continue
 			}
-			id := ins.imm
-			if ins.op == asm.OpCallX {
-				v := regs[ins.regs&15]
+			id := int32(w >> 32)
+			if uint8(w) == asm.OpCallX {
+				v := regs[w>>8&15]
 				if v >= uint64(len(env.prog.helpers)) || env.prog.helpers[v] == nil {
 					err := env.setFault(KindBadHelper, pc-1, st.count)
 					env.fault.Helper = int32(min(v, math.MaxInt32))
@@ -725,11 +725,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 	}
 }
 
-func storeValue(ins insn, regs *[16]uint64) uint64 {
-	if ins.op&7 == asm.ClassST {
-		return uint64(int64(ins.imm))
+func storeValue(w uint64, regs *[16]uint64) uint64 {
+	if w&7 == asm.ClassST {
+		return uint64(int64(int32(w >> 32)))
 	}
-	return regs[ins.regs>>4]
+	return regs[w>>12&15]
 }
 
 func div64(a, b uint64, signed int16) uint64 {
@@ -806,10 +806,11 @@ func bswap(v uint64, width int32) uint64 {
 	return bits.ReverseBytes64(v)
 }
 
-func atomic32(ins insn, p *uint32, regs *[16]uint64) {
-	src := uint32(regs[ins.regs>>4])
+func atomic32(w uint64, p *uint32, regs *[16]uint64) {
+	imm := int32(w >> 32)
+	src := uint32(regs[w>>12&15])
 	var old uint32
-	switch ins.imm &^ asm.AtomicFetch {
+	switch imm &^ asm.AtomicFetch {
 	case asm.AtomicAdd:
 		old = atomic.AddUint32(p, src) - src
 	case asm.AtomicOr:
@@ -836,15 +837,16 @@ func atomic32(ins insn, p *uint32, regs *[16]uint64) {
 		regs[0] = uint64(old)
 		return
 	}
-	if ins.imm&asm.AtomicFetch != 0 {
-		regs[ins.regs>>4] = uint64(old)
+	if imm&asm.AtomicFetch != 0 {
+		regs[w>>12&15] = uint64(old)
 	}
 }
 
-func atomic64(ins insn, p *uint64, regs *[16]uint64) {
-	src := regs[ins.regs>>4]
+func atomic64(w uint64, p *uint64, regs *[16]uint64) {
+	imm := int32(w >> 32)
+	src := regs[w>>12&15]
 	var old uint64
-	switch ins.imm &^ asm.AtomicFetch {
+	switch imm &^ asm.AtomicFetch {
 	case asm.AtomicAdd:
 		old = atomic.AddUint64(p, src) - src
 	case asm.AtomicOr:
@@ -871,8 +873,8 @@ func atomic64(ins insn, p *uint64, regs *[16]uint64) {
 		regs[0] = old
 		return
 	}
-	if ins.imm&asm.AtomicFetch != 0 {
-		regs[ins.regs>>4] = old
+	if imm&asm.AtomicFetch != 0 {
+		regs[w>>12&15] = old
 	}
 }
 
