@@ -27,6 +27,7 @@ func newArray(spec Spec) *array {
 	a.sw = int(st / 8)
 	a.vals = make([]uint64, a.ncpu*int(spec.MaxEntries)*a.sw)
 	a.seqs = make([]seqlock, spec.MaxEntries)
+	adviseHuge(a.vals)
 	a.regions = []vm.Region{{
 		Start: addrOf(a.vals), Size: uint64(len(a.vals)) * 8, Stride: st, Elem: uint64(spec.ValueSize),
 		Writable: spec.Flags&FlagRdOnlyProg == 0,

@@ -105,12 +105,15 @@ func newHtab(spec Spec) *htab {
 	nb := uint64(2) << bits.Len32(spec.MaxEntries-1)
 	h.mask = nb - 1
 	h.heads = make([]uint32, nb)
+	adviseHuge32(h.heads) // before the first touch
 	for b := range h.heads {
 		h.heads[b] = nullsBit | uint32(b)
 	}
 	h.recs = make([]uint64, int(h.nslots)*h.rw)
 	h.vals = make([]uint64, h.ncpu*int(h.nslots)*h.sw)
 	h.vseq = make([]uint64, h.nslots)
+	adviseHuge(h.recs)
+	adviseHuge(h.vals)
 	nl := min(nb, 64)
 	if h.lru {
 		nl = 1

@@ -65,6 +65,8 @@ func newLPM(spec Spec) *lpm {
 	t.sw = int(st / 8)
 	t.vals = make([]uint64, n*t.sw)
 	t.vseqs = make([]seqlock, n)
+	adviseHuge(t.nodes)
+	adviseHuge(t.vals)
 	t.nodeFree = make([]uint32, 0, 2*n)
 	for i := 2*n - 1; i >= 0; i-- {
 		t.nodeFree = append(t.nodeFree, uint32(i))
