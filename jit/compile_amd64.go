@@ -43,8 +43,11 @@ type compiler struct {
 	// r10Fixed: no instruction writes r10, so r10 is always the frame
 	// pointer of the current call depth.
 	r10Fixed bool
+	// localCalls: the program has local calls (and needs call frames).
+	localCalls bool
 
-	blockLen []int // at a block's first instruction: slots in the block
+	guess    []int8 // per memory instruction: where its base register likely points
+	blockLen []int  // at a block's first instruction: slots in the block
 	rem      []int // slots after this instruction in its block
 
 	// per pass
@@ -66,12 +69,14 @@ type compiler struct {
 
 // compiled is the result of compile: the code and where things are in it.
 type compiled struct {
-	code     []byte
-	offsets  []int // native offset of each instruction slot (-1 for lddw's second)
-	start    int   // entry of a run
-	resume   int   // entry after a helper
-	coldFrom int
-	stubFrom int
+	code       []byte
+	localCalls bool
+	windows    bool
+	offsets    []int // native offset of each instruction slot (-1 for lddw's second)
+	start      int   // entry of a run
+	resume     int   // entry after a helper
+	coldFrom   int
+	stubFrom   int
 }
 
 func compile(p *vm.Program) (*compiled, error) {
@@ -80,6 +85,7 @@ func compile(p *vm.Program) (*compiled, error) {
 		return nil, fmt.Errorf("empty program")
 	}
 	c.blocks()
+	c.guessRegions()
 	c.r10Fixed = true
 	for pc, i := range c.insns {
 		if i.Op&0x07 == asm.ClassSTX && i.Op&0xe0 == asm.ModeATOMIC && i.Src == 10 &&
@@ -104,13 +110,20 @@ func compile(p *vm.Program) (*compiled, error) {
 			break
 		}
 	}
+	for _, i := range c.insns {
+		if i.Op == asm.OpCall && i.Src == asm.PseudoCall {
+			c.localCalls = true
+		}
+	}
 	out := &compiled{
-		code:     append([]byte(nil), c.a.b...),
-		offsets:  c.offsets,
-		start:    c.a.labels[c.start],
-		resume:   c.a.labels[c.resume],
-		coldFrom: c.coldFrom,
-		stubFrom: c.stubFrom,
+		localCalls: c.localCalls,
+		windows:    c.usedR || c.usedW,
+		code:       append([]byte(nil), c.a.b...),
+		offsets:    c.offsets,
+		start:      c.a.labels[c.start],
+		resume:     c.a.labels[c.resume],
+		coldFrom:   c.coldFrom,
+		stubFrom:   c.stubFrom,
 	}
 	return out, nil
 }
@@ -184,6 +197,77 @@ func (c *compiler) blocks() {
 		}
 	}
 	flush()
+}
+
+// Where a base register likely points, to order the inline checks.
+const (
+	guessFrame int8 = iota // argument region 2 (the frame), or unknown
+	guessArg0              // argument region 1: the context (or the conformance memory)
+	guessStack
+)
+
+// guessRegions predicts, for each load and store, which region its base
+// register points into: r1 starts at the context, anything loaded is taken
+// for a frame pointer (ctx->data), r10 and its copies point into the
+// stack, moves and constant adds keep the prediction. Any jump target
+// forgets everything. It only orders the checks, which stay
+// complete, so a wrong guess costs time, not safety.
+func (c *compiler) guessRegions() {
+	n := len(c.insns)
+	c.guess = make([]int8, n)
+	targets := make([]bool, n+1)
+	for pc := 0; pc < n; pc++ {
+		i := c.insns[pc]
+		if i.IsLDDW() {
+			pc++
+			continue
+		}
+		if isJump(i) && i.Op != asm.OpCall && i.Op != asm.OpCallX && i.Op != asm.OpExit {
+			d := int(i.Off)
+			if i.Op == asm.OpJA32 {
+				d = int(i.Imm)
+			}
+			targets[pc+1+d] = true
+		}
+		if i.Op == asm.OpCall && i.Src == asm.PseudoCall {
+			targets[pc+1+int(i.Imm)] = true
+			targets[pc+1] = true
+		}
+	}
+	var reg [11]int8
+	reset := func() {
+		reg = [11]int8{}
+		reg[10] = guessStack
+	}
+	reset()
+	reg[1] = guessArg0
+	for pc := 0; pc < n; pc++ {
+		if pc > 0 && targets[pc] {
+			reset()
+		}
+		i := c.insns[pc]
+		switch cl := i.Class(); {
+		case i.IsLDDW():
+			reg[i.Dst] = guessFrame
+			pc++
+		case cl == asm.ClassLDX:
+			c.guess[pc] = reg[i.Src]
+			reg[i.Dst] = guessFrame // ctx->data, or a value
+		case cl == asm.ClassST || cl == asm.ClassSTX:
+			c.guess[pc] = reg[i.Dst]
+			if i.Op&0xe0 == asm.ModeATOMIC && i.Imm&asm.AtomicFetch != 0 {
+				reg[i.Src] = guessFrame
+				reg[0] = guessFrame
+			}
+		case cl == asm.ClassALU64 && i.Op == asm.ClassALU64|asm.ALUMov|asm.SrcX && i.Off == 0:
+			reg[i.Dst] = reg[i.Src]
+		case cl == asm.ClassALU64 && (i.Op == asm.ClassALU64|asm.ALUAdd|asm.SrcK || i.Op == asm.ClassALU64|asm.ALUSub|asm.SrcK):
+		case cl == asm.ClassALU || cl == asm.ClassALU64:
+			reg[i.Dst] = guessFrame
+		case i.Op == asm.OpCall || i.Op == asm.OpCallX:
+			reg[0] = guessFrame
+		}
+	}
 }
 
 func (c *compiler) emit() error {
@@ -352,11 +436,17 @@ func (c *compiler) access(pc int, base uint8, off int16, n int, write, withAddr 
 		a.aluRM(aluCmp, tmp, regCtx, offWin+k*sizeWindow+8+8*log2(n))
 		a.jcc(condB, ok)
 	}
-	if base == 10 {
+	// Most likely first (see guessRegions); all three are always tried.
+	switch c.guess[pc] {
+	case guessStack:
 		stack()
 		win(1)
 		win(0)
-	} else {
+	case guessArg0:
+		win(0)
+		win(1)
+		stack()
+	default:
 		win(1)
 		win(0)
 		stack()
@@ -626,7 +716,7 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 		a.aluRI(true, aluCmp, addrReg, vm.MaxCallDepth-1)
 		a.jcc(condAE, c.coldFault(pc, vm.KindCallDepth, 0))
 		a.imulRRI(true, tmp, addrReg, sizeFrame)
-		a.leaIndex(tmp, regCtx, tmp, 1, offFrames)
+		a.aluRM(aluAdd, tmp, regCtx, offFrames)
 		a.storeQ(tmp, 0, rbx)
 		a.storeQ(tmp, 8, r13)
 		a.storeQ(tmp, 16, r14)
@@ -713,7 +803,7 @@ func (c *compiler) stubs() {
 	a.aluRI(true, aluSub, addrReg, 1)
 	a.storeQ(regCtx, offDepth, addrReg)
 	a.imulRRI(true, tmp, addrReg, sizeFrame)
-	a.leaIndex(tmp, regCtx, tmp, 1, offFrames)
+	a.aluRM(aluAdd, tmp, regCtx, offFrames)
 	a.loadQ(rbx, tmp, 0)
 	a.loadQ(r13, tmp, 8)
 	a.loadQ(r14, tmp, 16)

@@ -30,9 +30,16 @@ type nativeCtx struct {
 	// and frame): an access of 1<<k bytes at addr is allowed if
 	// addr-start < lim[k]. A window is empty (lim 0) when it cannot decide
 	// alone, for instance when its region is read-only or strided.
-	win    [2]window
-	frames [vm.MaxCallDepth - 1]frameRec
+	win [2]window
+	// frames points at the callers' saved state of local calls (a
+	// frameStack on Run's stack, only for programs that make local calls,
+	// so that other runs do not pay for clearing it). Run sets it before
+	// every entry: the Go stack may have moved.
+	frames uintptr
 }
+
+// frameStack is the state local calls save, one record per caller.
+type frameStack [vm.MaxCallDepth - 1]frameRec
 
 type window struct {
 	start uint64
@@ -80,31 +87,43 @@ var (
 // tableAddr returns the address of the env's region slice header.
 func tableAddr(env *vm.Env) uintptr { return uintptr(unsafe.Pointer(env.RegionTable())) }
 
-// setWindows fills the inline fast paths from the env's regions.
+// framesAddr returns the address of f for the machine code.
+func framesAddr(f *frameStack) uintptr { return uintptr(unsafe.Pointer(f)) }
+
+// setWindows fills the inline fast paths from the env's argument regions
+// 1 and 2. An access inside a window must be one the interpreter's
+// first-match search allows, loads and stores alike: so a window needs a
+// contiguous writable region, and region 2's also needs region 1 writable
+// or apart from it (the stack, region 0, is writable).
 func setWindows(x *nativeCtx, rs []vm.Region) {
-	for k := range x.win {
-		w := &x.win[k]
-		*w = window{}
-		if 1+k >= len(rs) {
-			continue
-		}
-		r := &rs[1+k]
-		// A store allowed by the window must be allowed by the interpreter's
-		// first-match search: the region must be writable, and no earlier
-		// read-only region may overlap it (the stack is writable).
-		if r.Stride != 0 || !r.Writable || r.Size == 0 {
-			continue
-		}
-		if k == 1 && !rs[1].Writable && overlap(&rs[1], r) {
-			continue
-		}
-		w.start = r.Start
-		for j := range w.lim {
-			if n := uint64(1) << j; r.Size >= n {
-				w.lim[j] = r.Size - n + 1
-			}
-		}
+	if len(rs) < 3 {
+		x.win[0].set(nil, false)
+		x.win[1].set(nil, false)
+		return
 	}
+	r1, r2 := &rs[1], &rs[2]
+	x.win[0].set(r1, true)
+	x.win[1].set(r2, r1.Writable || !overlap(r1, r2))
+}
+
+// set makes w the window of r, or empty if !ok or r cannot have one. It
+// writes the fields in place: building a window value and copying it
+// costs a store-forwarding stall per run.
+func (w *window) set(r *vm.Region, ok bool) {
+	if r == nil || !ok || !r.Writable || r.Stride != 0 {
+		w.start, w.lim[0], w.lim[1], w.lim[2], w.lim[3] = 0, 0, 0, 0, 0
+		return
+	}
+	// lim[k] = Size - (1<<k) + 1, or 0 when the region is smaller.
+	s := r.Size
+	w.start, w.lim[0], w.lim[1], w.lim[2], w.lim[3] = r.Start, s, sat(s, 1), sat(s, 3), sat(s, 7)
+}
+
+func sat(s, k uint64) uint64 {
+	if s > k {
+		return s - k
+	}
+	return 0
 }
 
 func overlap(a, b *vm.Region) bool {

@@ -45,6 +45,14 @@ func testHelpers() *vm.Helpers {
 			panic(err)
 		}
 	}
+	// Deterministic stand-ins for the base helpers that are not (callx
+	// reaches any registered id).
+	must(hs.Register(vm.Helper{ID: vm.HelperKtimeGetNS, Fn: func(_ *vm.Env, r1, _, _, _, _ uint64) (uint64, error) {
+		return 1_000_000 + r1, nil
+	}}))
+	must(hs.Register(vm.Helper{ID: vm.HelperGetPrandomU32, Fn: func(_ *vm.Env, _, r2, _, _, _ uint64) (uint64, error) {
+		return uint64(uint32(r2 * 0x9e3779b9)), nil
+	}}))
 	must(hs.Register(vm.Helper{ID: helperMix, Name: "mix", Fn: func(_ *vm.Env, r1, r2, r3, r4, r5 uint64) (uint64, error) {
 		return r1 + 3*r2 ^ r3 - r4 + r5<<1, nil
 	}}))

@@ -10,7 +10,11 @@ import (
 	"github.com/govswitch/vswitch/vm"
 )
 
-func TestReplayTmp(t *testing.T) {
+// TestReplay is a debugging aid for fuzz findings: REPLAY=/abs/path/to/an
+// input file (raw bytes or a testdata/fuzz corpus file) prints the program
+// FuzzDifferential makes of it and its machine code, then runs it on both
+// engines (NORUN=1 stops before running, for inputs that crash).
+func TestReplay(t *testing.T) {
 	data, err := os.ReadFile(os.Getenv("REPLAY"))
 	if err != nil {
 		t.Skip()

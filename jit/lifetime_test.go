@@ -1,0 +1,197 @@
+//go:build linux && amd64
+
+package jit_test
+
+import (
+	"bytes"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/govswitch/vswitch/asm"
+	"github.com/govswitch/vswitch/jit"
+	"github.com/govswitch/vswitch/vm"
+)
+
+// mappings counts this process's memory mappings.
+func mappings(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skip(err)
+	}
+	return bytes.Count(b, []byte{'\n'})
+}
+
+// residentPages returns the resident set size in pages.
+func residentPages(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Skip(err)
+	}
+	f := bytes.Fields(b)
+	n := 0
+	for _, c := range f[1] {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// TestLoadUnload compiles, runs and closes 100,000 programs: neither the
+// mappings nor the resident memory may grow.
+func TestLoadUnload(t *testing.T) {
+	skipIfUnsupported(t)
+	n := 100_000
+	if testing.Short() {
+		n = 10_000
+	}
+	p := vm.MustLoad(asm.MustAssemble("mov %r0, %r1\nadd %r0, 1\nexit"), vm.Options{})
+	env := vm.NewEnv()
+	cycle := func(k int) {
+		c, err := jit.Compile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r0, err := c.Run(env, uint64(k), 0); err != nil || r0 != uint64(k)+1 {
+			t.Fatalf("run %d: %d, %v", k, r0, err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Run(env, 0, 0); err != jit.ErrClosed {
+			t.Fatalf("run after close: %v", err)
+		}
+	}
+	for k := range 1000 { // warm up
+		cycle(k)
+	}
+	runtime.GC()
+	maps0, rss0 := mappings(t), residentPages(t)
+	for k := range n {
+		cycle(k)
+	}
+	runtime.GC()
+	maps1, rss1 := mappings(t), residentPages(t)
+	t.Logf("%d programs: mappings %d -> %d, resident pages %d -> %d", n, maps0, maps1, rss0, rss1)
+	if maps1 > maps0+8 {
+		t.Errorf("mappings grew from %d to %d", maps0, maps1)
+	}
+	if rss1 > rss0+2048 { // 8 MiB of slack for the GC's own growth
+		t.Errorf("resident memory grew from %d to %d pages", rss0, rss1)
+	}
+}
+
+// TestCleanup drops compiled programs without Close: the garbage
+// collector releases their code memory.
+func TestCleanup(t *testing.T) {
+	skipIfUnsupported(t)
+	runtime.GC()
+	maps0 := mappings(t)
+	for k := range 2000 {
+		p := vm.MustLoad(asm.MustAssemble("mov %r0, 1\nexit"), vm.Options{})
+		if k%2 == 0 {
+			if _, err := jit.Compile(p); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, ok := jit.Best(p).(*jit.Code); !ok {
+			t.Fatal("Best did not compile")
+		}
+	}
+	for range 5 {
+		runtime.GC()
+	}
+	// Cleanups run on their own goroutine: give them a moment.
+	for range 100 {
+		if mappings(t) <= maps0+8 {
+			break
+		}
+		runtime.Gosched()
+		runtime.GC()
+	}
+	if m := mappings(t); m > maps0+8 {
+		t.Errorf("mappings grew from %d to %d: code memory is not released", maps0, m)
+	}
+}
+
+// TestNoAllocs checks that runs do not allocate: plain, with a helper call,
+// with a local call, and faulting.
+func TestNoAllocs(t *testing.T) {
+	skipIfUnsupported(t)
+	mem := make([]byte, 16)
+	for _, tc := range []struct{ name, text string }{
+		{"alu", "mov %r0, 1\nadd %r0, %r2\nexit"},
+		{"helper", "mov %r1, 1\ncall 100\nexit"},
+		{"local call", "call local f\nexit\nf:\nstdw [%r10-8], 1\nldxdw %r0, [%r10-8]\nexit"},
+		{"memory", "ldxdw %r0, [%r1+8]\nstdw [%r1+0], 3\nexit"},
+		{"fault", "ldxdw %r0, [%r1+9]\nexit"},
+		{"helper error", "mov %r1, 7\ncall 101\nexit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := jit.Compile(loadText(t, tc.text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			env := vm.NewEnv()
+			env.SetArgBytes(0, mem)
+			a := vm.AddrOf(mem)
+			if n := testing.AllocsPerRun(1000, func() { c.Run(env, a, 16) }); n != 0 {
+				t.Errorf("%v allocations per run", n)
+			}
+		})
+	}
+}
+
+// TestBest checks that Best compiles once and attaches the code to the
+// program, and that Close detaches it.
+func TestBest(t *testing.T) {
+	skipIfUnsupported(t)
+	p := vm.MustLoad(exitProg, vm.Options{})
+	r := jit.Best(p)
+	c, ok := r.(*jit.Code)
+	if !ok {
+		t.Fatalf("Best returned %T", r)
+	}
+	if jit.Best(p) != r {
+		t.Error("second Best compiled again")
+	}
+	if n := p.Native.Load(); n == nil || n.Runner != r || n.Size != c.Size() {
+		t.Errorf("p.Native = %+v", n)
+	}
+	c.Close()
+	if p.Native.Load() != nil {
+		t.Error("Close did not detach")
+	}
+}
+
+// TestConcurrentRuns runs one Code from several goroutines, each with its
+// own Env (go test -race covers the Go side).
+func TestConcurrentRuns(t *testing.T) {
+	skipIfUnsupported(t)
+	p := loadText(t, "mov %r0, 0\nloop:\nadd %r0, %r1\nstxdw [%r10-8], %r0\ncall 104\nldxdw %r0, [%r10-8]\nsub %r2, 1\njne %r2, 0, loop\nexit")
+	c, err := jit.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan error)
+	for g := range 4 {
+		go func() {
+			env := vm.NewEnv()
+			env.User = &helperState{}
+			for k := range 200 {
+				r0, err := c.Run(env, uint64(g), uint64(k+1))
+				if err != nil || r0 != uint64(g*(k+1)) {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
