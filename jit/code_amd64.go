@@ -48,6 +48,7 @@ func Compile(p *vm.Program) (*Code, error) {
 		offsets:  out.offsets,
 		coldFrom: out.coldFrom,
 		stubFrom: out.stubFrom,
+		stubs:    out.stubNames,
 		size:     len(out.code),
 	}
 	c.impl = codeImpl{

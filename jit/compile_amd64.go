@@ -45,26 +45,29 @@ type compiler struct {
 	r10Fixed bool
 	// localCalls: the program has local calls (and needs call frames).
 	localCalls bool
+	// helperCalls: the program calls helpers (and needs the helper exit).
+	helperCalls bool
 
 	guess    []int8 // per memory instruction: where its base register likely points
 	blockLen []int  // at a block's first instruction: slots in the block
-	rem      []int // slots after this instruction in its block
+	rem      []int  // slots after this instruction in its block
 
 	// per pass
-	pcLabel  []label
-	offsets  []int
-	cold     []func()
-	checkR   label // slow-path region check for loads
-	checkW   label // and for stores
-	fault    label // common fault exit
-	helper   label // common helper exit
-	subRet   label // return from a local call
-	resume   label // re-entry after a helper
-	start    label // first entry
-	usedR    bool
-	usedW    bool
-	coldFrom int // offset where cold code starts
-	stubFrom int // offset where the shared stubs start
+	pcLabel   []label
+	offsets   []int
+	cold      []func()
+	checkR    label // slow-path region check for loads
+	checkW    label // and for stores
+	fault     label // common fault exit
+	helper    label // common helper exit
+	subRet    label // return from a local call
+	resume    label // re-entry after a helper
+	start     label // first entry
+	usedR     bool
+	usedW     bool
+	stubNames map[int]string // offset -> name of the shared stubs
+	coldFrom  int            // offset where cold code starts
+	stubFrom  int            // offset where the shared stubs start
 }
 
 // compiled is the result of compile: the code and where things are in it.
@@ -77,6 +80,7 @@ type compiled struct {
 	resume     int   // entry after a helper
 	coldFrom   int
 	stubFrom   int
+	stubNames  map[int]string
 }
 
 func compile(p *vm.Program) (*compiled, error) {
@@ -86,6 +90,14 @@ func compile(p *vm.Program) (*compiled, error) {
 	}
 	c.blocks()
 	c.guessRegions()
+	for pc, i := range c.insns {
+		if i.Op == asm.OpCall && i.Src == asm.PseudoCall && (pc == 0 || !c.insns[pc-1].IsLDDW()) {
+			c.localCalls = true
+		}
+		if (i.Op == asm.OpCall || i.Op == asm.OpCallX) && i.Src != asm.PseudoCall && (pc == 0 || !c.insns[pc-1].IsLDDW()) {
+			c.helperCalls = true
+		}
+	}
 	c.r10Fixed = true
 	for pc, i := range c.insns {
 		if i.Op&0x07 == asm.ClassSTX && i.Op&0xe0 == asm.ModeATOMIC && i.Src == 10 &&
@@ -110,11 +122,6 @@ func compile(p *vm.Program) (*compiled, error) {
 			break
 		}
 	}
-	for _, i := range c.insns {
-		if i.Op == asm.OpCall && i.Src == asm.PseudoCall {
-			c.localCalls = true
-		}
-	}
 	out := &compiled{
 		localCalls: c.localCalls,
 		windows:    c.usedR || c.usedW,
@@ -124,6 +131,7 @@ func compile(p *vm.Program) (*compiled, error) {
 		resume:     c.a.labels[c.resume],
 		coldFrom:   c.coldFrom,
 		stubFrom:   c.stubFrom,
+		stubNames:  c.stubNames,
 	}
 	return out, nil
 }
@@ -706,8 +714,11 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 		}
 		a.jmp(c.pcLabel[pc+1+d])
 	case i.Op == asm.OpExit:
-		a.aluMI(aluCmp, regCtx, offDepth, 0)
-		a.jcc(condNE, c.subRet)
+		if c.localCalls {
+			// Inside a local call, exit returns to the caller.
+			a.aluMI(aluCmp, regCtx, offDepth, 0)
+			a.jcc(condNE, c.subRet)
+		}
 		a.storeQ(regCtx, offCount, regCount)
 		a.ret()
 	case i.Op == asm.OpCall && i.Src == asm.PseudoCall:
@@ -772,25 +783,36 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 func (c *compiler) stubs() {
 	a := &c.a
 
+	mark := func(l label, name string) {
+		a.bind(l)
+		c.stubNames[a.pos()] = name
+	}
+	c.stubNames = map[int]string{}
+
 	// Fault: r10 holds the exit info, r11 the address, r9 the count.
-	a.bind(c.fault)
-	a.storeQ(regCtx, offExit, tmp)
-	a.storeQ(regCtx, offAddr, addrReg)
-	a.storeQ(regCtx, offCount, regCount)
-	a.ret()
+	if len(c.cold) > 0 {
+		mark(c.fault, "fault_exit")
+		a.storeQ(regCtx, offExit, tmp)
+		a.storeQ(regCtx, offAddr, addrReg)
+		a.storeQ(regCtx, offCount, regCount)
+		a.ret()
+	}
 
 	// Helper call: save every register, r10 holds the exit info, r11 the
 	// operand of callx; resume continues at nativeCtx.resume.
-	a.bind(c.helper)
-	a.storeQ(regCtx, offExit, tmp)
-	a.storeQ(regCtx, offAddr, addrReg)
-	a.storeQ(regCtx, offCount, regCount)
-	for r := 1; r <= 10; r++ {
-		a.storeQ(regCtx, offRegs+8*int32(r), regMap[r])
+	if c.helperCalls {
+		mark(c.helper, "helper_exit")
+		a.storeQ(regCtx, offExit, tmp)
+		a.storeQ(regCtx, offAddr, addrReg)
+		a.storeQ(regCtx, offCount, regCount)
+		for r := 1; r <= 10; r++ {
+			a.storeQ(regCtx, offRegs+8*int32(r), regMap[r])
+		}
+		a.ret()
 	}
-	a.ret()
 
-	a.bind(c.resume)
+	// Re-entry after a helper or into a tail call's target.
+	mark(c.resume, "resume")
 	for r := 0; r <= 10; r++ {
 		a.loadQ(regMap[r], regCtx, offRegs+8*int32(r))
 	}
@@ -798,7 +820,11 @@ func (c *compiler) stubs() {
 	a.jmpMem(regCtx, offResume)
 
 	// Return from a local call (exit at depth > 0).
-	a.bind(c.subRet)
+	if !c.localCalls {
+		c.checkStubs()
+		return
+	}
+	mark(c.subRet, "local_return")
 	a.loadQ(addrReg, regCtx, offDepth)
 	a.aluRI(true, aluSub, addrReg, 1)
 	a.storeQ(regCtx, offDepth, addrReg)
@@ -810,11 +836,16 @@ func (c *compiler) stubs() {
 	a.loadQ(r15, tmp, 24)
 	a.loadQ(rbp, tmp, 32)
 	a.jmpMem(tmp, 40)
+	c.checkStubs()
+}
 
+func (c *compiler) checkStubs() {
 	if c.usedR {
+		c.stubNames[c.a.pos()] = "check_load"
 		c.checkStub(c.checkR, false)
 	}
 	if c.usedW {
+		c.stubNames[c.a.pos()] = "check_store"
 		c.checkStub(c.checkW, true)
 	}
 }

@@ -38,6 +38,7 @@ type Code struct {
 	offsets  []int // native offset of each instruction slot, -1 for lddw's second
 	coldFrom int
 	stubFrom int
+	stubs    map[int]string // offsets of the shared stubs, by name
 	size     int
 	impl     codeImpl
 	attached *vm.Native // what Best stored in prog.Native, detached by Close

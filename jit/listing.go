@@ -3,6 +3,7 @@ package jit
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -26,6 +27,9 @@ type Listing struct {
 	// entry that sets up the registers.
 	ColdFrom  int
 	StubsFrom int
+	// Stubs names the shared stubs by offset: fault_exit, helper_exit,
+	// resume, local_return, check_load, check_store.
+	Stubs map[int]string
 }
 
 // Listing returns c's machine code and instruction offsets, or nil once c
@@ -41,6 +45,7 @@ func (c *Code) Listing() *Listing {
 		Offsets:   c.offsets,
 		ColdFrom:  c.coldFrom,
 		StubsFrom: c.stubFrom,
+		Stubs:     c.stubs,
 	}
 }
 
@@ -81,7 +86,20 @@ func (l *Listing) Format(w io.Writer) error {
 		}
 		secs = append(secs, section{from, to, fmt.Sprintf("; %d: %s", pc, asm.Format(l.Insns[pc], nxt))})
 	}
-	secs = append(secs, section{l.ColdFrom, l.StubsFrom, "; fault exits"}, section{l.StubsFrom, len(l.Code), "; shared stubs"})
+	secs = append(secs, section{l.ColdFrom, l.StubsFrom, "; fault exits"})
+	var stubs []int
+	for off, name := range l.Stubs {
+		names[uint64(off)] = name
+		stubs = append(stubs, off)
+	}
+	sort.Ints(stubs)
+	for k, off := range stubs {
+		end := len(l.Code)
+		if k+1 < len(stubs) {
+			end = stubs[k+1]
+		}
+		secs = append(secs, section{off, end, "; " + l.Stubs[off]})
+	}
 	sym := func(addr uint64) (string, uint64) {
 		if n, ok := names[addr]; ok {
 			return n, addr
