@@ -32,7 +32,6 @@ func FuzzDifferential(f *testing.F) {
 	f.Add([]byte{1, 0x10, 1, 2, 3, 0xfe, 0, 0, 0, 0x21, 2, 1, 0, 0, 0, 0, 0, 0x30, 0, 0, 8, 0, 0, 0, 0})
 	f.Add([]byte{1, 0x40, 1, 1, 0xf8, 0, 0, 0, 0, 0x52, 10, 0, 0xf8, 1, 2, 3, 4, 0x61, 0, 10, 0xf8})
 	d := newDiffer()
-	tailTarget = vm.MustLoad(asm.MustAssemble("add %r0, 5\nmov %r6, %r1\nstdw [%r10-8], 3\nexit"), vm.Options{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if lastInput != "" {
 			os.WriteFile(lastInput, data, 0o644)
@@ -103,7 +102,7 @@ var (
 	jmpOps  = []uint8{asm.JmpJEQ, asm.JmpJGT, asm.JmpJGE, asm.JmpJSET, asm.JmpJNE, asm.JmpJSGT, asm.JmpJSGE, asm.JmpJLT, asm.JmpJLE, asm.JmpJSLT, asm.JmpJSLE}
 	atomics = []int32{asm.AtomicAdd, asm.AtomicOr, asm.AtomicAnd, asm.AtomicXor, asm.AtomicAdd | asm.AtomicFetch, asm.AtomicOr | asm.AtomicFetch, asm.AtomicAnd | asm.AtomicFetch, asm.AtomicXor | asm.AtomicFetch, asm.AtomicXchg, asm.AtomicCmpXchg}
 	sizes   = []uint8{asm.SizeB, asm.SizeH, asm.SizeW, asm.SizeDW}
-	helpers = []int32{helperMix, helperFail, helperRegion, helperTail, helperCounter, vm.HelperGetSmpProcessorID}
+	helpers = []int32{helperMix, helperFail, helperRegion, helperTail, helperCounter, helperTailMe, vm.HelperGetSmpProcessorID}
 	imms    = []int32{0, 1, -1, 2, 7, 8, 16, 31, 32, 63, 64, 255, -256, 0x7fffffff, -0x80000000, 0x8000}
 )
 

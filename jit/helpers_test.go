@@ -28,13 +28,37 @@ const (
 	helperRegion  = 102 // makes the 64-byte dynamic block readable and writable, r0 = its address
 	helperTail    = 103 // tail call into tailTarget (r0 = 0), or r0 = 1 past the limit
 	helperCounter = 104 // r0 = number of calls in this run (per env)
+	helperTailMe  = 105 // tail call into tailLoop (r0 = 0), or r0 = 1 past the limit
 )
 
 var (
 	errHelper  = errors.New("helper refused r1 = 7")
 	dynamic    = make([]byte, 64)
-	tailTarget *vm.Program
+	tailTarget *vm.Program // the target of helper 103: has a local call and a helper call
+	tailLoop   *vm.Program // the target of helper 105: tail calls itself until the limit
 )
+
+func init() {
+	tailTarget = vm.MustLoad(asm.MustAssemble(`
+		add %r0, 5
+		mov %r6, %r1
+		stdw [%r10-8], 3
+		call 104
+		mov %r7, %r0
+		call local f
+		add %r0, %r7
+		exit
+	f:
+		ldxdw %r0, [%r10+504]
+		add %r0, %r6
+		exit`), vm.Options{Helpers: testHelpers()})
+	tailLoop = vm.MustLoad(asm.MustAssemble(`
+		add %r6, 1
+		stxdw [%r10-16], %r6
+		call 105
+		mov %r0, %r6
+		exit`), vm.Options{Helpers: testHelpers()})
+}
 
 type helperState struct{ calls uint64 }
 
@@ -70,6 +94,12 @@ func testHelpers() *vm.Helpers {
 	}}))
 	must(hs.Register(vm.Helper{ID: helperTail, Name: "tail", Fn: func(env *vm.Env, _, _, _, _, _ uint64) (uint64, error) {
 		if tailTarget == nil || !env.TailCall(tailTarget) {
+			return 1, nil
+		}
+		return 0, nil
+	}}))
+	must(hs.Register(vm.Helper{ID: helperTailMe, Name: "tailme", Fn: func(env *vm.Env, _, _, _, _, _ uint64) (uint64, error) {
+		if tailLoop == nil || !env.TailCall(tailLoop) {
 			return 1, nil
 		}
 		return 0, nil

@@ -157,6 +157,13 @@ var pitfalls = []pitfall{
 	{name: "dynamic region bounds", text: "call 102\nstdw [%r0+60], 77\nexit", want: "WRITE"},
 	{name: "helper in a loop", text: "mov %r6, 0\nloop:\ncall 104\nadd %r6, 1\njlt %r6, 20, loop\nexit", want: uint64(20)},
 
+	// Tail calls: the target starts over in the main frame with the
+	// registers as they are; the count and the budget carry over.
+	{name: "tail call", text: "mov %r1, 9\nmov %r0, 1\ncall 103\nmov %r0, 77\nexit"},
+	{name: "tail call from a local call", text: "call local f\nexit\nf:\nmov %r1, 4\ncall 103\nexit"},
+	{name: "tail call chain to the limit", text: "mov %r6, 0\ncall 105\nmov %r0, 99\nexit", want: uint64(33)},
+	{name: "tail call chain budget", text: "mov %r6, 0\ncall 105\nexit", want: "budget", budget: 50},
+
 	// Budget.
 	{name: "budget ja", text: "ja -1\nexit", want: "budget", budget: 1000},
 	{name: "budget loop", text: "mov %r0, 0\nloop:\nadd %r0, 1\nmov %r1, 2\njgt %r0, 0, loop\nexit", want: "budget", budget: 10000},
