@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -45,7 +46,8 @@ test frames on a network interface through an AF_PACKET port.
       --src-port PORT   source UDP port of flow 0 (default 1024)
       --dst-port PORT   destination UDP port of flow 0 (default 9)
       --interval D      report period (default 1s)
-      --tx-mode ring|sendmmsg  AF_PACKET transmit method (default ring)
+      --tx-mode sendmmsg|ring  AF_PACKET transmit method (default sendmmsg:
+                        faster into veths, whose peer copies TX ring frames)
   -j, --json            print JSON lines (one per interval, then the
                         summary) instead of text
   -h, --help            print this help
@@ -229,12 +231,18 @@ func ParseArgs(args []string) (Options, error) {
 		}
 	}
 	switch txMode {
-	case "", "ring":
-		o.TXMode = bpfport.TXRing
-	case "sendmmsg":
+	case "", "sendmmsg":
+		// A PACKET_TX_RING frame becomes an skb whose data past the
+		// Ethernet header points into the ring (zero copy); when such an
+		// skb crosses into another namespace (a veth peer) the kernel
+		// copies those fragments into freshly allocated pages, frame by
+		// frame (skb_copy_ubufs). sendmmsg copies into the skb at once and
+		// measured 15-25% faster on the veth topology of the benchmarks.
 		o.TXMode = bpfport.TXSendmmsg
+	case "ring":
+		o.TXMode = bpfport.TXRing
 	default:
-		return o, usagef("--tx-mode %q: want ring or sendmmsg", txMode)
+		return o, usagef("--tx-mode %q: want sendmmsg or ring", txMode)
 	}
 	if _, err := c.withDefaults(); err != nil {
 		return o, usagef("%v", err)
@@ -314,6 +322,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if o.Help {
 		fmt.Fprint(stdout, Usage)
 		return 0
+	}
+	if runtime.GOMAXPROCS(0) < 2 {
+		// With a single P (e.g. under taskset -c 0), the runtime's monitor
+		// takes the P away from every send call longer than 20µs and wakes
+		// another thread to run nothing: two context switches per burst on
+		// the generator's own CPU. With an idle second P it leaves the
+		// call alone. Measured: up to 18% more frames per second pinned to
+		// one core with small bursts.
+		runtime.GOMAXPROCS(2)
 	}
 	port, err := openPort(o)
 	if err != nil {

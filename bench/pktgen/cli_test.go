@@ -20,20 +20,20 @@ func TestParseArgs(t *testing.T) {
 		args []string
 		want Options
 	}{
-		{"minimal", []string{"-i", "veth0"}, Options{Iface: "veth0", TXMode: bpfport.TXRing, Config: Config{Mode: Transmit}}},
+		{"minimal", []string{"-i", "veth0"}, Options{Iface: "veth0", TXMode: bpfport.TXSendmmsg, Config: Config{Mode: Transmit}}},
 		{"everything long", []string{"--iface=eth1", "--netns", "gen", "--mode", "rx", "--size", "1514",
 			"--rate", "1.5M", "--count", "10k", "--duration", "2.5", "--flows", "64", "--vary", "sip,dport",
 			"--burst", "32", "--src-mac", "02:aa:00:00:00:01", "--dst-mac", "02:bb:00:00:00:02",
 			"--src-ip", "10.1.0.1", "--dst-ip", "10.2.0.1", "--src-port", "5000", "--dst-port", "6000",
-			"--interval", "500ms", "--tx-mode", "sendmmsg", "--json"},
-			Options{Iface: "eth1", Netns: "gen", JSON: true, TXMode: bpfport.TXSendmmsg, Config: Config{
+			"--interval", "500ms", "--tx-mode", "ring", "--json"},
+			Options{Iface: "eth1", Netns: "gen", JSON: true, TXMode: bpfport.TXRing, Config: Config{
 				Mode: Receive, Size: 1514, Rate: 1.5e6, Count: 10000, Duration: 2500 * time.Millisecond,
 				Flows: 64, Vary: VarySrcIP | VaryDstPort, Burst: 32,
 				SrcMAC: net.HardwareAddr{2, 0xaa, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0xbb, 0, 0, 0, 2},
 				SrcIP: netip.MustParseAddr("10.1.0.1"), DstIP: netip.MustParseAddr("10.2.0.1"),
 				SrcPort: 5000, DstPort: 6000, Interval: 500 * time.Millisecond}}},
 		{"short", []string{"-i", "g0", "-s", "64", "-r", "0", "-n", "5", "-d", "1m", "-f", "2", "-b", "1", "-j"},
-			Options{Iface: "g0", JSON: true, TXMode: bpfport.TXRing, Config: Config{Mode: Transmit, Size: 64,
+			Options{Iface: "g0", JSON: true, TXMode: bpfport.TXSendmmsg, Config: Config{Mode: Transmit, Size: 64,
 				Count: 5, Duration: time.Minute, Flows: 2, Burst: 1}}},
 		{"help", []string{"--help"}, Options{Help: true}},
 		{"help after", []string{"-i", "x", "-h"}, Options{Iface: "x", Help: true}},
@@ -80,7 +80,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"-i", "x", "--src-ip", "1.2.3"}, "--src-ip"},
 		{[]string{"-i", "x", "--dst-port", "0"}, "1..65535"},
 		{[]string{"-i", "x", "--interval", "1ms"}, "at least 10ms"},
-		{[]string{"-i", "x", "--tx-mode", "xdp"}, "ring or sendmmsg"},
+		{[]string{"-i", "x", "--tx-mode", "xdp"}, "sendmmsg or ring"},
 	} {
 		_, err := ParseArgs(tc.args)
 		if err == nil {
