@@ -31,6 +31,7 @@ func (l *linker) link() (_ *Collection, err error) {
 		Programs: map[string]*vm.Program{},
 		Sections: map[string]string{},
 		Maps:     map[string]maps.Map{},
+		Types:    map[string]MapTypes{},
 	}
 	l.bySpec = map[string]maps.Map{}
 	defer func() {
@@ -198,6 +199,9 @@ func (l *linker) createMaps() error {
 		data := isDataSection(name)
 		if data {
 			s.Name = dataMapName(l.opts.ObjectName, name)
+		}
+		if ms.Key != nil || ms.Value != nil {
+			l.coll.Types[s.Name] = MapTypes{Key: ms.Key, Value: ms.Value}
 		}
 		if old, ok := l.opts.ReuseMaps[s.Name]; ok && !data {
 			have := old.Spec()

@@ -39,6 +39,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/govswitch/vswitch/maps"
 	"github.com/govswitch/vswitch/vm"
@@ -130,8 +131,16 @@ type Collection struct {
 	// Maps are the object's maps by name (global data as "obj.data" and so
 	// on), including reused ones.
 	Maps map[string]maps.Map
+	// Types are the BTF types of maps' keys and values where the object
+	// has them, by map name (for printing entries as fields).
+	Types map[string]MapTypes
 
 	created []maps.Map // maps this collection made, closed by Close
+}
+
+// MapTypes are the BTF types of a map's key and value; either may be nil.
+type MapTypes struct {
+	Key, Value btf.Type
 }
 
 // Program returns the program called name or, failing that, the only

@@ -76,6 +76,8 @@ const usage = `usage: vswitch [-j] [--socket PATH] OBJECT VERB [ARGS]
   map lookup NAME key [hex] BYTES...
   map update NAME key [hex] BYTES... value [hex] BYTES... [any|exist|noexist]
   map delete NAME key [hex] BYTES...
+                                      (or key json '{"addr":"02:00:00:00:00:01"}' and value json '{...}'
+                                      where the object has BTF; entries then print as fields)
   map read NAME                       follow a ring buffer's records
   fdb show | fdb flush                the learning program's MAC table
   stats

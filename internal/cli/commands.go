@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -326,7 +327,7 @@ func (c *cmd) mapCmd(args []string) error {
 		}
 		return c.emit(r, func(w io.Writer) {
 			for _, e := range r.Entries {
-				fmt.Fprintf(w, "key: %s\tvalue: %s\n", hexBytes(e.Key), hexBytes(e.Value))
+				printEntry(w, e)
 			}
 			fmt.Fprintf(w, "Found %d elements\n", len(r.Entries))
 		})
@@ -340,17 +341,26 @@ func (c *cmd) mapCmd(args []string) error {
 			return usagef("map %s: want NAME key [hex] BYTES...", verb)
 		}
 		p := control.MapParams{Name: args[0]}
-		key, rest, err := parseBytes("key", args[2:], "value", "any", "exist", "noexist")
-		if err != nil {
+		var rest []string
+		var err error
+		if args[2] == "json" {
+			if len(args) < 4 || !json.Valid([]byte(args[3])) {
+				return usagef("map %s: `key json` wants one JSON argument, such as '{\"addr\":\"02:00:00:00:00:01\"}'", verb)
+			}
+			p.KeyFields, rest = json.RawMessage(args[3]), args[4:]
+		} else if p.Key, rest, err = parseBytes("key", args[2:], "value", "any", "exist", "noexist"); err != nil {
 			return err
 		}
-		p.Key = key
 		if verb == "update" {
 			if len(rest) < 2 || rest[0] != "value" {
-				return usagef("map update: want NAME key [hex] BYTES... value [hex] BYTES... [any|exist|noexist]")
+				return usagef("map update: want NAME key [hex|json] BYTES... value [hex|json] BYTES... [any|exist|noexist]")
 			}
-			p.Value, rest, err = parseBytes("value", rest[1:], "any", "exist", "noexist")
-			if err != nil {
+			if rest[1] == "json" {
+				if len(rest) < 3 || !json.Valid([]byte(rest[2])) {
+					return usagef("map update: `value json` wants one JSON argument")
+				}
+				p.ValueFields, rest = json.RawMessage(rest[2]), rest[3:]
+			} else if p.Value, rest, err = parseBytes("value", rest[1:], "any", "exist", "noexist"); err != nil {
 				return err
 			}
 			if len(rest) > 0 {
@@ -368,7 +378,7 @@ func (c *cmd) mapCmd(args []string) error {
 		return c.emit(r, func(w io.Writer) {
 			switch verb {
 			case "lookup":
-				fmt.Fprintf(w, "key: %s\tvalue: %s\n", hexBytes(r.Key), hexBytes(r.Value))
+				printEntry(w, r)
 			case "update":
 				fmt.Fprintln(w, "updated")
 			case "delete":
@@ -377,6 +387,19 @@ func (c *cmd) mapCmd(args []string) error {
 		})
 	}
 	return usagef("map: unknown verb %q (show, dump, lookup, update, delete, read)", verb)
+}
+
+// printEntry prints an entry as typed fields where the object has BTF for
+// them, else in hex.
+func printEntry(w io.Writer, e control.MapEntry) {
+	k, v := hexBytes(e.Key), hexBytes(e.Value)
+	if len(e.KeyFields) > 0 {
+		k = string(e.KeyFields)
+	}
+	if len(e.ValueFields) > 0 {
+		v = string(e.ValueFields)
+	}
+	fmt.Fprintf(w, "key: %s\tvalue: %s\n", k, v)
 }
 
 func (c *cmd) ringbuf(name string) error {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"github.com/govswitch/vswitch/asm"
 	"github.com/govswitch/vswitch/bpfport"
 	"github.com/govswitch/vswitch/control"
+	"github.com/govswitch/vswitch/internal/btfjson"
+	"github.com/govswitch/vswitch/loader"
 	"github.com/govswitch/vswitch/maps"
 	"github.com/govswitch/vswitch/vm"
 )
@@ -82,12 +85,18 @@ func (d *Daemon) MapShow() (control.MapShowResult, error) {
 }
 
 func (d *Daemon) lookupMap(name string) (maps.Map, error) {
+	m, _, err := d.lookupMapTypes(name)
+	return m, err
+}
+
+func (d *Daemon) lookupMapTypes(name string) (maps.Map, loader.MapTypes, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	l, err := d.current()
 	if err != nil {
-		return nil, err
+		return nil, loader.MapTypes{}, err
 	}
+	ty := l.coll.Types[name]
 	m, ok := l.coll.Maps[name]
 	if !ok {
 		var names []string
@@ -95,9 +104,75 @@ func (d *Daemon) lookupMap(name string) (maps.Map, error) {
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		return nil, control.Errorf(control.CodeNotFound, "no map %q (the program has: %s)", name, strings.Join(names, ", "))
+		return nil, ty, control.Errorf(control.CodeNotFound, "no map %q (the program has: %s)", name, strings.Join(names, ", "))
 	}
-	return m, nil
+	return m, ty, nil
+}
+
+func perCPU(t maps.Type) bool { return t == maps.PerCPUArray || t == maps.PerCPUHash }
+
+// fields formats an entry's key and value by their BTF types (per-CPU
+// values as an array with one element per CPU slot).
+func fields(m maps.Map, ty loader.MapTypes, e *control.MapEntry) {
+	if ty.Key != nil {
+		if f, err := btfjson.Format(ty.Key, e.Key); err == nil {
+			e.KeyFields = f
+		}
+	}
+	if ty.Value == nil {
+		return
+	}
+	s := m.Spec()
+	if !perCPU(s.Type) {
+		if f, err := btfjson.Format(ty.Value, e.Value); err == nil {
+			e.ValueFields = f
+		}
+		return
+	}
+	stride := int(s.ValueSize+7) &^ 7
+	var parts []string
+	for off := 0; off+int(s.ValueSize) <= len(e.Value); off += stride {
+		f, err := btfjson.Format(ty.Value, e.Value[off:off+int(s.ValueSize)])
+		if err != nil {
+			return
+		}
+		parts = append(parts, string(f))
+	}
+	e.ValueFields = json.RawMessage("[" + strings.Join(parts, ",") + "]")
+}
+
+// fromFields fills p.Key and p.Value from their typed forms.
+func fromFields(m maps.Map, ty loader.MapTypes, p *control.MapParams) error {
+	if len(p.KeyFields) > 0 {
+		if ty.Key == nil {
+			return bad("map %s has no BTF for its key: give the key in hex", p.Name)
+		}
+		k, err := btfjson.Parse(ty.Key, p.KeyFields)
+		if err != nil {
+			return bad("map %s: key: %v", p.Name, err)
+		}
+		p.Key = k
+	}
+	if len(p.ValueFields) > 0 {
+		if ty.Value == nil {
+			return bad("map %s has no BTF for its value: give the value in hex", p.Name)
+		}
+		v, err := btfjson.Parse(ty.Value, p.ValueFields)
+		if err != nil {
+			return bad("map %s: value: %v", p.Name, err)
+		}
+		if s := m.Spec(); perCPU(s.Type) {
+			// One value for every CPU slot.
+			stride := int(s.ValueSize+7) &^ 7
+			all := make([]byte, stride*max(s.CPUs, 1))
+			for off := 0; off < len(all); off += stride {
+				copy(all[off:], v)
+			}
+			v = all
+		}
+		p.Value = v
+	}
+	return nil
 }
 
 func mapError(err error, name string) error {
@@ -114,8 +189,11 @@ func mapError(err error, name string) error {
 
 // MapOp performs map.dump, map.lookup, map.update and map.delete.
 func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
-	m, err := d.lookupMap(p.Name)
+	m, ty, err := d.lookupMapTypes(p.Name)
 	if err != nil {
+		return nil, err
+	}
+	if err := fromFields(m, ty, &p); err != nil {
 		return nil, err
 	}
 	s := m.Spec()
@@ -128,8 +206,8 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 	switch method {
 	case control.MethodMapDump:
 		res := control.MapDumpResult{Map: mapInfo(p.Name, m), Entries: []control.MapEntry{}}
-		if s.Type == maps.RingBuf || s.Type == maps.ProgArray && false {
-			return nil, control.Errorf(control.CodeUnsupported, "map %s is a ring buffer: read its records with `vswitch map dump %s --follow` (ringbuf.read)", p.Name, p.Name)
+		if s.Type == maps.RingBuf {
+			return nil, control.Errorf(control.CodeUnsupported, "map %s is a ring buffer: follow its records with `vswitch map read %s`", p.Name, p.Name)
 		}
 		var key []byte
 		limit := int(s.MaxEntries) + 1
@@ -143,7 +221,9 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 			if err != nil {
 				continue // deleted meanwhile
 			}
-			res.Entries = append(res.Entries, control.MapEntry{Key: key, Value: v})
+			e := control.MapEntry{Key: key, Value: v}
+			fields(m, ty, &e)
+			res.Entries = append(res.Entries, e)
 		}
 		return res, nil
 	case control.MethodMapLookup:
@@ -154,7 +234,9 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 		if err != nil {
 			return nil, mapError(err, p.Name)
 		}
-		return control.MapEntry{Key: p.Key, Value: v}, nil
+		e := control.MapEntry{Key: p.Key, Value: v}
+		fields(m, ty, &e)
+		return e, nil
 	case control.MethodMapUpdate:
 		if err := checkKey(); err != nil {
 			return nil, err

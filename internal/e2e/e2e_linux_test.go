@@ -464,7 +464,7 @@ func TestCLICommands(t *testing.T) {
 	}
 	key := "hex 02 00 00 00 00 42"
 	e.cli(t, append(append([]string{"map", "update", "fdb", "key"}, strings.Fields(key)...), "value", "hex", "02000000000000000000000000000000", "noexist")...)
-	if out := e.cli(t, append([]string{"map", "lookup", "fdb", "key"}, strings.Fields(key)...)...); !strings.Contains(out, "value: 02 00") {
+	if out := e.cli(t, append([]string{"map", "lookup", "fdb", "key"}, strings.Fields(key)...)...); !strings.Contains(out, `"port":2`) {
 		t.Errorf("lookup after update: %s", out)
 	}
 	if _, errOut, code := e.run(append(append([]string{"map", "update", "fdb", "key"}, strings.Fields(key)...), "value", "hex", "02000000000000000000000000000000", "noexist")...); code == 0 || !strings.Contains(errOut, "already exists") {
@@ -473,6 +473,14 @@ func TestCLICommands(t *testing.T) {
 	e.cli(t, append([]string{"map", "delete", "fdb", "key"}, strings.Fields(key)...)...)
 	if _, errOut, code := e.run(append([]string{"map", "lookup", "fdb", "key"}, strings.Fields(key)...)...); code == 0 || !strings.Contains(errOut, "not found") {
 		t.Errorf("lookup after delete: %d %s", code, errOut)
+	}
+	// Typed keys and values from the object's BTF.
+	e.cli(t, "map", "update", "fdb", "key", "json", `{"addr":"02:00:00:00:00:43"}`, "value", "json", `{"port":2}`)
+	if out := e.cli(t, "map", "lookup", "fdb", "key", "hex", "020000000043"); !strings.Contains(out, `{"addr":"02:00:00:00:00:43"}`) || !strings.Contains(out, `"port":2`) {
+		t.Errorf("typed lookup: %s", out)
+	}
+	if _, errOut, code := e.run("map", "update", "fdb", "key", "json", `{"adr":"x"}`, "value", "json", `{}`); code == 0 || !strings.Contains(errOut, `no field "adr"`) {
+		t.Errorf("typed key with a wrong field: %d %s", code, errOut)
 	}
 	e.cli(t, "port", "detach", e.topo.Ports[2])
 	e.cli(t, "port", "detach", e.topo.Ports[2], "--if-exists")
