@@ -1,0 +1,196 @@
+package scenario
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/govswitch/vswitch/bpfport"
+	"github.com/govswitch/vswitch/internal/daemon"
+)
+
+// Addresses of the core scenario's two stations.
+var (
+	coreMACA = [6]byte{0x02, 0, 0, 0xc0, 0, 0x0a}
+	coreMACB = [6]byte{0x02, 0, 0, 0xc0, 0, 0x0b}
+)
+
+// coreCases are the engine and worker counts of the core scenario.
+var coreCases = []struct {
+	engine  string
+	workers int
+}{{"jit", 1}, {"jit", 2}, {"interp", 1}}
+
+func runCore(ctx context.Context, o Options, logf func(string, ...any)) []CoreResult {
+	var out []CoreResult
+	for _, c := range coreCases {
+		if ctx.Err() != nil {
+			break
+		}
+		r := CoreResult{Engine: c.engine, Workers: c.workers, Size: 60}
+		if err := measureCore(ctx, o, &r); err != nil {
+			r.Skipped = err.Error()
+			logf("core %s %d workers: %s", r.Engine, r.Workers, r.Skipped)
+		} else {
+			logf("core %s %d workers: %.2f Mpps", r.Engine, r.Workers, r.Mpps)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// coreFrame is a 60-byte frame from src to dst (EtherType 0x88b5, local
+// experimental).
+func coreFrame(dst, src [6]byte) []byte {
+	f := make([]byte, 60)
+	copy(f, dst[:])
+	copy(f[6:], src[:])
+	f[12], f[13] = 0x88, 0xb5
+	return f
+}
+
+// measureCore runs the learning program in a switch with two virtual
+// ports, A and B, each with r.Workers queues (so r.Workers workers serve
+// A). B's station is learned first (a broadcast from it, which floods to
+// A); then one generator goroutine per queue sends unicast frames A -> B
+// as fast as A's rings take them and one sink goroutine per queue drains
+// B. The rate is what the sinks received over the window.
+func measureCore(ctx context.Context, o Options, r *CoreResult) error {
+	d := daemon.New(daemon.Config{MaxWorkers: 8})
+	defer d.Close()
+	if _, err := d.LoadDefault(r.Engine); err != nil {
+		return err
+	}
+	sw := d.Switch()
+	cfg := bpfport.VirtualConfig{Queues: r.Workers, RingSize: 4096}
+	swA, hostA := bpfport.NewVirtualPair("core-a", "gen", cfg)
+	swB, hostB := bpfport.NewVirtualPair("core-b", "sink", cfg)
+	defer hostA.Close()
+	defer hostB.Close()
+	for _, p := range []*bpfport.Virtual{swA, swB} {
+		if _, err := sw.Attach(p, "virtual"); err != nil {
+			swA.Close()
+			swB.Close()
+			return err
+		}
+	}
+	// Teach the switch where B is.
+	bcast := [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	if _, err := hostB.SendBatch(0, [][]byte{coreFrame(bcast, coreMACB)}); err != nil {
+		return err
+	}
+	if err := waitLearned(d, coreMACB, 2*time.Second); err != nil {
+		return err
+	}
+
+	frames := make([][]byte, 256)
+	f := coreFrame(coreMACB, coreMACA)
+	for i := range frames {
+		frames[i] = f
+	}
+	var stop atomic.Bool
+	var delivered atomic.Uint64
+	var wg sync.WaitGroup
+	for q := 0; q < r.Workers; q++ {
+		wg.Add(2)
+		go func() { // generator
+			defer wg.Done()
+			for !stop.Load() {
+				n, err := hostA.SendBatch(q, frames)
+				if err != nil {
+					return
+				}
+				if n == 0 {
+					runtime.Gosched()
+				}
+			}
+		}()
+		go func() { // sink
+			defer wg.Done()
+			b := bpfport.NewBatch(256)
+			for !stop.Load() {
+				n, err := hostB.RecvBatch(q, b)
+				if err != nil {
+					return
+				}
+				delivered.Add(uint64(n))
+			}
+		}()
+	}
+	defer func() {
+		stop.Store(true)
+		hostB.Wake()
+		wg.Wait()
+	}()
+
+	if err := sleep(ctx, o.Warmup); err != nil {
+		return err
+	}
+	c0, d0, t0 := delivered.Load(), switchDrops(d), time.Now()
+	if err := sleep(ctx, o.Duration); err != nil {
+		return err
+	}
+	c1, d1, t1 := delivered.Load(), switchDrops(d), time.Now()
+	r.Frames = c1 - c0
+	for k, v := range d1 {
+		if n := v - d0[k]; n > 0 {
+			r.Dropped += n
+			r.DropReasons = append(r.DropReasons, fmt.Sprintf("%s %d", k, n))
+		}
+	}
+	slices.Sort(r.DropReasons)
+	r.Mpps = float64(r.Frames) / t1.Sub(t0).Seconds() / 1e6
+	if r.Frames == 0 {
+		return errors.New("nothing was forwarded")
+	}
+	return nil
+}
+
+// waitLearned waits until the daemon's FDB has mac.
+func waitLearned(d *daemon.Daemon, mac [6]byte, timeout time.Duration) error {
+	want := fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5])
+	deadline := time.Now().Add(timeout)
+	for {
+		fdb, err := d.FDB()
+		if err != nil {
+			return err
+		}
+		for _, e := range fdb.Entries {
+			if e.MAC == want {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the switch did not learn %s within %v", want, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// switchDrops sums the drop counters of every port by reason.
+func switchDrops(d *daemon.Daemon) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, p := range d.Switch().PortStats() {
+		for k, v := range p.DropsByName() {
+			m[k] += v
+		}
+	}
+	return m
+}
+
+// sleep waits for d or the end of ctx.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

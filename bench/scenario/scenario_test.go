@@ -1,0 +1,276 @@
+package scenario
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/png"
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/govswitch/vswitch/internal/kernel"
+)
+
+// sample is a table with every kind of row, as Run would fill it.
+func sample() *Table {
+	return &Table{
+		Window: 3 * time.Second, Warmup: time.Second,
+		Machine: Machine{CPUs: 2, CPUModel: "Test CPU", Kernel: "6.18.0", GoVersion: "go1.26",
+			LoadStart: "0.10 0.20 0.30", LoadEnd: "0.40 0.50 0.60", Priority: "nice -20"},
+		VM: []VMResult{
+			{Program: "ALUBlock", Engine: "interp", Insns: 101, NsPerRun: 404, NsPerInsn: 4, XKernel: 50.5, XJIT: 40.4},
+			{Program: "ALUBlock", Engine: "jit", Insns: 101, NsPerRun: 10, NsPerInsn: 0.099, XKernel: 1.25, XJIT: 1},
+			{Program: "ALUBlock", Engine: "kernel", Insns: 101, Skipped: "skipped: kernel eBPF: no"},
+		},
+		Core: []CoreResult{
+			{Engine: "jit", Workers: 1, Size: 60, Mpps: 16.5},
+			{Engine: "jit", Workers: 2, Size: 60, Mpps: 20.25, Dropped: 7, DropReasons: []string{"tx_full 7"}},
+		},
+		Veth: []VethResult{
+			{Switch: Ceiling, Size: 60, Flows: 1, Mpps: 1.7, OfCeiling: 1, OfferedMpps: 1.71, CPUBusy: []float64{1, 0.2}},
+			{Switch: VswitchJIT, Size: 60, Flows: 1, Mpps: 1.02, OfCeiling: 0.6, OfferedMpps: 1.6},
+			{Switch: Ceiling, Size: 1514, Flows: 64, Mpps: 0.8, OfCeiling: 1, OfferedMpps: 0.8},
+			{Switch: VswitchJIT, Size: 1514, Flows: 64, Mpps: 0.4, OfCeiling: 0.5, OfferedMpps: 0.8},
+			{Switch: OVSAFPacket, Size: 60, Flows: 1, Skipped: "skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)"},
+			{Switch: OVSAFPacket, Size: 1514, Flows: 64, Skipped: "skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)"},
+		},
+		Latency: []LatencyResult{
+			{Switch: VswitchJIT, Size: 60, Rate: 50000, Sent: 150000, Received: 150000, P50: 31234 * time.Nanosecond,
+				P99: 987654 * time.Nanosecond, P999: 1100000 * time.Nanosecond, Max: 2 * time.Millisecond},
+			{Switch: Bridge, Size: 60, Rate: 50000, Skipped: "skipped: needs root"},
+		},
+	}
+}
+
+func TestWriteText(t *testing.T) {
+	var b bytes.Buffer
+	if err := sample().WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := `vswitch bench: 2 CPUs (Test CPU), kernel 6.18.0, go1.26; load 0.10 0.20 0.30 -> 0.40 0.50 0.60; window 3s after 1s warm-up; nice -20
+SCENARIO  CASE                  SUBJECT                      RESULT                    RELATIVE             NOTE
+vm        ALUBlock (101 insns)  interp                       404 ns/run, 4.000 ns/insn  50.50x kernel        40.40x jit
+vm        ALUBlock (101 insns)  jit                          10.0 ns/run, 0.099 ns/insn  1.25x kernel         
+vm        ALUBlock (101 insns)  kernel                       -                         -                    skipped: kernel eBPF: no
+core      64B, 1 worker         vswitch-jit (virtual ports)  16.50 Mpps                -                    
+core      64B, 2 workers        vswitch-jit (virtual ports)  20.25 Mpps                -                    switch dropped tx_full 7
+veth      64B 1 flow            ceiling                      1.700 Mpps                100% of ceiling      offered 1.710 Mpps, cpu busy 100%/20%
+veth      64B 1 flow            vswitch-jit                  1.020 Mpps                60% of ceiling       offered 1.600 Mpps
+veth      1514B 64 flows        ceiling                      0.800 Mpps                100% of ceiling      offered 0.800 Mpps
+veth      1514B 64 flows        vswitch-jit                  0.400 Mpps                50% of ceiling       offered 0.800 Mpps
+veth      64B 1 flow            ovs-afpacket                 -                         -                    skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)
+veth      1514B 64 flows        ovs-afpacket                 -                         -                    skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)
+latency   64B @ 50k pps         vswitch-jit                  p50 31.2µs p99 988µs      p99.9 1.1ms max 2ms  received 150000 of 150000, lost 0
+latency   64B @ 50k pps         bridge                       -                         -                    skipped: needs root
+`
+	// tabwriter pads by cell width; compare after normalizing runs of
+	// spaces so the test checks content and order, and separately that
+	// columns line up.
+	norm := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	gotLines, wantLines := strings.Split(b.String(), "\n"), strings.Split(want, "\n")
+	if len(gotLines) != len(wantLines) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(gotLines), len(wantLines), b.String())
+	}
+	for i := range wantLines {
+		if diff := cmp.Diff(norm(wantLines[i]), norm(gotLines[i])); diff != "" {
+			t.Errorf("line %d (-want +got):\n%s", i, diff)
+		}
+	}
+	// Aligned: every row's RESULT column starts where the header's does.
+	col := strings.Index(gotLines[1], "RESULT")
+	for _, l := range gotLines[2 : len(gotLines)-1] {
+		if len(l) <= col || l[col-1] != ' ' || l[col] == ' ' {
+			t.Errorf("RESULT column not aligned at %d: %q", col, l)
+		}
+	}
+}
+
+func TestWriteJSON(t *testing.T) {
+	var b bytes.Buffer
+	if err := sample().WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var got Table
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(*sample(), got); diff != "" {
+		t.Errorf("JSON round trip (-want +got):\n%s", diff)
+	}
+	for _, k := range []string{`"ns_per_run": 404`, `"of_ceiling": 0.6`, `"p50_ns": 31234`, `"skipped": "skipped: needs root"`} {
+		if !strings.Contains(b.String(), k) {
+			t.Errorf("JSON lacks %s", k)
+		}
+	}
+}
+
+func TestChart(t *testing.T) {
+	c, err := sample().vethChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"64B 1 flow", "1514B 64 flows"}, c.groups); diff != "" {
+		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+	if len(c.series) != 2 || c.series[0].name != Ceiling || c.series[1].name != VswitchJIT {
+		t.Fatalf("series %+v", c.series)
+	}
+	if c.series[1].values[0] != 1.02 || c.series[1].values[1] != 0.4 {
+		t.Errorf("vswitch values %v", c.series[1].values)
+	}
+	if len(c.notes) != 1 || !strings.HasPrefix(c.notes[0], "ovs-afpacket: ovs-vswitchd not installed") {
+		t.Errorf("notes %q", c.notes)
+	}
+	top, step := c.ymax()
+	if top < 1.7 || step <= 0 || math.Abs(top/step-math.Round(top/step)) > 1e-9 {
+		t.Errorf("ymax %v step %v", top, step)
+	}
+	if _, err := (&Table{}).vethChart(); err != errNoVeth {
+		t.Errorf("empty table: %v, want errNoVeth", err)
+	}
+}
+
+func TestWriteSVG(t *testing.T) {
+	var b bytes.Buffer
+	if err := sample().WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	s := b.String()
+	if !strings.HasPrefix(s, "<svg ") || !strings.HasSuffix(s, "</svg>\n") {
+		t.Errorf("not an SVG document: %.80q...", s)
+	}
+	for _, want := range []string{">ceiling<", ">vswitch-jit<", ">64B 1 flow<", ">1514B 64 flows<", ">1.02<", ">0.40<",
+		"not shown: ovs-afpacket", "Mpps received"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("SVG lacks %q", want)
+		}
+	}
+	// Well-formed enough for a browser: tags balance.
+	if strings.Count(s, "<text") != strings.Count(s, "</text>") || strings.Count(s, "<rect") < 5 {
+		t.Errorf("unbalanced SVG")
+	}
+	if os.Getenv("SCENARIO_KEEP_PLOT") != "" {
+		os.WriteFile("/tmp/scenario-test.svg", b.Bytes(), 0o644)
+	}
+}
+
+func TestWritePNG(t *testing.T) {
+	var b bytes.Buffer
+	if err := sample().WritePNG(&b); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := img.Bounds(); r.Dx() < 800 || r.Dy() < 400 {
+		t.Errorf("PNG is %v", r)
+	}
+	if os.Getenv("SCENARIO_KEEP_PLOT") != "" {
+		os.WriteFile("/tmp/scenario-test.png", b.Bytes(), 0o644)
+	}
+}
+
+func TestWritePlotFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a.svg", "a.png"} {
+		if err := sample().WritePlotFile(dir + "/" + name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if err := (&Table{}).WritePlotFile(dir + "/empty.svg"); err == nil {
+		t.Error("empty table: no error")
+	}
+	if _, err := os.Stat(dir + "/empty.svg"); err == nil {
+		t.Error("empty table: file left behind")
+	}
+}
+
+func TestOptions(t *testing.T) {
+	o, err := Options{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Duration != 3*time.Second || len(o.Only) != 4 || len(o.Sizes) != 2 || o.LatencyRate != 50000 {
+		t.Errorf("defaults %+v", o)
+	}
+	for _, bad := range []Options{
+		{Only: []string{"vm", "nope"}},
+		{Subjects: []string{"hub"}},
+		{Sizes: []int{59}},
+		{Flows: []int{0}},
+	} {
+		if _, err := bad.withDefaults(); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
+	}
+	if diff := cmp.Diff([]string{"vm", "core"}, ParseList(" vm,,core ")); diff != "" {
+		t.Error(diff)
+	}
+}
+
+// short returns options for a plumbing test: short windows, output to
+// the test log.
+func short(t *testing.T, only ...string) Options {
+	return Options{Only: only, Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Log: testLog{t}}
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestRunVM(t *testing.T) {
+	tb, err := Run(context.Background(), short(t, VM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tb.VM) != 9 {
+		t.Fatalf("%d VM rows, want 9", len(tb.VM))
+	}
+	kernelOK := kernel.Available() == nil
+	for _, r := range tb.VM {
+		switch {
+		case r.Engine == "kernel" && !kernelOK:
+			if r.Skipped == "" {
+				t.Errorf("%s kernel: no reason for missing figures", r.Program)
+			}
+		case r.Skipped != "":
+			t.Errorf("%s %s: %s", r.Program, r.Engine, r.Skipped)
+		case r.NsPerRun <= 0 || r.NsPerInsn <= 0:
+			t.Errorf("%s %s: %+v", r.Program, r.Engine, r)
+		case r.Engine == "interp" && r.XJIT <= 1:
+			t.Errorf("%s: the interpreter is not slower than the JIT: %+v", r.Program, r)
+		}
+	}
+}
+
+func TestRunCore(t *testing.T) {
+	tb, err := Run(context.Background(), short(t, Core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tb.Core) != len(coreCases) {
+		t.Fatalf("%d core rows", len(tb.Core))
+	}
+	for _, r := range tb.Core {
+		if r.Skipped != "" || r.Mpps <= 0 || r.Frames == 0 {
+			t.Errorf("%+v", r)
+		}
+	}
+}
+
+func TestRunCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	tb, err := Run(ctx, short(t))
+	if err == nil || tb == nil {
+		t.Fatalf("cancelled run: %v, %v", tb, err)
+	}
+}

@@ -1,0 +1,223 @@
+package scenario
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Table is the result of Run: one slice of results per scenario, in the
+// order they were measured.
+type Table struct {
+	Started time.Time     `json:"started"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+	Window  time.Duration `json:"window_ns"` // measurement window of each figure
+	Warmup  time.Duration `json:"warmup_ns"`
+	Machine Machine       `json:"machine"`
+
+	VM      []VMResult      `json:"vm,omitempty"`
+	Core    []CoreResult    `json:"core,omitempty"`
+	Veth    []VethResult    `json:"veth,omitempty"`
+	Latency []LatencyResult `json:"latency,omitempty"`
+}
+
+// VMResult is one program on one engine.
+type VMResult struct {
+	Program   string  `json:"program"`
+	Engine    string  `json:"engine"` // interp, jit or kernel
+	Insns     int     `json:"executed_insns"`
+	NsPerRun  float64 `json:"ns_per_run,omitempty"`
+	NsPerInsn float64 `json:"ns_per_insn,omitempty"`
+	// XKernel is NsPerRun over the kernel JIT's NsPerRun for the same
+	// program (0 when the kernel was not measured).
+	XKernel float64 `json:"x_kernel,omitempty"`
+	// XJIT is NsPerRun over our JIT's NsPerRun.
+	XJIT    float64 `json:"x_jit,omitempty"`
+	Skipped string  `json:"skipped,omitempty"`
+}
+
+// CoreResult is the switch core on virtual ports.
+type CoreResult struct {
+	Engine  string  `json:"engine"`
+	Workers int     `json:"workers"`
+	Size    int     `json:"frame_size"`
+	Mpps    float64 `json:"mpps,omitempty"`
+	Frames  uint64  `json:"frames,omitempty"`  // delivered in the window
+	Dropped uint64  `json:"dropped,omitempty"` // frames the switch dropped in the window
+	// DropReasons are the drops by reason ("tx_full 123").
+	DropReasons []string `json:"drop_reasons,omitempty"`
+	Skipped     string   `json:"skipped,omitempty"`
+}
+
+// VethResult is one switch on the veth topology for one frame size and
+// flow count.
+type VethResult struct {
+	Switch string `json:"switch"`
+	Size   int    `json:"frame_size"` // without FCS
+	Flows  int    `json:"flows"`
+	// Mpps is what the sink received, over the window.
+	Mpps float64 `json:"mpps,omitempty"`
+	// OfCeiling is Mpps over the ceiling's Mpps for the same size and
+	// flows in the same run (0 when the ceiling was not measured).
+	OfCeiling float64 `json:"of_ceiling,omitempty"`
+	// OfferedMpps is what the generator sent, over its whole run.
+	OfferedMpps float64 `json:"offered_mpps,omitempty"`
+	// CPUBusy is the share of each CPU that was busy over the window.
+	CPUBusy []float64 `json:"cpu_busy,omitempty"`
+	Skipped string    `json:"skipped,omitempty"`
+}
+
+// LatencyResult is the one-way latency through one switch at a fixed
+// rate.
+type LatencyResult struct {
+	Switch   string        `json:"switch"`
+	Size     int           `json:"frame_size"`
+	Rate     float64       `json:"rate_pps"`
+	Sent     uint64        `json:"sent,omitempty"`
+	Received uint64        `json:"received,omitempty"`
+	Lost     int64         `json:"lost,omitempty"`
+	P50      time.Duration `json:"p50_ns,omitempty"`
+	P99      time.Duration `json:"p99_ns,omitempty"`
+	P999     time.Duration `json:"p999_ns,omitempty"`
+	Max      time.Duration `json:"max_ns,omitempty"`
+	Skipped  string        `json:"skipped,omitempty"`
+}
+
+// WriteJSON writes t as indented JSON.
+func (t *Table) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(t)
+}
+
+// SizeLabel names a frame length (without FCS) the way it is usually
+// quoted: 60 bytes is the 64-byte minimum frame on a wire.
+func SizeLabel(size int) string {
+	if size == 60 {
+		return "64B"
+	}
+	return fmt.Sprintf("%dB", size)
+}
+
+// CaseLabel names a veth case: "64B 1 flow".
+func CaseLabel(size, flows int) string {
+	s := "s"
+	if flows == 1 {
+		s = ""
+	}
+	return fmt.Sprintf("%s %d flow%s", SizeLabel(size), flows, s)
+}
+
+// WriteText writes t as one aligned table (scenario, case, subject,
+// result, relative figure, note), preceded by a line on the machine.
+func (t *Table) WriteText(w io.Writer) error {
+	m := t.Machine
+	fmt.Fprintf(w, "vswitch bench: %d CPUs (%s), kernel %s, %s; load %s -> %s; window %v after %v warm-up; %s\n",
+		m.CPUs, m.CPUModel, m.Kernel, m.GoVersion, m.LoadStart, m.LoadEnd, t.Window, t.Warmup, m.Priority)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tCASE\tSUBJECT\tRESULT\tRELATIVE\tNOTE")
+	row := func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")) }
+	for _, r := range t.VM {
+		c := fmt.Sprintf("%s (%d insns)", r.Program, r.Insns)
+		if r.Skipped != "" {
+			row(VM, c, r.Engine, "-", "-", r.Skipped)
+			continue
+		}
+		rel, note := "-", ""
+		if r.XKernel > 0 {
+			rel = fmt.Sprintf("%.2fx kernel", r.XKernel)
+		}
+		if r.XJIT > 0 && r.Engine != "jit" {
+			note = fmt.Sprintf("%.2fx jit", r.XJIT)
+		}
+		row(VM, c, r.Engine, fmt.Sprintf("%s ns/run, %.3f ns/insn", num(r.NsPerRun), r.NsPerInsn), rel, note)
+	}
+	for _, r := range t.Core {
+		c := fmt.Sprintf("%s, %d worker%s", SizeLabel(r.Size), r.Workers, plural(r.Workers))
+		s := "vswitch-" + r.Engine + " (virtual ports)"
+		if r.Skipped != "" {
+			row(Core, c, s, "-", "-", r.Skipped)
+			continue
+		}
+		note := ""
+		if r.Dropped > 0 {
+			note = "switch dropped " + strings.Join(r.DropReasons, ", ")
+		}
+		row(Core, c, s, fmt.Sprintf("%.2f Mpps", r.Mpps), "-", note)
+	}
+	for _, r := range t.Veth {
+		c := CaseLabel(r.Size, r.Flows)
+		if r.Skipped != "" {
+			row(Veth, c, r.Switch, "-", "-", r.Skipped)
+			continue
+		}
+		rel := "-"
+		if r.OfCeiling > 0 {
+			rel = fmt.Sprintf("%.0f%% of ceiling", 100*r.OfCeiling)
+		}
+		note := fmt.Sprintf("offered %.3f Mpps", r.OfferedMpps)
+		if len(r.CPUBusy) > 0 {
+			var b []string
+			for _, x := range r.CPUBusy {
+				b = append(b, fmt.Sprintf("%.0f%%", 100*x))
+			}
+			note += ", cpu busy " + strings.Join(b, "/")
+		}
+		row(Veth, c, r.Switch, fmt.Sprintf("%.3f Mpps", r.Mpps), rel, note)
+	}
+	for _, r := range t.Latency {
+		c := fmt.Sprintf("%s @ %s pps", SizeLabel(r.Size), num(r.Rate))
+		if r.Skipped != "" {
+			row(Latency, c, r.Switch, "-", "-", r.Skipped)
+			continue
+		}
+		row(Latency, c, r.Switch, fmt.Sprintf("p50 %v p99 %v", dur(r.P50), dur(r.P99)),
+			fmt.Sprintf("p99.9 %v max %v", dur(r.P999), dur(r.Max)),
+			fmt.Sprintf("received %d of %d, lost %d", r.Received, r.Sent, max(r.Lost, 0)))
+	}
+	return tw.Flush()
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// num formats v with about three significant digits.
+func num(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.3gM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.0fk", v/1e3)
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// dur rounds d to three significant digits.
+func dur(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond)
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	case d >= 100*time.Microsecond:
+		return d.Round(time.Microsecond)
+	case d >= 10*time.Microsecond:
+		return d.Round(100 * time.Nanosecond)
+	}
+	return d.Round(10 * time.Nanosecond)
+}
