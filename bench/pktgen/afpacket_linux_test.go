@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -67,14 +68,15 @@ func TestMainNetns(t *testing.T) {
 	requireRoot(t)
 	gen, sinkNS := namedNS(t, "gen"), namedNS(t, "sink")
 	namedVeth(t, gen, "g0", "02:00:00:00:00:01", sinkNS, "k0", "02:00:00:00:00:02")
-	var rxOut, rxErr bytes.Buffer
+	var rxOut, rxErr syncBuffer
 	rx := pktgenCmd(t, nil, "-i", "k0", "--netns", sinkNS, "--mode", "rx", "-n", "3000", "-d", "15", "-j", "--interval", "100ms")
 	rx.Stdout, rx.Stderr = &rxOut, &rxErr
 	if err := rx.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer rx.Process.Kill()
-	time.Sleep(300 * time.Millisecond)
+	// The sink's first report says its port is open.
+	waitOutput(t, &rxOut, `"type":"interval"`)
 	tx := pktgenCmd(t, nil, "-i", "g0", "--netns", gen, "-n", "3000", "-r", "20k", "-f", "4", "-s", "100")
 	out, err := tx.CombinedOutput()
 	if err != nil {
@@ -98,4 +100,57 @@ func TestMainNetns(t *testing.T) {
 		}
 	}
 	t.Logf("tx:\n%s", out)
+
+	// Ctrl-C: the sink stops at once, exits 0 and prints what it saw.
+	rxOut.Reset()
+	rx = pktgenCmd(t, nil, "-i", "k0", "--netns", sinkNS, "--mode", "rx", "--interval", "100ms")
+	rx.Stdout, rx.Stderr = &rxOut, &rxErr
+	if err := rx.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Process.Kill()
+	waitOutput(t, &rxOut, " rx ")
+	start := time.Now()
+	rx.Process.Signal(os.Interrupt)
+	if err := rx.Wait(); err != nil {
+		t.Fatalf("rx after SIGINT: %v\n%s", err, rxErr.String())
+	}
+	if d := time.Since(start); d > 2*time.Second || !strings.Contains(rxOut.String(), "(interrupted)") {
+		t.Errorf("rx took %v after SIGINT; output:\n%s", d, rxOut.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
+
+// waitOutput waits (at most 10s) until b holds want.
+func waitOutput(t *testing.T, b *syncBuffer, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(b.String(), want) {
+			return
+		}
+	}
+	t.Fatalf("no %q in output after 10s:\n%s", want, b.String())
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -116,20 +117,58 @@ func TestMainUsage(t *testing.T) {
 	}
 }
 
-func TestSummaryString(t *testing.T) {
+func ExampleSummary_String() {
 	s := Summary{Type: "summary", Mode: "rx", Port: "k0", Flows: 2, Seconds: 2, Counters: Counters{
 		Packets: 2_000_000, Bytes: 120_000_000, Lost: 3, Duplicates: 1, Reordered: 2,
 		Latency: &Latency{Samples: 2_000_000, P50: 12_000, P99: 45_500, P999: 101_000, Max: 2_000_000}}}
 	s.setRates(2 * time.Second)
-	want := "rx on k0: 2000000 frames (120.000MB) received in 2.000s\n" +
-		"rx: 1.000M pps, 672.000Mb/s on the wire (L1: +24 B FCS/preamble/gap per frame), 480.000Mb/s of frames " +
-		"lost 3 dup 1 reord 2 latency p50 12µs p99 45.5µs p99.9 101µs max 2ms"
-	if got := s.String(); got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
-	}
+	fmt.Println(s)
+	// Output:
+	// rx on k0: 2000000 frames (120.000MB) received in 2.000s
+	// rx: 1.000M pps, 672.000Mb/s on the wire (L1: +24 B FCS/preamble/gap per frame), 480.000Mb/s of frames lost 3 dup 1 reord 2 latency p50 12µs p99 45.5µs p99.9 101µs max 2ms
+}
+
+func ExampleInterval_String() {
 	iv := Interval{Type: "interval", Mode: "tx", Elapsed: 3, Seconds: 1, Counters: Counters{Packets: 1_700_000, Bytes: 102_000_000, RingFull: 5}}
 	iv.setRates(time.Second)
-	if got, want := iv.String(), "   3.000s tx 1.700M pps 1.142Gb/s ring-full 5"; got != want {
-		t.Errorf("got  %q\nwant %q", got, want)
-	}
+	fmt.Println(iv)
+	// Output:
+	//    3.000s tx 1.700M pps 1.142Gb/s ring-full 5
+}
+
+func FuzzParseArgs(f *testing.F) {
+	f.Add("-i\x00g0\x00-r\x001.5M\x00-n\x0010k\x00--vary\x00sip,dport")
+	f.Add("--iface=x\x00--mode\x00rx\x00-d\x002.5\x00--src-mac\x0002:00:00:00:00:01")
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := ParseArgs(strings.Split(s, "\x00"))
+		if err != nil {
+			if !errors.Is(err, ErrUsage) {
+				t.Fatalf("error %v does not wrap ErrUsage", err)
+			}
+			return
+		}
+		if o.Help {
+			return
+		}
+		if _, err := o.Config.withDefaults(); err != nil {
+			t.Fatalf("ParseArgs accepted %q but the config is invalid: %v", s, err)
+		}
+	})
+}
+
+func FuzzParseProbe(f *testing.F) {
+	good, _ := BuildFrame(Config{}, 0, 1, 2)
+	f.Add(good)
+	f.Add(good[:30])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, ok := ParseProbe(b)
+		if !ok {
+			return
+		}
+		// A frame accepted is long enough for its probe.
+		if len(b) < hdrLen+probeLen {
+			t.Fatalf("accepted %d bytes", len(b))
+		}
+		_ = p
+	})
 }
