@@ -108,7 +108,13 @@ func (e *Env) Stack() []byte { return e.stack }
 
 // SetArg sets argument region n (0 or 1) for the following runs. A region
 // with Size 0 removes it.
-func (e *Env) SetArg(n int, r Region) { e.regions[1+n] = r }
+// Argument regions are contiguous (Stride 0): SetArg panics otherwise.
+func (e *Env) SetArg(n int, r Region) {
+	if r.Stride != 0 {
+		panic("vm: argument regions must be contiguous")
+	}
+	e.regions[1+n] = r
+}
 
 // SetArgBytes makes b argument region n, writable.
 func (e *Env) SetArgBytes(n int, b []byte) {
@@ -250,4 +256,36 @@ func fetch(code []insn, pc int) insn {
 type runState struct {
 	count, budget uint64
 	start, depth  int
+	pc            int // where the slow path resumes
+}
+
+// fastRead and fastWrite check an access against the stack and the two
+// argument regions, which are contiguous, without a call: the
+// interpreter's fast loop uses them and leaves the rest to find.
+func (e *Env) fastRead(a, n uint64) bool {
+	fix := (*[3]Region)(e.regions)
+	if off := a - fix[0].Start; off < fix[0].Size && n <= fix[0].Size-off {
+		return true
+	}
+	if off := a - fix[2].Start; off < fix[2].Size && n <= fix[2].Size-off {
+		return true
+	}
+	if off := a - fix[1].Start; off < fix[1].Size && n <= fix[1].Size-off {
+		return true
+	}
+	return false
+}
+
+func (e *Env) fastWrite(a, n uint64) bool {
+	fix := (*[3]Region)(e.regions)
+	if off := a - fix[0].Start; off < fix[0].Size && n <= fix[0].Size-off {
+		return fix[0].Writable
+	}
+	if off := a - fix[2].Start; off < fix[2].Size && n <= fix[2].Size-off {
+		return fix[2].Writable
+	}
+	if off := a - fix[1].Start; off < fix[1].Size && n <= fix[1].Size-off {
+		return fix[1].Writable
+	}
+	return false
 }
