@@ -154,3 +154,26 @@ func waitOutput(t *testing.T, b *syncBuffer, want string) {
 	}
 	t.Fatalf("no %q in output after 10s:\n%s", want, b.String())
 }
+
+// TestAFPacketAllocs checks that a burst through a kernel port allocates
+// nothing, with either transmit method.
+func TestAFPacketAllocs(t *testing.T) {
+	nsA, nsB := nettest.NewNS(t), nettest.NewNS(t)
+	ifA, ifB := nettest.Name("pga"), nettest.Name("pgb")
+	nettest.Veth(t, nsA, ifA, nsB, ifB, 0)
+	for _, mode := range []bpfport.TXMode{bpfport.TXRing, bpfport.TXSendmmsg} {
+		var p *bpfport.AFPacket
+		nsA.Do(t, func() (err error) { p, err = bpfport.OpenAFPacket(ifA, bpfport.AFPacketConfig{TX: mode}); return })
+		c, _ := Config{Flows: 4}.withDefaults()
+		g := newGenerator(p, c)
+		done := make(chan struct{})
+		if n := testing.AllocsPerRun(100, func() {
+			if err := g.burst(done, 64, 1); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%v: %v allocations per burst, want 0", mode, n)
+		}
+		p.Close()
+	}
+}
