@@ -23,6 +23,11 @@ import (
 	"github.com/govswitch/vswitch/internal/netenv"
 )
 
+// DemoRate is the demo's pktgen rate in frames per second: moderate, so
+// that the run shows loss and latency of the switch rather than how fast
+// a generator can overrun it (`vswitch bench` measures that).
+const DemoRate = 100_000
+
 // Options configure Run.
 type Options struct {
 	Engine   string        // jit (default where available) or interp
@@ -150,7 +155,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	tw.Flush()
 
-	step("pktgen: h1 sends 60-byte UDP frames to h2 for %v; h2 counts them; h3 should see none", o.Duration)
+	step("pktgen: h1 sends 60-byte UDP frames to h2 at %d frames/s for %v; h2 counts them; h3 should see none", DemoRate, o.Duration)
 	h3Before, err := rxPackets(topo.Hosts[2])
 	if err != nil {
 		return err
@@ -276,7 +281,7 @@ func measure(ctx context.Context, t *Topology, d time.Duration) (tx, rx pktgen.S
 	}
 	defer dst.Close()
 	cfg := pktgen.Config{SrcMAC: t.MACs[0], DstMAC: t.MACs[1], SrcIP: t.IPs[0], DstIP: t.IPs[1],
-		DstPort: 9, Duration: d, Vary: pktgen.VarySrcPort}
+		DstPort: 9, Duration: d, Vary: pktgen.VarySrcPort, Rate: DemoRate}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type res struct {
