@@ -2,12 +2,12 @@ package scenario
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
-	"sync"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/govswitch/vswitch/bpfport"
@@ -55,11 +55,11 @@ func coreFrame(dst, src [6]byte) []byte {
 }
 
 // measureCore runs the learning program in a switch with two virtual
-// ports, A and B, each with r.Workers queues (so r.Workers workers serve
-// A). B's station is learned first (a broadcast from it, which floods to
-// A); then one generator goroutine per queue sends unicast frames A -> B
-// as fast as A's rings take them and one sink goroutine per queue drains
-// B. The rate is what the sinks received over the window.
+// ports, A with r.Workers queues (so r.Workers workers serve A) and B.
+// B's station is learned first (a broadcast from it, which floods to A);
+// then a generator goroutine sends unicast frames A -> B as fast as A's
+// rings take them and drains B. The rate is what it received over the
+// window.
 func measureCore(ctx context.Context, o Options, r *CoreResult) error {
 	d := daemon.New(daemon.Config{MaxWorkers: 8})
 	defer d.Close()
@@ -67,9 +67,10 @@ func measureCore(ctx context.Context, o Options, r *CoreResult) error {
 		return err
 	}
 	sw := d.Switch()
-	cfg := bpfport.VirtualConfig{Queues: r.Workers, RingSize: 4096}
-	swA, hostA := bpfport.NewVirtualPair("core-a", "gen", cfg)
-	swB, hostB := bpfport.NewVirtualPair("core-b", "sink", cfg)
+	// A has a queue per worker; the program leaves ring_nr at 0, so every
+	// worker sends to B's queue 0 and B needs no more.
+	swA, hostA := bpfport.NewVirtualPair("core-a", "gen", bpfport.VirtualConfig{Queues: r.Workers, RingSize: 4096})
+	swB, hostB := bpfport.NewVirtualPair("core-b", "sink", bpfport.VirtualConfig{RingSize: 4096})
 	defer hostA.Close()
 	defer hostB.Close()
 	for _, p := range []*bpfport.Virtual{swA, swB} {
@@ -93,49 +94,56 @@ func measureCore(ctx context.Context, o Options, r *CoreResult) error {
 	for i := range frames {
 		frames[i] = f
 	}
+	// One goroutine both generates and drains, so that the workers have
+	// the other cores: it hands A a batch per queue, then takes from B
+	// what the switch has put there (B's transmit counter says how much,
+	// so RecvBatch never waits).
 	var stop atomic.Bool
 	var delivered atomic.Uint64
-	var wg sync.WaitGroup
-	for q := 0; q < r.Workers; q++ {
-		wg.Add(2)
-		go func() { // generator
-			defer wg.Done()
-			for !stop.Load() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := bpfport.NewBatch(256)
+		var consumed uint64
+		for !stop.Load() {
+			sent := 0
+			for q := 0; q < r.Workers; q++ {
 				n, err := hostA.SendBatch(q, frames)
 				if err != nil {
 					return
 				}
-				if n == 0 {
-					runtime.Gosched()
-				}
+				sent += n
 			}
-		}()
-		go func() { // sink
-			defer wg.Done()
-			b := bpfport.NewBatch(256)
-			for !stop.Load() {
-				n, err := hostB.RecvBatch(q, b)
+			avail := swB.Stats().TxPackets - consumed
+			for avail > 0 {
+				n, err := hostB.RecvBatch(0, b)
 				if err != nil {
 					return
 				}
+				consumed += uint64(n)
+				avail -= min(avail, uint64(n))
 				delivered.Add(uint64(n))
 			}
-		}()
-	}
+			if sent == 0 {
+				runtime.Gosched()
+			}
+		}
+	}()
 	defer func() {
 		stop.Store(true)
 		hostB.Wake()
-		wg.Wait()
+		<-done
 	}()
 
 	if err := sleep(ctx, o.Warmup); err != nil {
 		return err
 	}
-	c0, d0, t0 := delivered.Load(), switchDrops(d), time.Now()
+	c0, d0, t0, cpu0 := delivered.Load(), switchDrops(d), time.Now(), processCPU()
 	if err := sleep(ctx, o.Duration); err != nil {
 		return err
 	}
-	c1, d1, t1 := delivered.Load(), switchDrops(d), time.Now()
+	c1, d1, t1, cpu1 := delivered.Load(), switchDrops(d), time.Now(), processCPU()
+	r.Cores = (cpu1 - cpu0).Seconds() / t1.Sub(t0).Seconds()
 	r.Frames = c1 - c0
 	for k, v := range d1 {
 		if n := v - d0[k]; n > 0 {
@@ -146,7 +154,7 @@ func measureCore(ctx context.Context, o Options, r *CoreResult) error {
 	slices.Sort(r.DropReasons)
 	r.Mpps = float64(r.Frames) / t1.Sub(t0).Seconds() / 1e6
 	if r.Frames == 0 {
-		return errors.New("nothing was forwarded")
+		return fmt.Errorf("nothing was forwarded (drops: %s)", strings.Join(r.DropReasons, ", "))
 	}
 	return nil
 }
@@ -181,6 +189,16 @@ func switchDrops(d *daemon.Daemon) map[string]uint64 {
 		}
 	}
 	return m
+}
+
+// processCPU returns the CPU time this process used so far (user and
+// system, all threads).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // sleep waits for d or the end of ctx.

@@ -274,3 +274,14 @@ func TestRunCancelled(t *testing.T) {
 		t.Fatalf("cancelled run: %v, %v", tb, err)
 	}
 }
+
+// requireRoot skips without root or namespaces.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the scenario creates network namespaces and veth pairs")
+	}
+}
+
+// ctxAfter returns a channel closed after d.
+func ctxAfter(d time.Duration) <-chan time.Time { return time.After(d) }

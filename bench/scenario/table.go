@@ -47,6 +47,9 @@ type CoreResult struct {
 	Mpps    float64 `json:"mpps,omitempty"`
 	Frames  uint64  `json:"frames,omitempty"`  // delivered in the window
 	Dropped uint64  `json:"dropped,omitempty"` // frames the switch dropped in the window
+	// Cores is the CPU time the whole process (generators, switch,
+	// sinks) used over the window, in cores.
+	Cores float64 `json:"cores,omitempty"`
 	// DropReasons are the drops by reason ("tx_full 123").
 	DropReasons []string `json:"drop_reasons,omitempty"`
 	Skipped     string   `json:"skipped,omitempty"`
@@ -146,7 +149,11 @@ func (t *Table) WriteText(w io.Writer) error {
 		if r.Dropped > 0 {
 			note = "switch dropped " + strings.Join(r.DropReasons, ", ")
 		}
-		row(Core, c, s, fmt.Sprintf("%.2f Mpps", r.Mpps), "-", note)
+		rel := "-"
+		if r.Cores > 0 {
+			rel = fmt.Sprintf("%.2f cores busy", r.Cores)
+		}
+		row(Core, c, s, fmt.Sprintf("%.2f Mpps", r.Mpps), rel, note)
 	}
 	for _, r := range t.Veth {
 		c := CaseLabel(r.Size, r.Flows)

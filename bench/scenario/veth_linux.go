@@ -260,7 +260,7 @@ func pinThread(cpu int) {
 
 // generator is a running pktgen or trafgen.
 type generator struct {
-	wait func() (offeredPPS float64, err error)
+	wait func() (offeredPPS float64, sent uint64, err error)
 }
 
 // startPktgen transmits cfg out of g0 in the generator namespace from a
@@ -284,9 +284,9 @@ func startPktgen(ctx context.Context, t *topo, cfg pktgen.Config) (*generator, e
 		p.Close()
 		rc <- res{s, err}
 	}()
-	return &generator{wait: func() (float64, error) {
+	return &generator{wait: func() (float64, uint64, error) {
 		r := <-rc
-		return r.s.PPS, r.err
+		return r.s.PPS, r.s.Packets, r.err
 	}}, nil
 }
 
@@ -312,8 +312,9 @@ func startTrafgen(ctx context.Context, t *topo, frame []byte, d time.Duration) (
 		return nil, err
 	}
 	bin, _ := exec.LookPath("trafgen")
-	script := fmt.Sprintf("echo -20 > /proc/self/autogroup 2>/dev/null; exec nice -n -20 taskset -c %d %s -o %s -i %s -P 1 --no-sock-mem -Q",
-		genCPU, bin, devGen, cfg)
+	// timeout bounds trafgen even if this process dies without stopping it.
+	script := fmt.Sprintf("echo -20 > /proc/self/autogroup 2>/dev/null; exec timeout -s INT %d nice -n -20 taskset -c %d %s -o %s -i %s -P 1 --no-sock-mem -Q",
+		int(d.Seconds())+5, genCPU, bin, devGen, cfg)
 	cmd := exec.Command("setsid", "sh", "-c", script)
 	out := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -335,7 +336,7 @@ func startTrafgen(ctx context.Context, t *topo, frame []byte, d time.Duration) (
 			<-done
 		}
 	}
-	return &generator{wait: func() (float64, error) {
+	return &generator{wait: func() (float64, uint64, error) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(d):
@@ -348,11 +349,11 @@ func startTrafgen(ctx context.Context, t *topo, frame []byte, d time.Duration) (
 		s := strings.ReplaceAll(out.String(), "\r", "\n")
 		for _, l := range strings.Split(s, "\n") {
 			if f := strings.Fields(l); len(f) >= 3 && f[1] == "packets" && f[2] == "outgoing" {
-				n, _ := strconv.ParseFloat(f[0], 64)
-				return n / el, nil
+				n, _ := strconv.ParseUint(f[0], 10, 64)
+				return float64(n) / el, n, nil
 			}
 		}
-		return 0, fmt.Errorf("trafgen failed: %s", strings.TrimSpace(s))
+		return 0, 0, fmt.Errorf("trafgen failed: %s", strings.TrimSpace(s))
 	}}, nil
 }
 
@@ -538,7 +539,7 @@ func measureCase(ctx context.Context, o Options, t *topo, name string, r *VethRe
 		}
 	}
 	pps, busy, werr := window(ctx, o, count)
-	offered, gerr := g.wait()
+	offered, _, gerr := g.wait()
 	if werr != nil {
 		return werr
 	}
@@ -621,7 +622,7 @@ func measureLatency(ctx context.Context, o Options, name string, r *LatencyResul
 		wg.Wait()
 		return err
 	}
-	_, gerr := g.wait()
+	_, sent, gerr := g.wait()
 	time.Sleep(200 * time.Millisecond) // the last frames through the switch
 	cancel()
 	sink.Wake()
@@ -636,7 +637,7 @@ func measureLatency(ctx context.Context, o Options, name string, r *LatencyResul
 		return err
 	}
 	r.Received, r.Lost = rx.Packets, rx.Lost
-	r.Sent = uint64(int64(rx.Packets) + max(rx.Lost, 0))
+	r.Sent = sent
 	if rx.Latency == nil {
 		return fmt.Errorf("the sink saw no latency samples (%d frames received)", rx.Packets)
 	}

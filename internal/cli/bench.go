@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,7 +17,7 @@ import (
 
 const benchUsage = `usage: vswitch bench [--only vm,core,veth,latency] [--duration 3s] [--warmup 1s]
                      [--switches LIST] [--sizes 60,1514] [--flows 1,64] [--latency-rate 50000]
-                     [--plot out.svg|out.png] [-j] [-q]
+                     [--plot out.svg|out.png] [-j] [-q] [--cpuprofile FILE]
 
 Runs the benchmark scenarios (as root, in network namespaces it creates and
 removes) and prints one table; -j prints JSON; --plot draws the veth
@@ -38,6 +39,7 @@ func (c *cmd) bench(args []string) error {
 	plot := fs.String("plot", "", "write the veth comparison as a bar chart (.svg or .png)")
 	js := fs.Bool("j", false, "print JSON")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
+	cpuprof := fs.String("cpuprofile", "", "write a CPU profile of the whole run (the in-process switch, pktgen) to FILE")
 	help := fs.Bool("h", false, "help")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -79,6 +81,17 @@ func (c *cmd) bench(args []string) error {
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(c.errw, "vswitch bench: not root: the core and VM interpreter/JIT figures run, the kernel, veth and latency rows say why they were skipped (run it with sudo)")
+	}
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(c.ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
