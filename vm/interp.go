@@ -855,9 +855,11 @@ func (p *Program) slow(env *Env, regs *[16]uint64) error {
 			regs[10] = env.StackTop()
 		}
 		return nil
+	default:
+		// Unreachable: the fast loop leaves only for the cases above.
+		return env.setFault(KindRead, pc-1, st.count+uint64(pc-st.start))
 	}
-	// Unreachable: the fast loop leaves only for the cases above.
-	return env.setFault(KindRead, pc-1, st.count+uint64(pc-st.start))
+	return nil
 }
 
 func storeValue(w uint64, regs *[16]uint64) uint64 {

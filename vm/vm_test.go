@@ -233,3 +233,34 @@ func FuzzInterpreter(f *testing.F) {
 		p.Run(env, vm.AddrOf(mem), uint64(len(mem)))
 	})
 }
+
+// fakeMap is a map of 4 values of 12 bytes with a 16-byte stride, for
+// accesses outside the stack and argument regions.
+type fakeMap struct{ mem []byte }
+
+func (m *fakeMap) Regions() []vm.Region {
+	return []vm.Region{{Start: vm.AddrOf(m.mem), Size: uint64(len(m.mem)), Stride: 16, Elem: 12, Writable: true}}
+}
+
+func (m *fakeMap) DirectValue(off uint32) (uint64, error) { return vm.AddrOf(m.mem) + uint64(off), nil }
+
+func TestMapRegionAccess(t *testing.T) {
+	m := &fakeMap{mem: make([]byte, 64)}
+	m.mem[16] = 7
+	p := vm.MustLoad(asm.MustAssemble(`
+		lddw %r1, map[0]+16
+		ldxb %r0, [%r1+0]
+		stxw [%r1+4], %r0
+		mov %r2, 1
+		lock add32 [%r1+8], %r2
+		exit`), vm.Options{Maps: []vm.Map{m}})
+	got, err := p.Run(vm.NewEnv(), 0, 0)
+	if err != nil || got != 7 || m.mem[20] != 7 || m.mem[24] != 1 {
+		t.Fatalf("got %d, %v; memory %v", got, err, m.mem[16:32])
+	}
+	// Bytes 12..15 of each element are a gap the program may not touch.
+	bad := vm.MustLoad(asm.MustAssemble("lddw %r1, map[0]+16\nldxw %r0, [%r1+10]\nexit"), vm.Options{Maps: []vm.Map{m}})
+	if _, err := bad.Run(vm.NewEnv(), 0, 0); !errors.Is(err, vm.ErrOutOfBounds) {
+		t.Errorf("read across the element gap: %v", err)
+	}
+}
