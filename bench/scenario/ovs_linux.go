@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/govswitch/vswitch/internal/netenv"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,6 +25,13 @@ type ovs struct {
 	env      []string
 	db, vswd *exec.Cmd
 	logf     func(string, ...any)
+	// forks runs functions on the owner thread: a thread locked in the
+	// switch namespace for the life of this ovs, which forks both
+	// daemons. Their parent-death signal is tied to the forking thread,
+	// so it must outlive them (a pooled thread could exit with some other
+	// locked goroutine and take the daemons with it), and it dies with
+	// this process, so they never outlive the benchmark.
+	forks chan func()
 }
 
 // ovsSchemas are where distributions put the database schema.
@@ -54,7 +62,13 @@ func startOVS(ctx context.Context, ns *netenv.NS, portType, xdpMode string, logf
 	if err != nil {
 		return nil, err
 	}
-	o := &ovs{dir: dir, logf: logf}
+	o := &ovs{dir: dir, logf: logf, forks: make(chan func())}
+	ready := make(chan error, 1)
+	go o.owner(ns, ready)
+	if err := <-ready; err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	for _, k := range []string{"OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_SYSCONFDIR"} {
 		o.env = append(o.env, k+"="+dir)
 	}
@@ -70,7 +84,7 @@ func startOVS(ctx context.Context, ns *netenv.NS, portType, xdpMode string, logf
 	}
 	o.db = o.command("ovsdb-server", db, "--remote=punix:"+sock, "--pidfile="+filepath.Join(dir, "ovsdb-server.pid"),
 		"--log-file="+filepath.Join(dir, "ovsdb-server.log"), "--no-chdir")
-	if err := o.start(o.db, nil, "ovsdb-server"); err != nil {
+	if err := o.start(o.db, "ovsdb-server"); err != nil {
 		return nil, err
 	}
 	if err := waitFile(sock, 5*time.Second); err != nil {
@@ -96,7 +110,7 @@ func startOVS(ctx context.Context, ns *netenv.NS, portType, xdpMode string, logf
 	}
 	// The daemon lives in the switch namespace: a child inherits the
 	// namespace of the thread that forks it.
-	if err := o.start(o.vswd, ns, "ovs-vswitchd"); err != nil {
+	if err := o.start(o.vswd, "ovs-vswitchd"); err != nil {
 		return nil, err
 	}
 	raise(o.vswd.Process.Pid)
@@ -138,9 +152,24 @@ func (o *ovs) command(name string, args ...string) *exec.Cmd {
 	return c
 }
 
+// owner is the owner thread (see ovs.forks): it enters ns and runs what
+// forks sends until forks is closed, then exits with its thread.
+func (o *ovs) owner(ns *netenv.NS, ready chan<- error) {
+	runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+	if err := netns.Set(ns.H); err != nil {
+		ready <- fmt.Errorf("entering the switch namespace: %w", err)
+		return
+	}
+	ready <- nil
+	for fn := range o.forks {
+		fn()
+	}
+}
+
 // start starts a daemon in its own session (so that its autogroup can be
-// raised), with its output in the temporary directory, inside ns if set.
-func (o *ovs) start(c *exec.Cmd, ns *netenv.NS, name string) error {
+// raised) from the owner thread, with its output in the temporary
+// directory.
+func (o *ovs) start(c *exec.Cmd, name string) error {
 	f, err := os.Create(filepath.Join(o.dir, name+".out"))
 	if err != nil {
 		return err
@@ -148,12 +177,9 @@ func (o *ovs) start(c *exec.Cmd, ns *netenv.NS, name string) error {
 	defer f.Close()
 	c.Stdout, c.Stderr = f, f
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
-	if ns != nil {
-		err = ns.Run(c.Start)
-	} else {
-		err = c.Start()
-	}
-	if err != nil {
+	errc := make(chan error, 1)
+	o.forks <- func() { errc <- c.Start() }
+	if err = <-errc; err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
@@ -196,6 +222,7 @@ func (o *ovs) stop() {
 	if o.db != nil && o.db.Process != nil {
 		stopProcess(o.db)
 	}
+	close(o.forks)
 	os.RemoveAll(o.dir)
 }
 
