@@ -1,6 +1,7 @@
 package jit_test
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/govswitch/vswitch/asm"
@@ -41,14 +42,14 @@ func benchEngines(b *testing.B, insns, kernelInsns []asm.Instruction, executed i
 			b.Fatalf("executed %d instruction slots, want %d", env.Executed, executed)
 		}
 		b.ReportAllocs()
-		lockThread()
-		defer unlockThread()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		b.ResetTimer()
-		cpu0 := threadCPU()
+		cpu0 := testprogs.ThreadCPU()
 		for b.Loop() {
 			env.RunFrame(r, f, 0)
 		}
-		cpu := float64((threadCPU() - cpu0).Nanoseconds()) / float64(b.N)
+		cpu := float64((testprogs.ThreadCPU() - cpu0).Nanoseconds()) / float64(b.N)
 		ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 		b.ReportMetric(ns, "ns/run")
 		b.ReportMetric(ns/float64(executed), "ns/insn")

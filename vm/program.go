@@ -475,6 +475,9 @@ func (p *Program) checkInsn(pc int, i asm.Instruction, bad func(string, ...any) 
 			default:
 				return bad("unknown atomic operation %#x", i.Imm)
 			}
+			if i.Imm&asm.AtomicFetch != 0 && i.Imm != asm.AtomicCmpXchg && i.Src == 10 {
+				return bad("write to the read-only frame pointer r10 (the fetch result goes to the source register)")
+			}
 			return nil
 		}
 		return bad("unknown opcode %#02x", i.Op)

@@ -42,6 +42,8 @@ func TestValidatorRefuses(t *testing.T) {
 		{"movsx32 alu32", raw(asm.Instruction{Op: 0xbc, Off: 32}, exit), 0, "offset must be zero"},
 		{"atomic byte", raw(asm.Instruction{Op: 0xd3, Dst: 10, Off: -8}, exit), 0, "32 or 64 bits"},
 		{"atomic op", raw(asm.Instruction{Op: 0xdb, Dst: 10, Off: -8, Imm: 0x10}, exit), 0, "unknown atomic"},
+		{"fetch into r10", asm.MustAssemble("lock fetch add [%r10-8], %r10\nexit"), 0, "read-only frame pointer"},
+		{"xchg into r10", asm.MustAssemble("lock xchg [%r10-8], %r10\nexit"), 0, "read-only frame pointer"},
 		{"recursion", asm.MustAssemble("call local f\nexit\nf:\ncall local f\nexit"), 2, "recursive"},
 		{"too deep", deepCalls(9), 1, "more than 8"},
 	}
