@@ -20,7 +20,7 @@ type kernelProgram struct {
 // loadKernel loads examples/xdp/name.o through our loader (which resolves
 // the ELF) and then into the kernel: program `prog`, the maps it uses
 // created in the kernel with the same specs and initial contents.
-func loadKernel(t *testing.T, name, prog string) *kernelProgram {
+func loadKernel(t testing.TB, name, prog string) *kernelProgram {
 	t.Helper()
 	c := load(t, "xdp/"+name+".o", loader.Options{})
 	p := c.Programs[prog]
