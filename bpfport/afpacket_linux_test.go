@@ -135,8 +135,7 @@ func TestAFPacketFanout(t *testing.T) {
 			r := result{q: q, ports: map[uint16]bool{}}
 			b := NewBatch(64)
 			deadline := time.Now().Add(2 * time.Second)
-			timer := time.AfterFunc(2*time.Second, p.pb.Wake)
-			defer timer.Stop()
+			defer wakeAfter(p.pb, deadline)()
 			for time.Now().Before(deadline) {
 				n, err := p.pb.RecvBatch(q, b)
 				if err != nil {
@@ -438,8 +437,8 @@ func TestAFPacketStress(t *testing.T) {
 	var got uint64
 	last := int64(-1)
 	var sent uint64
-	timer := time.AfterFunc(12*time.Second, p.pb.Wake)
-	defer timer.Stop()
+	stopWake := wakeAfter(p.pb, time.Now().Add(12*time.Second))
+	defer func() { stopWake() }()
 	for {
 		n, err := p.pb.RecvBatch(0, b)
 		if err != nil {
@@ -462,7 +461,8 @@ func TestAFPacketStress(t *testing.T) {
 		if sent == 0 {
 			select {
 			case sent = <-done:
-				time.AfterFunc(200*time.Millisecond, p.pb.Wake)
+				stopWake()
+				stopWake = wakeAfter(p.pb, time.Now().Add(200*time.Millisecond))
 			default:
 			}
 		}

@@ -33,9 +33,8 @@ func recvTest(t *testing.T, p Port, q, want int, timeout time.Duration) [][]byte
 	t.Helper()
 	var got [][]byte
 	b := NewBatch(64)
-	timer := time.AfterFunc(timeout, p.Wake)
-	defer timer.Stop()
 	deadline := time.Now().Add(timeout)
+	defer wakeAfter(p, deadline)()
 	for len(got) < want && time.Now().Before(deadline) {
 		n, err := p.RecvBatch(q, b)
 		if err != nil {
@@ -48,6 +47,29 @@ func recvTest(t *testing.T, p Port, q, want int, timeout time.Duration) [][]byte
 		}
 	}
 	return got
+}
+
+// wakeAfter wakes p's receivers at deadline and every 50ms after it, until
+// the returned function is called. A single wake is not enough for a loop
+// that checks a deadline: it can be consumed by a RecvBatch that also
+// returned frames just before the deadline, and the next call would then
+// block for good.
+func wakeAfter(p Port, deadline time.Time) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				p.Wake()
+				t.Reset(50 * time.Millisecond)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // sendAll sends frames on queue q, retrying while the ring is full.

@@ -84,9 +84,9 @@ func TestTAPKernelStack(t *testing.T) {
 	}
 	sendAll(t, tp, 0, [][]byte{buf.Bytes()})
 	b := NewBatch(16)
-	timer := time.AfterFunc(2*time.Second, tp.Wake)
-	defer timer.Stop()
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+	deadline := time.Now().Add(2 * time.Second)
+	defer wakeAfter(tp, deadline)()
+	for time.Now().Before(deadline) {
 		n, err := tp.RecvBatch(0, b)
 		if err != nil {
 			t.Fatal(err)
