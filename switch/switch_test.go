@@ -382,3 +382,33 @@ func TestProcessDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per batch, want 0", n)
 	}
 }
+
+func TestMaxPorts(t *testing.T) {
+	s := New(Config{})
+	defer s.Close()
+	var hosts []*bpfport.Virtual
+	defer func() {
+		for _, h := range hosts {
+			h.Close()
+		}
+	}()
+	for i := 0; i < MaxPorts; i++ {
+		sw, h := bpfport.NewVirtualPair(fmt.Sprintf("p%d", i), fmt.Sprintf("h%d", i), bpfport.VirtualConfig{RingSize: 8})
+		hosts = append(hosts, h)
+		if idx, err := s.Attach(sw, "virtual"); err != nil || idx != i {
+			t.Fatalf("port %d: index %d, %v", i, idx, err)
+		}
+	}
+	sw, h := bpfport.NewVirtualPair("one-too-many", "h", bpfport.VirtualConfig{RingSize: 8})
+	defer h.Close()
+	defer sw.Close()
+	if _, err := s.Attach(sw, "virtual"); !errors.Is(err, ErrFull) {
+		t.Errorf("port %d: %v, want ErrFull", MaxPorts, err)
+	}
+	// Port 253, the last index a program can name, forwards.
+	s.SetProgram(program(t, "mov %r0, 253\nexit"))
+	send(t, hosts[0], frame(0, 60, 1))
+	if got := recv(hosts[253], 100*time.Millisecond); len(got) != 1 {
+		t.Errorf("port 253 got %d frames", len(got))
+	}
+}
