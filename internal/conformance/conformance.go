@@ -201,3 +201,35 @@ func RunCase(c Case, engine Engine) Outcome {
 	}
 	return o
 }
+
+// T is the part of *testing.T that Check uses.
+type T interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatal(args ...any)
+}
+
+// Check runs the whole corpus on an engine, reports every failing case,
+// prints the closing line `conformance (NAME): N passed, M failed` and
+// requires every case of the corpus to pass.
+func Check(t T, name string, engine Engine) {
+	t.Helper()
+	cases, err := Load(Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	passed, failed := 0, 0
+	for _, c := range cases {
+		o := RunCase(c, engine)
+		if o.Pass {
+			passed++
+			continue
+		}
+		failed++
+		t.Errorf("%s: want %#x, got %#x (err: %v)", c.Name, c.Result, o.Got, o.Err)
+	}
+	fmt.Printf("conformance (%s): %d passed, %d failed\n", name, passed, failed)
+	if failed != 0 || passed != len(cases) {
+		t.Errorf("want all %d cases to pass, %d did", len(cases), passed)
+	}
+}

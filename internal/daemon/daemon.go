@@ -598,17 +598,7 @@ func (d *Daemon) FDB() (control.FDBResult, error) {
 	}
 	now := vm.Ktime()
 	res := control.FDBResult{Entries: []control.FDBEntry{}}
-	var key []byte
-	for n := 0; n < int(m.Spec().MaxEntries)+1; n++ {
-		next, err := m.NextKey(key)
-		if err != nil {
-			break
-		}
-		key = next
-		v, err := m.Lookup(key)
-		if err != nil || len(v) < 16 || len(key) != 6 {
-			continue
-		}
+	each(m, func(key, v []byte) {
 		port := int(binary.NativeEndian.Uint32(v[0:]))
 		seen := binary.NativeEndian.Uint64(v[8:])
 		age := 0.0
@@ -616,7 +606,7 @@ func (d *Daemon) FDB() (control.FDBResult, error) {
 			age = float64(now-seen) / 1e9
 		}
 		res.Entries = append(res.Entries, control.FDBEntry{MAC: net.HardwareAddr(key).String(), Port: port, PortName: names[port], Age: age})
-	}
+	})
 	sort.Slice(res.Entries, func(i, j int) bool { return res.Entries[i].MAC < res.Entries[j].MAC })
 	return res, nil
 }
@@ -627,11 +617,9 @@ func (d *Daemon) FDBFlush() error {
 	if err != nil {
 		return err
 	}
-	for n := 0; n < int(m.Spec().MaxEntries)+1; n++ {
-		k, err := m.NextKey(nil)
-		if err != nil {
-			return nil
-		}
+	var keys [][]byte
+	each(m, func(k, _ []byte) { keys = append(keys, k) })
+	for _, k := range keys {
 		m.Delete(k)
 	}
 	return nil

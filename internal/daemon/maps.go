@@ -109,6 +109,23 @@ func (d *Daemon) lookupMapTypes(name string) (maps.Map, loader.MapTypes, error) 
 	return m, ty, nil
 }
 
+// each calls fn with every entry of m, in iteration order. Entries
+// deleted while it runs are skipped; the walk is bounded by the map's size
+// so that concurrent updates cannot keep it going.
+func each(m maps.Map, fn func(key, value []byte)) {
+	var key []byte
+	for n := 0; n <= int(m.Spec().MaxEntries); n++ {
+		next, err := m.NextKey(key)
+		if err != nil {
+			return
+		}
+		key = next
+		if v, err := m.Lookup(key); err == nil {
+			fn(key, v)
+		}
+	}
+}
+
 func perCPU(t maps.Type) bool { return t == maps.PerCPUArray || t == maps.PerCPUHash }
 
 // fields formats an entry's key and value by their BTF types (per-CPU
@@ -209,22 +226,11 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 		if s.Type == maps.RingBuf {
 			return nil, control.Errorf(control.CodeUnsupported, "map %s is a ring buffer: follow its records with `vswitch map read %s`", p.Name, p.Name)
 		}
-		var key []byte
-		limit := int(s.MaxEntries) + 1
-		for n := 0; n < limit; n++ {
-			next, err := m.NextKey(key)
-			if err != nil {
-				break
-			}
-			key = next
-			v, err := m.Lookup(key)
-			if err != nil {
-				continue // deleted meanwhile
-			}
-			e := control.MapEntry{Key: key, Value: v}
+		each(m, func(k, v []byte) {
+			e := control.MapEntry{Key: k, Value: v}
 			fields(m, ty, &e)
 			res.Entries = append(res.Entries, e)
-		}
+		})
 		return res, nil
 	case control.MethodMapLookup:
 		if err := checkKey(); err != nil {

@@ -137,7 +137,7 @@ func Run(ctx context.Context, o Options) error {
 	step("hosts talk through their own kernel stacks (ARP floods, then learned unicast)")
 	for _, pair := range [][2]int{{0, 1}, {0, 2}, {1, 2}} {
 		a, b := pair[0], pair[1]
-		rtt, err := udpEcho(ctx, topo.Hosts[a], topo.Hosts[b], topo.IPs[b])
+		rtt, err := UDPEcho(ctx, topo.Hosts[a], topo.Hosts[b], topo.IPs[b], 7777)
 		if err != nil {
 			return fmt.Errorf("h%d -> h%d: %w", a+1, b+1, err)
 		}
@@ -200,13 +200,15 @@ func Run(ctx context.Context, o Options) error {
 	return nil
 }
 
-// udpEcho sends a datagram from host a to host b's address, where b
-// echoes it back, and returns the round-trip time.
-func udpEcho(ctx context.Context, a, b *netenv.NS, to netip.Addr) (time.Duration, error) {
+// UDPEcho sends datagrams from the client namespace to `to` in the
+// server namespace, which echoes them, and returns the round-trip time of
+// the first answer (up to 5 tries of a second each): traffic through the
+// kernels' own stacks, ARP included.
+func UDPEcho(ctx context.Context, client, server *netenv.NS, to netip.Addr, port int) (time.Duration, error) {
 	var srv *net.UDPConn
-	if err := b.Run(func() error {
+	if err := server.Run(func() error {
 		var err error
-		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: to.AsSlice(), Port: 7777})
+		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: to.AsSlice(), Port: port})
 		return err
 	}); err != nil {
 		return 0, err
@@ -214,16 +216,19 @@ func udpEcho(ctx context.Context, a, b *netenv.NS, to netip.Addr) (time.Duration
 	defer srv.Close()
 	go func() {
 		buf := make([]byte, 1500)
-		srv.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, from, err := srv.ReadFromUDP(buf)
-		if err == nil {
+		srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			n, from, err := srv.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
 			srv.WriteToUDP(buf[:n], from)
 		}
 	}()
 	var cl *net.UDPConn
-	if err := a.Run(func() error {
+	if err := client.Run(func() error {
 		var err error
-		cl, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: to.AsSlice(), Port: 7777})
+		cl, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: to.AsSlice(), Port: port})
 		return err
 	}); err != nil {
 		return 0, err

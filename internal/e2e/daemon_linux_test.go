@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -52,7 +51,7 @@ func TestTAPPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.LinkSetUp(l)
-	rtt, err := udpEchoVia(e.topo.Hosts[0], sw, netip.MustParseAddr("10.77.0.100"))
+	rtt, err := demo.UDPEcho(context.Background(), e.topo.Hosts[0], sw, netip.MustParseAddr("10.77.0.100"), 7778)
 	if err != nil {
 		t.Fatalf("h1 <-> kernel behind %s: %v", tap, err)
 	}
@@ -60,48 +59,6 @@ func TestTAPPort(t *testing.T) {
 	if _, errOut, code := e.run("port", "add", tap, "--type", "tap"); code == 0 || !strings.Contains(errOut, "already attached") {
 		t.Errorf("adding the TAP twice: %d %s", code, errOut)
 	}
-}
-
-func udpEchoVia(client, server *netenv.NS, to netip.Addr) (time.Duration, error) {
-	var srv *net.UDPConn
-	if err := server.Run(func() error {
-		var err error
-		srv, err = net.ListenUDP("udp4", &net.UDPAddr{IP: to.AsSlice(), Port: 7778})
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	defer srv.Close()
-	go func() {
-		buf := make([]byte, 1500)
-		srv.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for {
-			n, from, err := srv.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			srv.WriteToUDP(buf[:n], from)
-		}
-	}()
-	var cl *net.UDPConn
-	if err := client.Run(func() error {
-		var err error
-		cl, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: to.AsSlice(), Port: 7778})
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	start := time.Now()
-	buf := make([]byte, 1500)
-	for i := 0; i < 5; i++ {
-		cl.Write([]byte("ping"))
-		cl.SetReadDeadline(time.Now().Add(time.Second))
-		if n, err := cl.Read(buf); err == nil && string(buf[:n]) == "ping" {
-			return time.Since(start), nil
-		}
-	}
-	return 0, io.ErrNoProgress
 }
 
 func TestMetrics(t *testing.T) {
