@@ -87,7 +87,7 @@ func TestCallsAndErrors(t *testing.T) {
 		t.Errorf("handler panic: %v", err)
 	}
 	for req, want := range map[string]string{
-		"not json\n": "malformed request",
+		"not json\n":                            "malformed request",
 		`{"version":99,"method":"echo"}` + "\n": "protocol version 99",
 	} {
 		if r := raw(t, s.Path(), req); r.Error == nil || !strings.Contains(r.Error.Message, want) {
