@@ -24,7 +24,11 @@ type vmProgram struct {
 
 func vmPrograms() []vmProgram {
 	zero := make([]byte, 64)
+	entry := asm.MustAssemble("mov %r0, 2\nexit")
 	return []vmProgram{
+		// The cost of a run that does nothing: each engine's fixed
+		// overhead, to read the others against.
+		{"Entry", entry, entry, 2, zero},
 		{"ALUBlock", testprogs.ALUBlock(), testprogs.ALUBlock(), testprogs.ALUBlockInsns, zero},
 		{"Loop", testprogs.Loop(), testprogs.Loop(), testprogs.LoopInsns, zero},
 		{"ParseIPv4", testprogs.ParseIPv4(testprogs.CtxVswitch), testprogs.ParseIPv4(testprogs.CtxXDP),
