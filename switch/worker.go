@@ -143,6 +143,8 @@ func (w *worker) process(frames [][]byte) {
 	ingress := w.in.idx
 	runner := in.prog.Runner
 	env := w.env
+	// One clock read per batch: bpf_ktime_get_ns returns the batch's time.
+	env.Clock = vm.Ktime()
 	for _, f := range frames {
 		if len(f) < MinFrame {
 			drops[DropRunt]++

@@ -39,6 +39,11 @@ type Env struct {
 	CPU int
 	// Budget is the instruction budget of each run; 0 means DefaultBudget.
 	Budget uint64
+	// Clock, when non-zero, is what bpf_ktime_get_ns returns (Ktime's
+	// clock): a switch worker sets it once per batch, so that programs
+	// that read the clock on every frame do not pay for a clock read
+	// each. Zero means read the clock at every call.
+	Clock uint64
 	// Executed is the number of instructions the last run executed.
 	Executed uint64
 
