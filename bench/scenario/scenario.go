@@ -91,6 +91,9 @@ type Options struct {
 	// LatencyRate is the latency scenario's rate in frames per second
 	// (default 50000).
 	LatencyRate float64
+	// Runs is the number of times each core and veth figure is measured;
+	// the median counts (default 1).
+	Runs int
 	// Log receives a line per step; nil discards.
 	Log io.Writer
 }
@@ -134,6 +137,12 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("%d flows: must be 1..4096 (the learning table holds 4096 MACs)", f)
 		}
 	}
+	if o.Runs <= 0 {
+		o.Runs = 1
+	}
+	if o.Runs > 15 {
+		return o, fmt.Errorf("%d runs: at most 15", o.Runs)
+	}
 	if o.LatencyRate <= 0 {
 		o.LatencyRate = defaultLatencyPP
 	}
@@ -165,7 +174,7 @@ func Run(ctx context.Context, o Options) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Table{Started: time.Now(), Machine: machine(), Window: o.Duration, Warmup: o.Warmup}
+	t := &Table{Started: time.Now(), Machine: machine(), Window: o.Duration, Warmup: o.Warmup, Runs: o.Runs}
 	t.Machine.Priority = raisePriority()
 	logf := func(format string, args ...any) { fmt.Fprintf(o.Log, "# "+format+"\n", args...) }
 	logf("machine: %d CPUs (%s), kernel %s, load %s; %s", t.Machine.CPUs, t.Machine.CPUModel, t.Machine.Kernel,

@@ -16,6 +16,7 @@ type Table struct {
 	Elapsed time.Duration `json:"elapsed_ns"`
 	Window  time.Duration `json:"window_ns"` // measurement window of each figure
 	Warmup  time.Duration `json:"warmup_ns"`
+	Runs    int           `json:"runs"` // per core and veth figure; the median counts
 	Machine Machine       `json:"machine"`
 
 	VM      []VMResult      `json:"vm,omitempty"`
@@ -47,6 +48,9 @@ type CoreResult struct {
 	Mpps    float64 `json:"mpps,omitempty"`
 	Frames  uint64  `json:"frames,omitempty"`  // delivered in the window
 	Dropped uint64  `json:"dropped,omitempty"` // frames the switch dropped in the window
+	// RunsMpps are the rates of every run (Options.Runs); Mpps is their
+	// median.
+	RunsMpps []float64 `json:"runs_mpps,omitempty"`
 	// Cores is the CPU time the whole process (generators, switch,
 	// sinks) used over the window, in cores.
 	Cores float64 `json:"cores,omitempty"`
@@ -68,6 +72,9 @@ type VethResult struct {
 	OfCeiling float64 `json:"of_ceiling,omitempty"`
 	// OfferedMpps is what the generator sent, over its whole run.
 	OfferedMpps float64 `json:"offered_mpps,omitempty"`
+	// RunsMpps are the rates of every run (Options.Runs); Mpps is their
+	// median.
+	RunsMpps []float64 `json:"runs_mpps,omitempty"`
 	// CPUBusy is the share of each CPU that was busy over the window.
 	CPUBusy []float64 `json:"cpu_busy,omitempty"`
 	Skipped string    `json:"skipped,omitempty"`
@@ -118,8 +125,12 @@ func CaseLabel(size, flows int) string {
 // result, relative figure, note), preceded by a line on the machine.
 func (t *Table) WriteText(w io.Writer) error {
 	m := t.Machine
-	fmt.Fprintf(w, "vswitch bench: %d CPUs (%s), kernel %s, %s; load %s -> %s; window %v after %v warm-up; %s\n",
-		m.CPUs, m.CPUModel, m.Kernel, m.GoVersion, m.LoadStart, m.LoadEnd, t.Window, t.Warmup, m.Priority)
+	runs := ""
+	if t.Runs > 1 {
+		runs = fmt.Sprintf(", median of %d runs", t.Runs)
+	}
+	fmt.Fprintf(w, "vswitch bench: %d CPUs (%s), kernel %s, %s; load %s -> %s; window %v after %v warm-up%s; %s\n",
+		m.CPUs, m.CPUModel, m.Kernel, m.GoVersion, m.LoadStart, m.LoadEnd, t.Window, t.Warmup, runs, m.Priority)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tCASE\tSUBJECT\tRESULT\tRELATIVE\tNOTE")
 	row := func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")) }
@@ -149,6 +160,9 @@ func (t *Table) WriteText(w io.Writer) error {
 		if r.Dropped > 0 {
 			note = "switch dropped " + strings.Join(r.DropReasons, ", ")
 		}
+		if len(r.RunsMpps) > 1 {
+			note = joinNote(note, "runs "+mppsList(r.RunsMpps))
+		}
 		rel := "-"
 		if r.Cores > 0 {
 			rel = fmt.Sprintf("%.2f cores busy", r.Cores)
@@ -166,6 +180,9 @@ func (t *Table) WriteText(w io.Writer) error {
 			rel = fmt.Sprintf("%.0f%% of ceiling", 100*r.OfCeiling)
 		}
 		note := fmt.Sprintf("offered %.3f Mpps", r.OfferedMpps)
+		if len(r.RunsMpps) > 1 {
+			note = "runs " + mppsList(r.RunsMpps) + ", " + note
+		}
 		if len(r.CPUBusy) > 0 {
 			var b []string
 			for _, x := range r.CPUBusy {
@@ -186,6 +203,21 @@ func (t *Table) WriteText(w io.Writer) error {
 			fmt.Sprintf("received %d of %d, lost %d", r.Received, r.Sent, max(r.Lost, 0)))
 	}
 	return tw.Flush()
+}
+
+func mppsList(v []float64) string {
+	var s []string
+	for _, x := range v {
+		s = append(s, fmt.Sprintf("%.3f", x))
+	}
+	return strings.Join(s, "/")
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
 
 func plural(n int) string {

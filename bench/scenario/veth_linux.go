@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -522,7 +524,26 @@ func genConfig(size, flows int) pktgen.Config {
 	return pktgen.Config{Size: size, Flows: flows, SrcMAC: genMAC, DstMAC: sinkMAC}
 }
 
+// measureCase measures one case o.Runs times and keeps the run with the
+// median rate.
 func measureCase(ctx context.Context, o Options, t *topo, name string, r *VethResult, count func() (uint64, error)) error {
+	var runs []VethResult
+	for i := 0; i < o.Runs; i++ {
+		x := *r
+		if err := measureOnce(ctx, o, t, name, &x, count); err != nil {
+			return err
+		}
+		runs = append(runs, x)
+	}
+	slices.SortFunc(runs, func(a, b VethResult) int { return cmp.Compare(a.Mpps, b.Mpps) })
+	*r = runs[len(runs)/2]
+	for _, x := range runs {
+		r.RunsMpps = append(r.RunsMpps, x.Mpps)
+	}
+	return nil
+}
+
+func measureOnce(ctx context.Context, o Options, t *topo, name string, r *VethResult, count func() (uint64, error)) error {
 	total := o.Warmup + o.Duration + 300*time.Millisecond
 	var g *generator
 	var err error

@@ -16,7 +16,7 @@ import (
 )
 
 const benchUsage = `usage: vswitch bench [--only vm,core,veth,latency] [--duration 3s] [--warmup 1s]
-                     [--switches LIST] [--sizes 60,1514] [--flows 1,64] [--latency-rate 50000]
+                     [--switches LIST] [--sizes 60,1514] [--flows 1,64] [--latency-rate 50000] [--runs N]
                      [--plot out.svg|out.png] [-j] [-q] [--cpuprofile FILE]
 
 Runs the benchmark scenarios (as root, in network namespaces it creates and
@@ -36,6 +36,7 @@ func (c *cmd) bench(args []string) error {
 	sizes := fs.String("sizes", "", "veth frame lengths without FCS, comma-separated (default 60,1514)")
 	flows := fs.String("flows", "", "veth flow counts, comma-separated (default 1,64)")
 	rate := fs.Float64("latency-rate", 50000, "frames per second of the latency scenario")
+	runs := fs.Int("runs", 1, "measure each core and veth figure this many times and keep the median")
 	plot := fs.String("plot", "", "write the veth comparison as a bar chart (.svg or .png)")
 	js := fs.Bool("j", false, "print JSON")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
@@ -68,6 +69,7 @@ func (c *cmd) bench(args []string) error {
 		Warmup:      *warm,
 		Subjects:    scenario.ParseList(*switches),
 		LatencyRate: *rate,
+		Runs:        *runs,
 		Log:         c.errw,
 	}
 	if *quiet {
