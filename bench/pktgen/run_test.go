@@ -87,15 +87,29 @@ func TestRateLimit(t *testing.T) {
 		dur   time.Duration
 		burst int
 	}{{1000, 500 * time.Millisecond, 0}, {20_000, 500 * time.Millisecond, 0}} {
-		s, err := Run(context.Background(), a, Config{Rate: tc.rate, Duration: tc.dur, Burst: tc.burst}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The limiter must never send more than asked (+20% and one
+		// burst); it should send about what was asked, unless the machine
+		// starves the test of CPU: a short count is retried, since three
+		// starved runs in a row are unlikely.
 		want := tc.rate * tc.dur.Seconds()
-		if got := float64(s.Packets); got < want*0.8 || got > want*1.2 {
-			t.Errorf("rate %v for %v: sent %v frames, want %v ±20%%", tc.rate, tc.dur, got, want)
+		for try := 1; ; try++ {
+			s, err := Run(context.Background(), a, Config{Rate: tc.rate, Duration: tc.dur, Burst: tc.burst}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := float64(s.Packets)
+			t.Logf("rate %v for %v: %d frames in %.3fs", tc.rate, tc.dur, s.Packets, s.Seconds)
+			if limit := tc.rate*s.Seconds*1.2 + DefaultBurst; got > limit {
+				t.Fatalf("rate %v for %v: sent %v frames in %.3fs, more than the rate allows (%v)", tc.rate, tc.dur, got, s.Seconds, limit)
+			}
+			if got >= want*0.8 {
+				break
+			}
+			if try == 3 {
+				t.Errorf("rate %v for %v: sent %v frames, want %v ±20%% (3 tries)", tc.rate, tc.dur, got, want)
+				break
+			}
 		}
-		t.Logf("rate %v for %v: %d frames in %.3fs", tc.rate, tc.dur, s.Packets, s.Seconds)
 	}
 }
 
