@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -198,5 +199,44 @@ func init() {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	}
+}
+
+// TestRingbufRead follows the count example's ring buffer through the
+// control socket: a frame of a new EtherType makes a record.
+func TestRingbufRead(t *testing.T) {
+	e := setup(t)
+	h1 := e.hosts[0]
+	e.cli(t, "prog", "load", "../../examples/count.o")
+	c := &control.Client{Path: e.socket}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rc, err := c.Stream(ctx, control.MethodRingbufRead, control.RingbufParams{Name: "events"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	h1.send(t, frame(broadcast, h1.mac, "ring"))
+	got := make(chan []byte, 1)
+	go func() {
+		var hdr [4]byte
+		if _, err := io.ReadFull(rc, hdr[:]); err != nil {
+			return
+		}
+		rec := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
+		io.ReadFull(rc, rec)
+		got <- rec
+	}()
+	select {
+	case rec := <-got:
+		if len(rec) < 2 {
+			t.Fatalf("record %x", rec)
+		}
+		t.Logf("ring buffer record: %x", rec)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ring buffer record for a new EtherType")
+	}
+	if _, errOut, code := e.run("map", "dump", "events"); code == 0 || !strings.Contains(errOut, "map read events") {
+		t.Errorf("map dump of a ring buffer: %d %s", code, errOut)
 	}
 }
