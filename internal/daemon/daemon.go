@@ -199,6 +199,12 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 	if len(p.Name) > 15 || strings.ContainsAny(p.Name, "/ \t\n") {
 		return control.Port{}, bad("port attach: %q is not a valid interface name", p.Name)
 	}
+	if idx, err := d.sw.PortByName(p.Name); err == nil && d.portGone(idx) {
+		// The interface disappeared and is back (or the user wants to
+		// retry): replace the dead port.
+		d.log.Info("replacing a port whose interface had gone", "port", p.Name)
+		d.sw.Detach(p.Name)
+	}
 	if idx, err := d.sw.PortByName(p.Name); err == nil {
 		if p.MayExist {
 			return d.portInfo(idx, false), nil
@@ -247,6 +253,15 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 	d.kinds[p.Name] = typ
 	d.log.Info("port attached", "port", p.Name, "type", typ, "index", idx, "queues", port.NumQueues())
 	return d.portInfo(idx, false), nil
+}
+
+func (d *Daemon) portGone(idx int) bool {
+	for _, p := range d.sw.Ports() {
+		if p.Index == idx {
+			return p.Gone
+		}
+	}
+	return false
 }
 
 func portError(err error) error {

@@ -367,6 +367,18 @@ func TestPortDeletedUnderTraffic(t *testing.T) {
 	if out := e.cli(t, "port", "show"); !strings.Contains(out, "gone") {
 		t.Errorf("port show does not report the gone port:\n%s", out)
 	}
+	// The interface comes back: attaching it again replaces the dead port.
+	if err := netenv.Veth(e.topo.Hosts[2], "eth0", e.topo.Switch, e.topo.Ports[2], 0); err != nil {
+		t.Fatal(err)
+	}
+	e.cli(t, "port", "attach", e.topo.Ports[2])
+	var ps control.PortShowResult
+	if err := json.Unmarshal([]byte(e.cli(t, "-j", "port", "show")), &ps); err != nil {
+		t.Fatal(err)
+	}
+	if p := ps.Ports[len(ps.Ports)-1]; p.Name != e.topo.Ports[2] || p.Gone || !p.Up {
+		t.Errorf("re-attached port: %+v", p)
+	}
 	e.cli(t, "port", "detach", e.topo.Ports[2])
 }
 
