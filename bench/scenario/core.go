@@ -59,7 +59,9 @@ func measureCoreRuns(ctx context.Context, o Options, r *CoreResult) error {
 	slices.SortFunc(runs, func(a, b CoreResult) int { return cmp.Compare(a.Mpps, b.Mpps) })
 	*r = runs[len(runs)/2]
 	for _, x := range runs {
-		r.RunsMpps = append(r.RunsMpps, x.Mpps)
+		if len(runs) > 1 {
+			r.RunsMpps = append(r.RunsMpps, x.Mpps)
+		}
 	}
 	return nil
 }

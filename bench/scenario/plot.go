@@ -51,6 +51,9 @@ func (t *Table) vethChart() (chart, error) {
 	var subjects []string
 	skipped := map[string]string{}
 	for _, r := range t.Veth {
+		if r.Size == 0 {
+			continue // a row that stands for every case: nothing ran
+		}
 		g := CaseLabel(r.Size, r.Flows)
 		if !slices.Contains(c.groups, g) {
 			c.groups = append(c.groups, g)

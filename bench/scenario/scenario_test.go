@@ -285,3 +285,25 @@ func requireRoot(t *testing.T) {
 
 // ctxAfter returns a channel closed after d.
 func ctxAfter(d time.Duration) <-chan time.Time { return time.After(d) }
+
+func ExampleTable_WriteText() {
+	t := &Table{
+		Window: 3 * time.Second, Warmup: time.Second,
+		Machine: Machine{CPUs: 2, CPUModel: "AMD EPYC", Kernel: "6.18.44", GoVersion: "go1.26.8",
+			LoadStart: "0.50 0.40 0.30", LoadEnd: "1.00 0.50 0.30", Priority: "nice -20, own autogroup at -20"},
+		Core: []CoreResult{{Engine: "jit", Workers: 1, Size: 60, Mpps: 2.53, Cores: 1.96}},
+		Veth: []VethResult{
+			{Switch: Ceiling, Size: 60, Flows: 1, Mpps: 0.356, OfCeiling: 1, OfferedMpps: 0.357},
+			{Switch: VswitchJIT, Size: 60, Flows: 1, Mpps: 0.230, OfCeiling: 0.646, OfferedMpps: 0.249},
+			{Switch: OVSAFPacket, Size: 60, Flows: 1, Skipped: "skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)"},
+		},
+	}
+	t.WriteText(os.Stdout)
+	// Output:
+	// vswitch bench: 2 CPUs (AMD EPYC), kernel 6.18.44, go1.26.8; load 0.50 0.40 0.30 -> 1.00 0.50 0.30; window 3s after 1s warm-up; nice -20, own autogroup at -20
+	// SCENARIO  CASE           SUBJECT                      RESULT      RELATIVE         NOTE
+	// core      64B, 1 worker  vswitch-jit (virtual ports)  2.53 Mpps   1.96 cores busy
+	// veth      64B 1 flow     ceiling                      0.356 Mpps  100% of ceiling  offered 0.357 Mpps
+	// veth      64B 1 flow     vswitch-jit                  0.230 Mpps  65% of ceiling   offered 0.249 Mpps
+	// veth      64B 1 flow     ovs-afpacket                 -           -                skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)
+}

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -112,8 +113,11 @@ func SizeLabel(size int) string {
 	return fmt.Sprintf("%dB", size)
 }
 
-// CaseLabel names a veth case: "64B 1 flow".
+// CaseLabel names a veth case: "64B 1 flow" ("all cases" for 0, 0).
 func CaseLabel(size, flows int) string {
+	if size == 0 && flows == 0 {
+		return "all cases"
+	}
 	s := "s"
 	if flows == 1 {
 		s = ""
@@ -131,7 +135,8 @@ func (t *Table) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "vswitch bench: %d CPUs (%s), kernel %s, %s; load %s -> %s; window %v after %v warm-up%s; %s\n",
 		m.CPUs, m.CPUModel, m.Kernel, m.GoVersion, m.LoadStart, m.LoadEnd, t.Window, t.Warmup, runs, m.Priority)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tCASE\tSUBJECT\tRESULT\tRELATIVE\tNOTE")
 	row := func(cols ...string) { fmt.Fprintln(tw, strings.Join(cols, "\t")) }
 	for _, r := range t.VM {
@@ -202,7 +207,19 @@ func (t *Table) WriteText(w io.Writer) error {
 			fmt.Sprintf("p99.9 %v max %v", dur(r.P999), dur(r.Max)),
 			fmt.Sprintf("received %d of %d, lost %d", r.Received, r.Sent, max(r.Lost, 0)))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// No trailing blanks where the last column is empty.
+	for _, l := range strings.SplitAfter(buf.String(), "\n") {
+		if l == "" {
+			continue
+		}
+		if _, err := io.WriteString(w, strings.TrimRight(l, " \n")+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func mppsList(v []float64) string {

@@ -432,18 +432,9 @@ func runVeth(ctx context.Context, o Options, logf func(string, ...any)) []VethRe
 		}
 	}
 	var out []VethResult
-	skipAll := func(msg string) []VethResult {
-		for _, s := range subjects {
-			for _, size := range o.Sizes {
-				for _, flows := range o.Flows {
-					out = append(out, VethResult{Switch: s, Size: size, Flows: flows, Skipped: msg})
-				}
-			}
-		}
-		return out
-	}
 	if err := netenv.Check(); err != nil {
-		return skipAll("skipped: " + err.Error())
+		// One row says it for every switch and case.
+		return []VethResult{{Switch: strings.Join(subjects, ","), Skipped: "skipped: " + err.Error()}}
 	}
 	ceiling := map[[2]int]float64{}
 	for _, name := range subjects {
@@ -538,7 +529,9 @@ func measureCase(ctx context.Context, o Options, t *topo, name string, r *VethRe
 	slices.SortFunc(runs, func(a, b VethResult) int { return cmp.Compare(a.Mpps, b.Mpps) })
 	*r = runs[len(runs)/2]
 	for _, x := range runs {
-		r.RunsMpps = append(r.RunsMpps, x.Mpps)
+		if len(runs) > 1 {
+			r.RunsMpps = append(r.RunsMpps, x.Mpps)
+		}
 	}
 	return nil
 }
