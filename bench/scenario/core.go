@@ -52,6 +52,7 @@ func measureCoreRuns(ctx context.Context, o Options, r *CoreResult) error {
 	for i := 0; i < o.Runs; i++ {
 		x := *r
 		if err := measureCore(ctx, o, &x); err != nil {
+			*r = x // what was measured before the error
 			return err
 		}
 		runs = append(runs, x)

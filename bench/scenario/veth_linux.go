@@ -522,6 +522,7 @@ func measureCase(ctx context.Context, o Options, t *topo, name string, r *VethRe
 	for i := 0; i < o.Runs; i++ {
 		x := *r
 		if err := measureOnce(ctx, o, t, name, &x, count); err != nil {
+			*r = x // what was measured before the error
 			return err
 		}
 		runs = append(runs, x)
