@@ -36,6 +36,9 @@ func runCore(ctx context.Context, o Options, logf func(string, ...any)) []CoreRe
 		r := CoreResult{Engine: c.engine, Workers: c.workers, Size: 60}
 		if err := measureCoreRuns(ctx, o, &r); err != nil {
 			r.Skipped = err.Error()
+			if ctx.Err() != nil {
+				r.Skipped = "interrupted"
+			}
 			logf("core %s %d workers: %s", r.Engine, r.Workers, r.Skipped)
 		} else {
 			logf("core %s %d workers: %.2f Mpps", r.Engine, r.Workers, r.Mpps)

@@ -126,6 +126,14 @@ func counter(ns *netenv.NS, dev string) (read func() (uint64, error), closeFn fu
 	return read, h.Close, nil
 }
 
+// failure is the note of a row whose measurement failed.
+func failure(err error) string {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return "interrupted"
+	}
+	return "error: " + err.Error()
+}
+
 // skipError marks a subject that cannot run here; its message is the row's
 // note.
 type skipError struct{ msg string }
@@ -480,12 +488,12 @@ func measureSubject(ctx context.Context, o Options, name string, logf func(strin
 		if errors.As(err, &se) {
 			return skip(se.msg)
 		}
-		return skip("error: " + err.Error())
+		return skip(failure(err))
 	}
 	defer s.teardown()
 	count, closeCount, err := counter(s.countNS, s.countDev)
 	if err != nil {
-		return skip("error: " + err.Error())
+		return skip(failure(err))
 	}
 	defer closeCount()
 	for _, size := range o.Sizes {
@@ -499,7 +507,7 @@ func measureSubject(ctx context.Context, o Options, name string, logf func(strin
 				if errors.As(err, &se) {
 					r.Skipped = se.msg
 				} else {
-					r.Skipped = "error: " + err.Error()
+					r.Skipped = failure(err)
 				}
 				logf("veth %s %s: %s", name, CaseLabel(size, flows), r.Skipped)
 			} else {
@@ -589,7 +597,7 @@ func runLatency(ctx context.Context, o Options, logf func(string, ...any)) []Lat
 			if errors.As(err, &se) {
 				r.Skipped = se.msg
 			} else {
-				r.Skipped = "error: " + err.Error()
+				r.Skipped = failure(err)
 			}
 		}
 		if r.Skipped != "" {
