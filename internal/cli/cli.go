@@ -83,7 +83,8 @@ const usage = `usage: vswitch [-j] [--socket PATH] OBJECT VERB [ARGS]
   stats
   capture PORT -w FILE|-              pcap of a port's traffic until Ctrl-C
   pktgen ...                          packet generator (vswitch pktgen --help)
-  bench [--plot FILE]                 benchmark scenarios
+  bench [--only vm,core,veth,latency] [--runs N] [--plot FILE.png|.svg] [-j]
+                                      benchmark scenarios against the kernel, the bridge and OVS (vswitch bench -h)
   demo                                three hosts in namespaces on the switch, then cleaned up
   version
 
