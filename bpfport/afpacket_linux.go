@@ -31,6 +31,11 @@ type AFPacket struct {
 	stats   []queueStats
 	closed  atomic.Bool
 	gone    atomic.Bool
+	// down is set when the socket reported the link down. The kernel
+	// stops signalling a socket whose link is down, so a later deletion
+	// would never wake a receiver: while down, RecvBatch checks the link
+	// itself instead of blocking.
+	down    atomic.Bool
 	goneMu  sync.Mutex
 	goneErr error
 
@@ -349,7 +354,23 @@ func (p *AFPacket) ioError(err error) error {
 	if errors.Is(e, ErrLinkGone) {
 		return p.setGone(e)
 	}
+	if errors.Is(e, ErrLinkDown) {
+		p.down.Store(true)
+	}
 	return e
+}
+
+// downState is RecvBatch's check while the link is down: ErrLinkGone once
+// it was deleted, ErrLinkDown while it stays down, nil when it is back up.
+func (p *AFPacket) downState() error {
+	if _, err := p.ctl.name(); errors.Is(err, ErrLinkGone) {
+		return p.setGone(fmt.Errorf("port %s: interface deleted: %w", p.name, ErrLinkGone))
+	}
+	if f, err := p.ctl.flags(); err == nil && f&unix.IFF_UP == 0 {
+		return fmt.Errorf("port %s: interface is down: bring it up with \"ip link set %s up\": %w", p.name, p.name, ErrLinkDown)
+	}
+	p.down.Store(false)
+	return nil
 }
 
 // RecvBatch implements Port.
@@ -368,6 +389,11 @@ func (p *AFPacket) RecvBatch(q int, b *Batch) (int, error) {
 	for {
 		if p.gone.Load() {
 			return 0, p.goneError()
+		}
+		if p.down.Load() {
+			if err := p.downState(); err != nil {
+				return 0, err
+			}
 		}
 		if n := rq.fill(b, &p.stats[q]); n > 0 {
 			rq.lent.Store(true)

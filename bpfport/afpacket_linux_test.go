@@ -274,6 +274,40 @@ func TestAFPacketLinkDown(t *testing.T) {
 	}
 }
 
+// TestAFPacketDeletedWhileDown: a link that goes down and is then deleted
+// reports gone, although the kernel does not signal the socket again.
+func TestAFPacketDeletedWhileDown(t *testing.T) {
+	p := newAFPair(t, 0, AFPacketConfig{}, AFPacketConfig{})
+	rxErr := make(chan error, 1)
+	go func() {
+		_, err := p.pb.RecvBatch(0, NewBatch(8))
+		rxErr <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	h := p.nsB.Handle(t)
+	l, _ := h.LinkByName(p.b)
+	if err := h.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	waitErr(t, rxErr, ErrLinkDown, 2*time.Second)
+	if err := h.LinkDel(l); err != nil {
+		t.Fatal(err)
+	}
+	// A worker retries after a link-down error, as the switch does.
+	go func() {
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, err := p.pb.RecvBatch(0, NewBatch(8)); !errors.Is(err, ErrLinkDown) {
+				rxErr <- err
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		rxErr <- errors.New("still down after 3s")
+	}()
+	waitErr(t, rxErr, ErrLinkGone, 4*time.Second)
+}
+
 func TestAFPacketCloseWhileBlocked(t *testing.T) {
 	p := newAFPair(t, 0, AFPacketConfig{Queues: 2}, AFPacketConfig{})
 	errc := make(chan error, 2)
