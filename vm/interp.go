@@ -14,10 +14,12 @@ type frame struct {
 	r10   uint64
 }
 
-// Run runs p on the interpreter. r1 and r2 are the initial values of those
-// registers; the other registers start at zero and r10 is the top of env's
-// stack. The error is an *Error held by env (valid until its next run).
-func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
+//go:generate go run ./internal/threadgen/cmd
+
+// runSwitch is the interpreter written as one switch on the opcode. It is
+// where instructions are implemented: Run (interp_threaded.go) is
+// generated from it with threaded dispatch, and the tests compare the two.
+func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
 	env.bind(p)
 	env.tailCalls = 0
 	st := &env.st

@@ -1,0 +1,112 @@
+package vm_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/govswitch/vswitch/asm"
+	"github.com/govswitch/vswitch/internal/conformance"
+	"github.com/govswitch/vswitch/vm"
+	"github.com/govswitch/vswitch/vm/internal/threadgen"
+)
+
+// TestThreadedUpToDate: interp_threaded.go is what threadgen makes of
+// interp.go (run `go generate ./vm` after changing runSwitch).
+func TestThreadedUpToDate(t *testing.T) {
+	src, err := os.ReadFile("interp.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := threadgen.Generate(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have, err := os.ReadFile("interp_threaded.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(want, have) {
+		t.Fatal("interp_threaded.go is stale: run `go generate ./vm`")
+	}
+}
+
+// detHelpers are helpers 5, 7 and 8 with fixed answers, so that two runs
+// of one program can be compared.
+func detHelpers() *vm.Helpers {
+	hs := &vm.Helpers{}
+	for id, v := range map[int32]uint64{vm.HelperKtimeGetNS: 12345, vm.HelperGetPrandomU32: 7, vm.HelperGetSmpProcessorID: 0} {
+		v := v
+		hs.Register(vm.Helper{ID: id, Fn: func(*vm.Env, uint64, uint64, uint64, uint64, uint64) (uint64, error) { return v, nil }})
+	}
+	return hs
+}
+
+type switchRunner struct{ p *vm.Program }
+
+func (s switchRunner) Run(env *vm.Env, r1, r2 uint64) (uint64, error) {
+	return vm.RunSwitch(s.p, env, r1, r2)
+}
+
+func TestConformanceSwitch(t *testing.T) {
+	conformance.Check(t, "switch interpreter", func(p *vm.Program) (vm.Runner, error) { return switchRunner{p}, nil })
+}
+
+// outcome runs r on mem, in env and buf (the same ones for both
+// interpreters, so that addresses in faults agree), and summarizes what
+// happened.
+func outcome(r vm.Runner, env *vm.Env, buf, mem []byte) string {
+	copy(buf, mem)
+	clear(env.Stack())
+	env.SetArgBytes(0, buf)
+	r0, err := r.Run(env, vm.AddrOf(buf), uint64(len(buf)))
+	return fmt.Sprintf("r0=%#x err=%v executed=%d mem=%x stack=%x", r0, err, env.Executed, buf, env.Stack())
+}
+
+// checkSame requires the threaded and the switch interpreter to agree on
+// everything a run leaves behind.
+func checkSame(t *testing.T, p *vm.Program, mem []byte) {
+	t.Helper()
+	env := vm.NewEnv()
+	env.Budget = 10000
+	buf := make([]byte, len(mem))
+	a := outcome(p, env, buf, mem)
+	b := outcome(switchRunner{p}, env, buf, mem)
+	if a != b {
+		t.Fatalf("threaded and switch interpreters differ:\nthreaded %.300s\nswitch   %.300s", a, b)
+	}
+}
+
+func TestThreadedMatchesSwitch(t *testing.T) {
+	cases, err := conformance.Load(conformance.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		p, err := vm.Load(c.Program, vm.Options{Helpers: detHelpers()})
+		if err != nil {
+			continue
+		}
+		checkSame(t, p, c.Mem)
+	}
+}
+
+// FuzzThreaded: arbitrary programs and memory, both interpreters agree.
+func FuzzThreaded(f *testing.F) {
+	f.Add(asm.Encode(asm.MustAssemble("mov %r0, 1\nexit")), []byte{1, 2, 3})
+	f.Add(asm.Encode(asm.MustAssemble("ldxdw %r0, [%r1+0]\nlock fetch add [%r1+0], %r0\nexit")), make([]byte, 8))
+	f.Add(asm.Encode(asm.MustAssemble("loop:\nadd %r0, 1\njlt %r0, 50, loop\nexit")), []byte{})
+	f.Add(asm.Encode(asm.MustAssemble("call local g\nexit\ng:\nstxdw [%r10-8], %r1\nldxdw %r0, [%r10-8]\nexit")), []byte{})
+	f.Fuzz(func(t *testing.T, code, mem []byte) {
+		insns, err := asm.Decode(code[:len(code)/8*8])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := vm.Load(insns, vm.Options{Helpers: detHelpers()})
+		if err != nil {
+			return
+		}
+		checkSame(t, p, mem)
+	})
+}
