@@ -245,9 +245,9 @@ func TestRunVM(t *testing.T) {
 			t.Errorf("%s %s: %s", r.Program, r.Engine, r.Skipped)
 		case r.NsPerRun <= 0 || r.NsPerInsn <= 0:
 			t.Errorf("%s %s: %+v", r.Program, r.Engine, r)
-		case r.Engine == "interp" && r.XJIT <= 1 && r.Program != "Entry":
-			t.Errorf("%s: the interpreter is not slower than the JIT: %+v", r.Program, r)
 		}
+		// No comparison of speeds here: on a shared machine that would be a
+		// timed test; the figures are for `vswitch bench` to report.
 	}
 }
 
