@@ -88,7 +88,10 @@ func (c ifctl) linkError(port string, err error) error {
 	if _, nerr := c.name(); errors.Is(nerr, ErrLinkGone) {
 		return fmt.Errorf("port %s: interface deleted (%v): %w", port, err, ErrLinkGone)
 	}
-	if f, ferr := c.flags(); ferr == nil && f&unix.IFF_UP == 0 {
+	if f, ferr := c.flags(); ferr == nil && f&unix.IFF_UP == 0 || errors.Is(err, unix.ENETDOWN) {
+		// ENETDOWN also while the interface is being deleted (it goes
+		// down first, its flags may not say so yet): the port then checks
+		// the link on its next calls.
 		return fmt.Errorf("port %s: interface is down: bring it up with \"ip link set %s up\": %w", port, port, ErrLinkDown)
 	}
 	return fmt.Errorf("port %s: %w", port, err)
