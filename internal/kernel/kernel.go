@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/govswitch/vswitch/asm"
@@ -251,6 +252,11 @@ func (p *Program) TestRun(data []byte, repeat int) (ret uint32, dataOut []byte, 
 		r = 1<<32 - 1
 	}
 	ret, dataOut, duration, err = testRun(p.fd, data, r)
+	// A signal (Go's preemption, a profiler) interrupts a long test run
+	// with EINTR: run it again.
+	for try := 0; try < 5 && errors.Is(err, syscall.EINTR); try++ {
+		ret, dataOut, duration, err = testRun(p.fd, data, r)
+	}
 	if err != nil {
 		return 0, nil, 0, fmt.Errorf("test run %v program: %w", p.typ, err)
 	}
