@@ -88,9 +88,6 @@ func benchKernel(b *testing.B, insns []asm.Instruction, executed int, frame []by
 		// One test run of many repeats per iteration: the kernel reports
 		// the mean time of a run, without the syscall's own cost.
 		_, _, d, err := p.TestRun(frame, 1000)
-		for try := 0; err != nil && try < 3; try++ {
-			_, _, d, err = p.TestRun(frame, 1000) // EINTR and the like under load
-		}
 		if err != nil {
 			b.Fatal(err)
 		}
