@@ -523,6 +523,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h1:
@@ -763,6 +765,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h2:
@@ -1003,6 +1007,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h3:
@@ -1243,6 +1249,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h4:
@@ -1483,6 +1491,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h5:
@@ -1723,6 +1733,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h6:
@@ -1963,6 +1975,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h7:
@@ -2203,6 +2217,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h8:
@@ -2443,6 +2459,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h9:
@@ -2683,6 +2701,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h10:
@@ -2923,6 +2943,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h11:
@@ -3163,6 +3185,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h12:
@@ -3403,6 +3427,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h13:
@@ -3643,6 +3669,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h14:
@@ -3883,6 +3911,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h15:
@@ -4123,6 +4153,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h16:
@@ -4363,6 +4395,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h17:
@@ -4603,6 +4637,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h18:
@@ -4843,6 +4879,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h19:
@@ -5083,6 +5121,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h20:
@@ -5323,6 +5363,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h21:
@@ -5563,6 +5605,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h22:
@@ -5803,6 +5847,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h23:
@@ -6043,6 +6089,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h24:
@@ -6283,6 +6331,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h25:
@@ -6523,6 +6573,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h26:
@@ -6763,6 +6815,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h27:
@@ -7003,6 +7057,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h28:
@@ -7243,6 +7299,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h29:
@@ -7483,6 +7541,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h30:
@@ -7723,6 +7783,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h31:
@@ -7963,6 +8025,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h32:
@@ -8203,6 +8267,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h33:
@@ -8443,6 +8509,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h34:
@@ -8683,6 +8751,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h35:
@@ -8923,6 +8993,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h36:
@@ -9163,6 +9235,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h37:
@@ -9403,6 +9477,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h38:
@@ -9643,6 +9719,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h39:
@@ -9883,6 +9961,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h40:
@@ -10123,6 +10203,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h41:
@@ -10363,6 +10445,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h42:
@@ -10603,6 +10687,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h43:
@@ -10843,6 +10929,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h44:
@@ -11083,6 +11171,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h45:
@@ -11323,6 +11413,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h46:
@@ -11563,6 +11655,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h47:
@@ -11803,6 +11897,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h48:
@@ -12043,6 +12139,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h49:
@@ -12283,6 +12381,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h50:
@@ -12523,6 +12623,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h51:
@@ -12763,6 +12865,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h52:
@@ -13003,6 +13107,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h53:
@@ -13244,6 +13350,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h54:
@@ -13489,6 +13597,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h55:
@@ -13734,6 +13844,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h56:
@@ -13979,6 +14091,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h57:
@@ -14224,6 +14338,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h58:
@@ -14469,6 +14585,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h59:
@@ -14714,6 +14832,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h60:
@@ -14959,6 +15079,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h61:
@@ -15204,6 +15326,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h62:
@@ -15449,6 +15573,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h63:
@@ -15694,6 +15820,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h64:
@@ -15939,6 +16067,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h65:
@@ -16187,6 +16317,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h66:
@@ -16435,6 +16567,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h67:
@@ -16680,6 +16814,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h68:
@@ -16925,6 +17061,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h69:
@@ -17172,6 +17310,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h70:
@@ -17419,6 +17559,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h71:
@@ -17666,6 +17808,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h72:
@@ -17913,6 +18057,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h73:
@@ -18160,6 +18306,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h74:
@@ -18407,6 +18555,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h75:
@@ -18654,6 +18804,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h76:
@@ -18901,6 +19053,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h77:
@@ -19148,6 +19302,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h78:
@@ -19395,6 +19551,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h79:
@@ -19642,6 +19800,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h80:
@@ -19889,6 +20049,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h81:
@@ -20136,6 +20298,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h82:
@@ -20383,6 +20547,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h83:
@@ -20630,6 +20796,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h84:
@@ -20877,6 +21045,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h85:
@@ -21124,6 +21294,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h86:
@@ -21371,6 +21543,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h87:
@@ -21618,6 +21792,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h88:
@@ -21865,6 +22041,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h89:
@@ -22112,6 +22290,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h90:
@@ -22359,6 +22539,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h91:
@@ -22606,6 +22788,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h92:
@@ -22853,6 +23037,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h93:
@@ -23100,6 +23286,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h94:
@@ -23347,6 +23535,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h95:
@@ -23594,6 +23784,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h96:
@@ -23841,6 +24033,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h97:
@@ -24088,6 +24282,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h98:
@@ -24335,6 +24531,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h99:
@@ -24582,6 +24780,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h100:
@@ -24829,6 +25029,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h101:
@@ -25076,6 +25278,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h102:
@@ -25323,6 +25527,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h103:
@@ -25570,6 +25776,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h104:
@@ -25817,6 +26025,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h105:
@@ -26064,6 +26274,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h106:
@@ -26311,6 +26523,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h107:
@@ -26558,6 +26772,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h108:
@@ -26805,6 +27021,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h109:
@@ -27052,6 +27270,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h110:
@@ -27299,6 +27519,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h111:
@@ -27546,6 +27768,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h112:
@@ -27793,6 +28017,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h113:
@@ -28042,6 +28268,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case 0x00, 0x01, 0x02, 0x03, 0xff:
+				goto general
 			}
 			goto general
 		h114:

@@ -80,11 +80,15 @@ func Generate(src []byte) ([]byte, error) {
 	for i, h := range hs {
 		fmt.Fprintf(&dispatch, "\t\t\tcase %s:\n\t\t\t\tgoto h%d\n", h.values, i)
 	}
+	cases := dispatch.String()
+	// Invalid opcodes at both ends of the byte range make each handler's
+	// jump table span all 256 values, so that it needs no range check.
+	fmt.Fprintf(&dispatch, "\t\t\t%s\n\t\t\t\tgoto general\n", invalid[3:])
 	var main, blocks strings.Builder
 	main.WriteString("\t\t\t// Threaded dispatch: every block below ends with its own jump\n" +
 		"\t\t\t// to the next instruction's block; this switch starts the chain\n" +
 		"\t\t\t// and catches invalid opcodes.\n")
-	main.WriteString(dispatch.String())
+	main.WriteString(cases)
 	for i, h := range hs {
 		body := strings.Join(h.body, "\n") + "\n"
 		fmt.Fprintf(&blocks, "\t\th%d:\n\t\t\t{\n%s%s", i, body, endOfBlock)
