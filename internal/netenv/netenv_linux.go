@@ -196,8 +196,8 @@ func Veth(a *NS, nameA string, b *NS, nameB string, mtu int) error {
 	return nil
 }
 
-// DelLink deletes link name in ns.
-func DelLink(ns *NS, name string) error {
+// withLink runs fn with a netlink handle in ns and the link called name.
+func withLink(ns *NS, name string, fn func(h *netlink.Handle, l netlink.Link) error) error {
 	h, err := ns.Handle()
 	if err != nil {
 		return err
@@ -205,56 +205,40 @@ func DelLink(ns *NS, name string) error {
 	defer h.Close()
 	l, err := h.LinkByName(name)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	return h.LinkDel(l)
+	return fn(h, l)
+}
+
+// DelLink deletes link name in ns.
+func DelLink(ns *NS, name string) error {
+	return withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkDel(l) })
 }
 
 // AddAddr assigns cidr (e.g. "10.0.0.1/24") to link name in ns.
 func AddAddr(ns *NS, name, cidr string) error {
-	h, err := ns.Handle()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
 	a, err := netlink.ParseAddr(cidr)
 	if err != nil {
 		return err
 	}
-	if err := h.AddrAdd(l, a); err != nil {
-		return fmt.Errorf("address %s on %s: %w", cidr, name, err)
-	}
-	return nil
+	return withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error {
+		if err := h.AddrAdd(l, a); err != nil {
+			return fmt.Errorf("address %s on %s: %w", cidr, name, err)
+		}
+		return nil
+	})
 }
 
 // MAC returns the hardware address of link name in ns.
-func MAC(ns *NS, name string) (net.HardwareAddr, error) {
-	h, err := ns.Handle()
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return l.Attrs().HardwareAddr, nil
+func MAC(ns *NS, name string) (mac net.HardwareAddr, err error) {
+	err = withLink(ns, name, func(_ *netlink.Handle, l netlink.Link) error {
+		mac = l.Attrs().HardwareAddr
+		return nil
+	})
+	return mac, err
 }
 
 // SetMAC sets the hardware address of link name in ns.
 func SetMAC(ns *NS, name string, mac net.HardwareAddr) error {
-	h, err := ns.Handle()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	return h.LinkSetHardwareAddr(l, mac)
+	return withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHardwareAddr(l, mac) })
 }
