@@ -182,13 +182,18 @@ func Run(ctx context.Context, o Options) error {
 	}
 	step("switch counters (vswitch stats)")
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "    PORT\tRX_PACKETS\tTX_PACKETS\tDROPS")
+	fmt.Fprintln(tw, "    PORT\tRX_PACKETS\tTX_PACKETS\tSWITCH_DROPS\tRX_RING_DROPS")
 	for _, p := range st.Ports {
 		drops := []string{}
 		for k, v := range p.Stats.Drops {
 			drops = append(drops, fmt.Sprintf("%s=%d", k, v))
 		}
-		fmt.Fprintf(tw, "    %s\t%d\t%d\t%s\n", p.Name, p.Stats.RxPackets, p.Stats.TxPackets, strings.Join(drops, ","))
+		if len(drops) == 0 {
+			drops = append(drops, "-")
+		}
+		// Frames the kernel could not put into the port's receive ring:
+		// the switch was not reading fast enough (a busy machine).
+		fmt.Fprintf(tw, "    %s\t%d\t%d\t%s\t%d\n", p.Name, p.Stats.RxPackets, p.Stats.TxPackets, strings.Join(drops, ","), p.Stats.Port["rx_kernel_drops"])
 	}
 	tw.Flush()
 	if st.Program != nil {
