@@ -133,6 +133,7 @@ func (c *Code) setup(x *nativeCtx, env *vm.Env, r1, r2 uint64) {
 		x.budget = vm.DefaultBudget
 	}
 	x.stackBase = env.StackBase()
+	x.clock = env.Clock
 	x.regionTable = tableAddr(env)
 	if c.impl.windows {
 		setWindows(x, *env.RegionTable())

@@ -39,6 +39,7 @@ func exitInfo(code uint8, kind vm.Kind, aux uint16, pc int) uint64 {
 // compiler turns one validated program into machine code.
 type compiler struct {
 	a     assembler
+	prog  *vm.Program
 	insns []asm.Instruction
 	// r10Fixed: no instruction writes r10, so r10 is always the frame
 	// pointer of the current call depth.
@@ -84,7 +85,7 @@ type compiled struct {
 }
 
 func compile(p *vm.Program) (*compiled, error) {
-	c := &compiler{insns: p.Resolved()}
+	c := &compiler{prog: p, insns: p.Resolved()}
 	if len(c.insns) == 0 {
 		return nil, fmt.Errorf("empty program")
 	}
@@ -741,6 +742,17 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 		a.jmp(c.pcLabel[pc+1+int(i.Imm)])
 	case i.Op == asm.OpCall || i.Op == asm.OpCallX:
 		c.budgetCheck(pc)
+		if h := c.prog.Helper(i.Imm); i.Op == asm.OpCall && h != nil && h.Clock {
+			// bpf_ktime_get_ns from the run's clock, without leaving the
+			// machine code; a zero clock takes the helper exit below.
+			exit := a.newLabel()
+			a.loadQ(tmp, regCtx, offClock)
+			a.testRR(true, tmp, tmp)
+			a.jcc(condE, exit)
+			a.movRR(true, regMap[0], tmp)
+			a.jmp(c.pcLabel[pc+1])
+			a.bind(exit)
+		}
 		a.leaLabel(tmp, c.pcLabel[pc+1])
 		a.storeQ(regCtx, offResume, tmp)
 		if i.Op == asm.OpCallX {

@@ -36,6 +36,9 @@ type nativeCtx struct {
 	// so that other runs do not pay for clearing it). Run sets it before
 	// every entry: the Go stack may have moved.
 	frames uintptr
+	// clock is env.Clock for the run: a call to a vm.Helper marked Clock
+	// is answered from it inline when it is not zero.
+	clock uint64
 }
 
 // frameStack is the state local calls save, one record per caller.
@@ -63,6 +66,7 @@ const (
 	offStackBase = int32(unsafe.Offsetof(nativeCtx{}.stackBase))
 	offRegions   = int32(unsafe.Offsetof(nativeCtx{}.regionTable))
 	offScratch   = int32(unsafe.Offsetof(nativeCtx{}.scratch))
+	offClock     = int32(unsafe.Offsetof(nativeCtx{}.clock))
 	offWin       = int32(unsafe.Offsetof(nativeCtx{}.win))
 	offFrames    = int32(unsafe.Offsetof(nativeCtx{}.frames))
 	sizeWindow   = int32(unsafe.Sizeof(window{}))

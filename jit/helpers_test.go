@@ -224,3 +224,31 @@ func loadText(t testing.TB, text string) *vm.Program {
 	}
 	return p
 }
+
+// TestClockInline: bpf_ktime_get_ns answers from Env.Clock inside the
+// machine code, the same as the interpreter; without a clock it asks Go.
+func TestClockInline(t *testing.T) {
+	skipIfUnsupported(t)
+	p := vm.MustLoad(asm.MustAssemble("mov %r6, 7\ncall 5\nadd %r0, %r6\nexit"), vm.Options{Helpers: vm.BaseHelpers()})
+	code, err := jit.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer code.Close()
+	for _, r := range []vm.Runner{p, code} {
+		env := vm.NewEnv()
+		env.Clock = 1000
+		got, err := r.Run(env, 0, 0)
+		if err != nil || got != 1007 || env.Executed != 4 {
+			t.Errorf("%T with a clock: %d, %v, executed %d", r, got, err, env.Executed)
+		}
+		env.Clock = 0
+		if got, err := r.Run(env, 0, 0); err != nil || got <= 7 {
+			t.Errorf("%T without a clock: %d, %v", r, got, err)
+		}
+		env.Budget = 1 // two instructions run before the call's check
+		if _, err := r.Run(env, 0, 0); err == nil {
+			t.Errorf("%T: the budget is not checked at the call", r)
+		}
+	}
+}

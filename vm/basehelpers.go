@@ -18,7 +18,7 @@ func Ktime() uint64 { return uint64(time.Since(bootTime)) }
 func BaseHelpers() *Helpers {
 	hs := &Helpers{}
 	for _, h := range []Helper{
-		{ID: HelperKtimeGetNS, Fn: func(e *Env, _, _, _, _, _ uint64) (uint64, error) {
+		{ID: HelperKtimeGetNS, Clock: true, Fn: func(e *Env, _, _, _, _, _ uint64) (uint64, error) {
 			if e.Clock != 0 {
 				return e.Clock, nil
 			}

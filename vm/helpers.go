@@ -18,6 +18,10 @@ type Helper struct {
 	ID   int32
 	Name string
 	Fn   HelperFunc
+	// Clock marks a helper that returns Env.Clock whenever it is not zero
+	// (bpf_ktime_get_ns of BaseHelpers): an engine may answer such a call
+	// itself, without calling Fn.
+	Clock bool
 }
 
 // Helper ids, numbered as in Linux.
