@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -475,8 +476,6 @@ func (c *cmd) capture(args []string) error {
 	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
 	file := fs.String("w", "", "pcap file, - for stdout")
 	snaplen := fs.Int("snaplen", 0, "bytes kept per frame")
-	count := fs.Int("c", 0, "stop after about this many bytes... (unused)")
-	_ = count
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -505,8 +504,8 @@ func (c *cmd) capture(args []string) error {
 	if *file != "-" {
 		fmt.Fprintf(c.errw, "captured %d bytes of pcap from %s into %s\n", n, pos[0], *file)
 	}
-	if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {
-		return nil
+	if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("capture of %s ended: %w", pos[0], err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -411,6 +412,35 @@ func TestCapture(t *testing.T) {
 	}
 	if n != 5 {
 		t.Errorf("capture of port 1 holds %d of the 5 frames sent to it (%d frames in all)", n, len(frames))
+	}
+
+	// The same through the CLI, into a file, ended as Ctrl-C would.
+	file := filepath.Join(t.TempDir(), "cap.pcap")
+	cctx, stop := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	var errOut bytes.Buffer
+	go func() {
+		exited <- cli.Main(cctx, []string{"--socket", e.socket, "capture", e.topo.Ports[1], "-w", file}, io.Discard, &errOut)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	h1.send(t, frame(broadcast, h1.mac, "clicap"))
+	settle()
+	stop()
+	if code := <-exited; code != 0 {
+		t.Fatalf("vswitch capture: exit %d: %s", code, errOut.String())
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = 0
+	for _, f := range readPcap(t, b) {
+		if strings.HasPrefix(string(f[14:]), "clicap") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("vswitch capture -w: %d of the frame sent (stderr %q)", n, errOut.String())
 	}
 }
 
