@@ -21,16 +21,14 @@ import (
 // PACKET_FANOUT group. Queue 0's socket holds a promiscuous membership,
 // which the kernel drops when the socket closes.
 type AFPacket struct {
-	name    string
-	ifindex int
-	cfg     AFPacketConfig
-	ctl     ifctl
-	mtu     atomic.Int64
-	rxq     []*afRxQueue
-	txq     []*afTxQueue
-	stats   []queueStats
-	closed  atomic.Bool
-	gone    atomic.Bool
+	ifaceState // link, MTU, gone, fds closed: MTU and Up
+	name       string
+	ifindex    int
+	cfg        AFPacketConfig
+	rxq        []*afRxQueue
+	txq        []*afTxQueue
+	stats      []queueStats
+	closed     atomic.Bool
 	// down is set when the socket reported the link down. The kernel
 	// stops signalling a socket whose link is down, so a later deletion
 	// would never wake a receiver: while down, RecvBatch checks the link
@@ -39,9 +37,7 @@ type AFPacket struct {
 	goneMu  sync.Mutex
 	goneErr error
 
-	fdMu      sync.RWMutex // held for writing while fds are closed
-	fdsClosed bool
-	kdrops    atomic.Uint64
+	kdrops atomic.Uint64
 }
 
 type afRxQueue struct {
@@ -280,23 +276,6 @@ func (p *AFPacket) NumQueues() int { return len(p.rxq) }
 func (p *AFPacket) Config() AFPacketConfig { return p.cfg }
 
 // MTU returns the interface's current MTU.
-func (p *AFPacket) MTU() int {
-	p.fdMu.RLock()
-	defer p.fdMu.RUnlock()
-	if !p.fdsClosed {
-		if m, err := p.ctl.mtu(); err == nil {
-			p.mtu.Store(int64(m))
-		}
-	}
-	return int(p.mtu.Load())
-}
-
-// Up reports whether the interface is up and running.
-func (p *AFPacket) Up() bool {
-	p.fdMu.RLock()
-	defer p.fdMu.RUnlock()
-	return !p.fdsClosed && !p.gone.Load() && p.ctl.up()
-}
 
 // Stats returns the port's counters, including the kernel's ring drops.
 func (p *AFPacket) Stats() Stats {

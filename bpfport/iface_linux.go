@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -171,4 +173,33 @@ func pollIn(fds *[2]unix.PollFd, fd, wakefd int) (revents int16, woke bool, err 
 		}
 		return fds[0].Revents, woke, nil
 	}
+}
+
+// ifaceState is what AFPacket and TAP ports share about their interface.
+type ifaceState struct {
+	ctl       ifctl
+	mtu       atomic.Int64
+	gone      atomic.Bool
+	fdMu      sync.RWMutex // held for writing while fds are closed
+	fdsClosed bool
+}
+
+// MTU returns the interface's MTU (the last one known once the port is
+// closed).
+func (s *ifaceState) MTU() int {
+	s.fdMu.RLock()
+	defer s.fdMu.RUnlock()
+	if !s.fdsClosed {
+		if m, err := s.ctl.mtu(); err == nil {
+			s.mtu.Store(int64(m))
+		}
+	}
+	return int(s.mtu.Load())
+}
+
+// Up reports whether the interface is up and running.
+func (s *ifaceState) Up() bool {
+	s.fdMu.RLock()
+	defer s.fdMu.RUnlock()
+	return !s.fdsClosed && !s.gone.Load() && s.ctl.up()
 }

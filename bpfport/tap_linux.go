@@ -21,20 +21,15 @@ import (
 // kernel reads and writes one frame per system call on a TAP file; the
 // port batches by reading until the device is empty or the batch full.
 type TAP struct {
-	name    string
-	ifindex int
-	ctl     ifctl
-	mtu     atomic.Int64
-	queues  []*tapQueue
-	stats   []queueStats
-	closed  atomic.Bool
-	gone    atomic.Bool
-	goneMu  sync.Mutex
-	goneErr error
-	created bool
-
-	fdMu      sync.RWMutex
-	fdsClosed bool
+	ifaceState // link, MTU, gone, fds closed: MTU and Up
+	name       string
+	ifindex    int
+	queues     []*tapQueue
+	stats      []queueStats
+	closed     atomic.Bool
+	goneMu     sync.Mutex
+	goneErr    error
+	created    bool
 }
 
 type tapQueue struct {
@@ -74,7 +69,8 @@ func OpenTAP(name string, cfg TAPConfig) (*TAP, error) {
 	} else if cfg.NoCreate {
 		return nil, fmt.Errorf("tap %q not found: create it with \"ip tuntap add %s mode tap\" or allow creation: %w", name, name, ErrNotFound)
 	}
-	t := &TAP{name: name, stats: make([]queueStats, cfg.Queues), created: !existed, ctl: ifctl{fd: -1}}
+	t := &TAP{name: name, stats: make([]queueStats, cfg.Queues), created: !existed}
+	t.ctl = ifctl{fd: -1}
 	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
 	if cfg.Queues > 1 {
 		flags |= unix.IFF_MULTI_QUEUE
@@ -168,23 +164,6 @@ func (t *TAP) Name() string { return t.name }
 func (t *TAP) NumQueues() int { return len(t.queues) }
 
 // MTU returns the device's current MTU.
-func (t *TAP) MTU() int {
-	t.fdMu.RLock()
-	defer t.fdMu.RUnlock()
-	if !t.fdsClosed {
-		if m, err := t.ctl.mtu(); err == nil {
-			t.mtu.Store(int64(m))
-		}
-	}
-	return int(t.mtu.Load())
-}
-
-// Up reports whether the device is up and running.
-func (t *TAP) Up() bool {
-	t.fdMu.RLock()
-	defer t.fdMu.RUnlock()
-	return !t.fdsClosed && !t.gone.Load() && t.ctl.up()
-}
 
 // Stats returns the port's counters.
 func (t *TAP) Stats() Stats { return sumStats(t.stats) }
