@@ -28,14 +28,11 @@ type AFPacket struct {
 	rxq        []*afRxQueue
 	txq        []*afTxQueue
 	stats      []queueStats
-	closed     atomic.Bool
 	// down is set when the socket reported the link down. The kernel
 	// stops signalling a socket whose link is down, so a later deletion
 	// would never wake a receiver: while down, RecvBatch checks the link
 	// itself instead of blocking.
-	down    atomic.Bool
-	goneMu  sync.Mutex
-	goneErr error
+	down atomic.Bool
 
 	kdrops atomic.Uint64
 }
@@ -310,22 +307,6 @@ func (p *AFPacket) Wake() {
 	}
 }
 
-func (p *AFPacket) setGone(err error) error {
-	p.goneMu.Lock()
-	defer p.goneMu.Unlock()
-	if p.goneErr == nil {
-		p.goneErr = err
-		p.gone.Store(true)
-	}
-	return p.goneErr
-}
-
-func (p *AFPacket) goneError() error {
-	p.goneMu.Lock()
-	defer p.goneMu.Unlock()
-	return p.goneErr
-}
-
 // ioError classifies an error of the socket: link deleted (sticky), link
 // down, or something else.
 func (p *AFPacket) ioError(err error) error {
@@ -572,11 +553,8 @@ func (p *AFPacket) SendBatch(q int, frames [][]byte) (int, error) {
 	tq := p.txq[q]
 	tq.mu.Lock()
 	defer tq.mu.Unlock()
-	if p.closed.Load() {
-		return 0, ErrClosed
-	}
-	if p.gone.Load() {
-		return 0, p.goneError()
+	if err := p.usable(); err != nil {
+		return 0, err
 	}
 	st := &p.stats[q]
 	mtu := int(p.mtu.Load())

@@ -179,7 +179,10 @@ func pollIn(fds *[2]unix.PollFd, fd, wakefd int) (revents int16, woke bool, err 
 type ifaceState struct {
 	ctl       ifctl
 	mtu       atomic.Int64
+	closed    atomic.Bool
 	gone      atomic.Bool
+	goneMu    sync.Mutex
+	goneErr   error        // why the interface is gone, once it is
 	fdMu      sync.RWMutex // held for writing while fds are closed
 	fdsClosed bool
 }
@@ -202,4 +205,34 @@ func (s *ifaceState) Up() bool {
 	s.fdMu.RLock()
 	defer s.fdMu.RUnlock()
 	return !s.fdsClosed && !s.gone.Load() && s.ctl.up()
+}
+
+// setGone records, once, that the interface is gone, and returns the
+// error every later call reports.
+func (s *ifaceState) setGone(err error) error {
+	s.goneMu.Lock()
+	defer s.goneMu.Unlock()
+	if s.goneErr == nil {
+		s.goneErr = err
+		s.gone.Store(true)
+	}
+	return s.goneErr
+}
+
+func (s *ifaceState) goneError() error {
+	s.goneMu.Lock()
+	defer s.goneMu.Unlock()
+	return s.goneErr
+}
+
+// usable is the check before each send: ErrClosed after Close, the
+// recorded error once the interface is gone.
+func (s *ifaceState) usable() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if s.gone.Load() {
+		return s.goneError()
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -26,9 +25,6 @@ type TAP struct {
 	ifindex    int
 	queues     []*tapQueue
 	stats      []queueStats
-	closed     atomic.Bool
-	goneMu     sync.Mutex
-	goneErr    error
 	created    bool
 }
 
@@ -182,25 +178,13 @@ func (t *TAP) Wake() {
 
 func (t *TAP) ioError(err error) error {
 	e := t.ctl.linkError(t.name, err)
-	if errors.Is(e, ErrLinkGone) || errors.Is(err, unix.EBADFD) {
-		t.goneMu.Lock()
-		defer t.goneMu.Unlock()
-		if t.goneErr == nil {
-			if !errors.Is(e, ErrLinkGone) {
-				e = fmt.Errorf("port %s: device detached (%v): %w", t.name, err, ErrLinkGone)
-			}
-			t.goneErr = e
-			t.gone.Store(true)
-		}
-		return t.goneErr
+	if errors.Is(e, ErrLinkGone) {
+		return t.setGone(e)
+	}
+	if errors.Is(err, unix.EBADFD) {
+		return t.setGone(fmt.Errorf("port %s: device detached (%v): %w", t.name, err, ErrLinkGone))
 	}
 	return e
-}
-
-func (t *TAP) goneError() error {
-	t.goneMu.Lock()
-	defer t.goneMu.Unlock()
-	return t.goneErr
 }
 
 // RecvBatch implements Port. Frames are copied from the device into
@@ -284,11 +268,8 @@ func (t *TAP) SendBatch(q int, frames [][]byte) (int, error) {
 	tq := t.queues[q]
 	tq.txMu.Lock()
 	defer tq.txMu.Unlock()
-	if t.closed.Load() {
-		return 0, ErrClosed
-	}
-	if t.gone.Load() {
-		return 0, t.goneError()
+	if err := t.usable(); err != nil {
+		return 0, err
 	}
 	st := &t.stats[q]
 	mtu := int(t.mtu.Load())
