@@ -241,19 +241,7 @@ func TestAFPacketLinkGone(t *testing.T) {
 }
 
 func TestAFPacketLinkDown(t *testing.T) {
-	p := newAFPair(t, 0, AFPacketConfig{}, AFPacketConfig{})
-	rxErr := make(chan error, 1)
-	go func() {
-		_, err := p.pb.RecvBatch(0, NewBatch(8))
-		rxErr <- err
-	}()
-	time.Sleep(50 * time.Millisecond)
-	h := p.nsB.Handle(t)
-	l, _ := h.LinkByName(p.b)
-	if err := h.LinkSetDown(l); err != nil {
-		t.Fatal(err)
-	}
-	waitErr(t, rxErr, ErrLinkDown, 2*time.Second)
+	p, h, l, _ := downWhileReceiving(t)
 	if p.pb.Up() {
 		t.Error("Up() = true while down")
 	}
@@ -274,9 +262,10 @@ func TestAFPacketLinkDown(t *testing.T) {
 	}
 }
 
-// TestAFPacketDeletedWhileDown: a link that goes down and is then deleted
-// reports gone, although the kernel does not signal the socket again.
-func TestAFPacketDeletedWhileDown(t *testing.T) {
+// downWhileReceiving sets port b's link down while a receiver is blocked
+// on it, and checks that the receiver reports ErrLinkDown.
+func downWhileReceiving(t *testing.T) (*afPair, *netlink.Handle, netlink.Link, chan error) {
+	t.Helper()
 	p := newAFPair(t, 0, AFPacketConfig{}, AFPacketConfig{})
 	rxErr := make(chan error, 1)
 	go func() {
@@ -290,6 +279,13 @@ func TestAFPacketDeletedWhileDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitErr(t, rxErr, ErrLinkDown, 2*time.Second)
+	return p, h, l, rxErr
+}
+
+// TestAFPacketDeletedWhileDown: a link that goes down and is then deleted
+// reports gone, although the kernel does not signal the socket again.
+func TestAFPacketDeletedWhileDown(t *testing.T) {
+	p, h, l, rxErr := downWhileReceiving(t)
 	if err := h.LinkDel(l); err != nil {
 		t.Fatal(err)
 	}
