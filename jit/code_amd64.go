@@ -217,11 +217,15 @@ func handleExit(env *vm.Env, x *nativeCtx, frames *frameStack, cur **Code) (entr
 	}
 	ret, herr := fn(env, x.regs[1], x.regs[2], x.regs[3], x.regs[4], x.regs[5])
 	if herr != nil {
+		env.TakeCharge()
 		e := env.Fault(vm.KindHelper, pc, x.count)
 		e.Helper, e.Err = int32(id), herr
 		return 0, 0, e, true
 	}
 	x.regs[0] = ret
+	if c := env.TakeCharge(); c != 0 {
+		x.budget = vm.SubBudget(x.budget, c)
+	}
 	// Helpers may have added or removed regions.
 	x.regionTable = tableAddr(env)
 	setWindows(x, *env.RegionTable())

@@ -12,6 +12,25 @@ func (e *Env) BeginRun(p *Program) {
 	e.bind(p)
 	e.tailCalls = 0
 	e.tail = nil
+	e.charged = 0
+}
+
+// TakeCharge returns what the helper that just returned charged with
+// Charge, and clears it. The engine takes it from the run's budget
+// (SubBudget), as the interpreter does.
+func (e *Env) TakeCharge() uint64 {
+	c := e.charged
+	e.charged = 0
+	return c
+}
+
+// SubBudget returns budget less charge, or 0 when the charge is larger:
+// the budget left to a run after a helper's charge.
+func SubBudget(budget, charge uint64) uint64 {
+	if charge >= budget {
+		return 0
+	}
+	return budget - charge
 }
 
 // Bind makes p the running program after a tail call: its regions replace

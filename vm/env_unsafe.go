@@ -12,7 +12,8 @@ const (
 	StackFrameSize = 512
 	MaxCallDepth   = 8
 	StackSize      = StackFrameSize * MaxCallDepth
-	// DefaultBudget is the default instruction budget of a run.
+	// DefaultBudget is the default budget of a run, in units of one
+	// instruction: see Env.Budget.
 	DefaultBudget = 1_000_000
 	// MaxTailCalls is the kernel's limit of chained tail calls.
 	MaxTailCalls = 33
@@ -37,8 +38,20 @@ type Env struct {
 	// CPU is the worker index reported by bpf_get_smp_processor_id and used
 	// to pick per-CPU map slots.
 	CPU int
-	// Budget is the instruction budget of each run; 0 means DefaultBudget.
+	// Budget bounds the cost of each run; 0 means DefaultBudget. The
+	// cost is the number of instructions executed plus what helpers
+	// charge for their own work (Charge): a helper that copies a large
+	// map value or walks a structure costs in proportion. A run whose
+	// cost passes the budget stops with a KindBudget fault at its next
+	// backward jump or call, so that one frame can never hold a worker
+	// for long. One unit is about a nanosecond of the slowest work it
+	// stands for on this machine class (an interpreted instruction, a
+	// word copied into a map with an atomic store): with the default
+	// budget a run takes a few milliseconds at worst (see
+	// docs/budget.md for the measured bound).
 	Budget uint64
+	// charged is what helpers charged during the current helper call.
+	charged uint64
 	// Clock, when non-zero, is what bpf_ktime_get_ns returns (Ktime's
 	// clock): a switch worker sets it once per batch, so that programs
 	// that read the clock on every frame do not pay for a clock read
@@ -197,6 +210,12 @@ func (e *Env) TailCall(p *Program) bool {
 	e.tail = p
 	return true
 }
+
+// Charge adds units to the cost of the running program (see Budget):
+// helpers call it for the work they do beyond one instruction's worth,
+// in proportion to the bytes they copy or the entries they walk. The
+// engines take the charge from the budget when the helper returns.
+func (e *Env) Charge(units uint64) { e.charged += units }
 
 // Map returns the map behind a handle the program loaded with lddw.
 func (e *Env) Map(handle uint64) (Map, bool) {

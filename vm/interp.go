@@ -22,6 +22,7 @@ type frame struct {
 func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
 	env.bind(p)
 	env.tailCalls = 0
+	env.charged = 0
 	st := &env.st
 	st.budget = env.Budget
 	if st.budget == 0 {
@@ -842,11 +843,16 @@ func (p *Program) slow(env *Env, regs *[16]uint64) error {
 		}
 		r0, err := env.prog.helpers[id](env, regs[1], regs[2], regs[3], regs[4], regs[5])
 		if err != nil {
+			env.charged = 0
 			e := env.setFault(KindHelper, pc-1, st.count)
 			env.fault.Helper, env.fault.Err = id, err
 			return e
 		}
 		regs[0] = r0
+		if env.charged != 0 {
+			st.budget = SubBudget(st.budget, env.charged)
+			env.charged = 0
+		}
 		if env.tail != nil {
 			// Tail call: the new program starts over in the main frame
 			// with the same context.

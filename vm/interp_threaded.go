@@ -12,6 +12,7 @@ import "github.com/govswitch/vswitch/asm"
 func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 	env.bind(p)
 	env.tailCalls = 0
+	env.charged = 0
 	st := &env.st
 	st.budget = env.Budget
 	if st.budget == 0 {
