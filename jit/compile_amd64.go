@@ -54,34 +54,38 @@ type compiler struct {
 	rem      []int  // slots after this instruction in its block
 
 	// per pass
-	pcLabel   []label
-	offsets   []int
-	cold      []func()
-	checkR    label // slow-path region check for loads
-	checkW    label // and for stores
-	fault     label // common fault exit
-	helper    label // common helper exit
-	subRet    label // return from a local call
-	resume    label // re-entry after a helper
-	start     label // first entry
-	usedR     bool
-	usedW     bool
-	stubNames map[int]string // offset -> name of the shared stubs
-	coldFrom  int            // offset where cold code starts
-	stubFrom  int            // offset where the shared stubs start
+	pcLabel    []label
+	offsets    []int
+	cold       []func()
+	checkR     label // slow-path region check for loads
+	checkW     label // and for stores
+	fault      label // common fault exit
+	helper     label // common helper exit
+	subRet     label // return from a local call
+	resume     label // re-entry after a helper
+	start      label // first entry
+	frameDone  label // exit of the main program: the end of a run or of a batch's frame
+	frameStart label // entry of a batch's frame
+	usedR      bool
+	usedW      bool
+	stubNames  map[int]string // offset -> name of the shared stubs
+	coldFrom   int            // offset where cold code starts
+	stubFrom   int            // offset where the shared stubs start
 }
 
 // compiled is the result of compile: the code and where things are in it.
 type compiled struct {
-	code       []byte
-	localCalls bool
-	windows    bool
-	offsets    []int // native offset of each instruction slot (-1 for lddw's second)
-	start      int   // entry of a run
-	resume     int   // entry after a helper
-	coldFrom   int
-	stubFrom   int
-	stubNames  map[int]string
+	code        []byte
+	localCalls  bool
+	helperCalls bool
+	windows     bool
+	offsets     []int // native offset of each instruction slot (-1 for lddw's second)
+	start       int   // entry of a run
+	resume      int   // entry after a helper
+	frameStart  int   // entry of a batch
+	coldFrom    int
+	stubFrom    int
+	stubNames   map[int]string
 }
 
 func compile(p *vm.Program) (*compiled, error) {
@@ -130,6 +134,7 @@ func compile(p *vm.Program) (*compiled, error) {
 		offsets:    c.offsets,
 		start:      c.a.labels[c.start],
 		resume:     c.a.labels[c.resume],
+		frameStart: c.a.labels[c.frameStart],
 		coldFrom:   c.coldFrom,
 		stubFrom:   c.stubFrom,
 		stubNames:  c.stubNames,
@@ -288,6 +293,7 @@ func (c *compiler) emit() error {
 	}
 	c.checkR, c.checkW, c.fault, c.helper = a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
 	c.subRet, c.resume, c.start = a.newLabel(), a.newLabel(), a.newLabel()
+	c.frameDone, c.frameStart = a.newLabel(), a.newLabel()
 	c.cold = c.cold[:0]
 	c.usedR, c.usedW = false, false
 	c.offsets = make([]int, n)
@@ -720,8 +726,7 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 			a.aluMI(aluCmp, regCtx, offDepth, 0)
 			a.jcc(condNE, c.subRet)
 		}
-		a.storeQ(regCtx, offCount, regCount)
-		a.ret()
+		a.jmp(c.frameDone)
 	case i.Op == asm.OpCall && i.Src == asm.PseudoCall:
 		c.budgetCheck(pc)
 		a.loadQ(addrReg, regCtx, offDepth)
@@ -823,6 +828,8 @@ func (c *compiler) stubs() {
 		a.ret()
 	}
 
+	c.frameStubs()
+
 	// Re-entry after a helper or into a tail call's target.
 	mark(c.resume, "resume")
 	for r := 0; r <= 10; r++ {
@@ -849,6 +856,114 @@ func (c *compiler) stubs() {
 	a.loadQ(rbp, tmp, 32)
 	a.jmpMem(tmp, 40)
 	c.checkStubs()
+}
+
+// frameStubs emits the end of a run and the batch loop. frame_done is
+// where the main program's exit goes (rax holds r0, r9 the count): a
+// single run returns to Go; a batch's frame writes its vm.FrameResult, moves
+// on to the next frame and starts it at frame_start, or returns to Go when
+// the batch is done or Go asked for the frame (bStop). Everything but r12
+// is free here: the program's registers are dead.
+func (c *compiler) frameStubs() {
+	a := &c.a
+	c.stubNames[a.pos()] = "frame_done"
+	a.bind(c.frameDone)
+	a.storeQ(regCtx, offCount, regCount)
+	a.aluMI(aluCmp, regCtx, offBLeft, 0)
+	batch := a.newLabel()
+	a.jcc(condNE, batch)
+	a.ret()
+	a.bind(batch)
+	res := addrReg
+	a.loadQ(res, regCtx, offBRes)
+	a.storeQ(res, offResR0, rax)
+	a.storeQ(res, offResExecuted, regCount)
+	// ring_nr, and zero for the fault kind and the engine error after it.
+	a.loadQ(tmp, regCtx, offMD)
+	a.load(1, tmp, tmp, offMDRing)
+	a.storeQ(res, offResRing, tmp)
+	// The flood set: the slot's 32 bytes, zeroed after, for a frame that
+	// floods; zero for any other.
+	noFlood, floodDone := a.newLabel(), a.newLabel()
+	a.aluRR(false, aluXor, rcx, rcx)
+	a.aluRI(true, aluCmp, rax, vm.ReturnFlood)
+	a.jcc(condNE, noFlood)
+	a.loadQ(tmp, regCtx, offFlood)
+	a.testRR(true, tmp, tmp)
+	a.jcc(condE, noFlood)
+	for k := int32(0); k < 4; k++ {
+		a.loadQ(rdx, tmp, 8*k)
+		a.storeQ(res, offResFlood+8*k, rdx)
+		a.storeQ(tmp, 8*k, rcx)
+	}
+	a.jmp(floodDone)
+	a.bind(noFlood)
+	for k := int32(0); k < 4; k++ {
+		a.storeQ(res, offResFlood+8*k, rcx)
+	}
+	a.bind(floodDone)
+	// Next frame.
+	a.loadQ(tmp, regCtx, offBResStr)
+	a.aluMR(aluAdd, regCtx, offBRes, tmp)
+	a.loadQ(tmp, regCtx, offBStride)
+	a.aluMR(aluAdd, regCtx, offBFrames, tmp)
+	a.aluMI(aluSub, regCtx, offBLeft, 1)
+	done := a.newLabel()
+	a.jcc(condE, done)
+	a.aluMI(aluCmp, regCtx, offBStop, 0)
+	a.jcc(condNE, done)
+	a.jmp(c.frameStart)
+	a.bind(done)
+	a.ret()
+
+	// frame_start: the context and the frame region for the frame at
+	// bFrames, the frame's window, the budget, then the registers of a
+	// first entry with r1 = the context.
+	c.stubNames[a.pos()] = "frame_start"
+	a.bind(c.frameStart)
+	a.loadQ(addrReg, regCtx, offBFrames)
+	a.loadQ(rdi, addrReg, 0) // data
+	a.loadQ(rsi, addrReg, 8) // length
+	// A frame without capacity is at address 0, as vm.AddrOf has it.
+	a.aluRR(false, aluXor, rcx, rcx)
+	a.aluMI(aluCmp, addrReg, 16, 0)
+	a.cmov(condE, rdi, rcx)
+	a.loadQ(rdx, regCtx, offMD)
+	a.storeQ(rdx, offMDData, rdi)
+	a.lea(rcx, rdi, 0)
+	a.aluRR(true, aluAdd, rcx, rsi)
+	a.storeQ(rdx, offMDDataEnd, rcx)
+	a.loadQ(rcx, regCtx, offIngress)
+	a.storeQ(rdx, offMDIngress, rcx) // ingress_port, ring_nr 0, padding 0
+	// Region 2 of the env's table is the frame.
+	a.loadQ(addrReg, regCtx, offRegions)
+	a.loadQ(addrReg, addrReg, 0)
+	a.storeQ(addrReg, 2*sizeRegion+offRegionStart, rdi)
+	a.storeQ(addrReg, 2*sizeRegion+offRegionSize, rsi)
+	// Window 1 is the frame (window.set): lim[k] = len - (1<<k) + 1, or 0.
+	a.storeQ(regCtx, offWin+sizeWindow, rdi)
+	a.storeQ(regCtx, offWin+sizeWindow+8, rsi)
+	a.aluRR(false, aluXor, rcx, rcx)
+	for k, d := range []int32{1, 3, 7} {
+		a.movRR(true, rax, rsi)
+		a.aluRI(true, aluSub, rax, d)
+		a.cmov(condB, rax, rcx)
+		a.storeQ(regCtx, offWin+sizeWindow+16+8*int32(k), rax)
+	}
+	a.loadQ(rax, regCtx, offBudget0)
+	a.storeQ(regCtx, offBudget, rax)
+	if c.localCalls {
+		a.storeQ(regCtx, offDepth, rcx)
+	}
+	a.movRR(true, regMap[1], rdx)
+	for r := 0; r <= 9; r++ {
+		if r != 1 {
+			a.aluRR(false, aluXor, regMap[r], regMap[r])
+		}
+	}
+	a.loadQ(rbp, regCtx, offStackTop)
+	a.aluRR(false, aluXor, regCount, regCount)
+	a.jmp(c.pcLabel[0])
 }
 
 func (c *compiler) checkStubs() {

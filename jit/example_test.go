@@ -13,9 +13,11 @@ import (
 
 // The listing `vswitch prog dump jited` prints: each eBPF instruction
 // followed by the x86-64 code it became. The block's instruction count is
-// added to r9 at its first instruction; exit stores the count and returns
-// to Go (a program with local calls first checks for an active call); the
-// resume stub is where helper calls and tail calls re-enter.
+// added to r9 at its first instruction; exit goes to frame_done (a
+// program with local calls first checks for an active call), which returns
+// to Go at the end of a single run and, in a batch, writes the frame's
+// result and starts the next frame at frame_start; the resume stub is
+// where helper calls and tail calls re-enter.
 func ExampleListing_Format() {
 	p := vm.MustLoad(asm.MustAssemble("mov %r0, 2\nadd %r0, %r1\nexit"), vm.Options{})
 	c, err := jit.Compile(p)
@@ -52,20 +54,111 @@ func ExampleListing_Format() {
 	// ; 1: add %r0, %r1
 	//     2f:  48 01 f8                       add rax, rdi
 	// ; 2: exit
-	//     32:  4d 89 4c 24 60                 mov qword ptr [r12+0x60], r9
-	//     37:  c3                             ret
+	//     32:  eb 00                          jmp frame_done
+	// ; frame_done
+	//     34:  4d 89 4c 24 60                 mov qword ptr [r12+0x60], r9
+	//     39:  49 83 bc 24 50 01 00 00 00     cmp qword ptr [r12+0x150], 0x0
+	//     42:  75 01                          jnz 0x45
+	//     44:  c3                             ret
+	//     45:  4d 8b 9c 24 40 01 00 00        mov r11, qword ptr [r12+0x140]
+	//     4d:  49 89 03                       mov qword ptr [r11], rax
+	//     50:  4d 89 4b 08                    mov qword ptr [r11+0x8], r9
+	//     54:  4d 8b 94 24 20 01 00 00        mov r10, qword ptr [r12+0x120]
+	//     5c:  45 0f b6 52 14                 movzx r10d, byte ptr [r10+0x14]
+	//     61:  4d 89 53 30                    mov qword ptr [r11+0x30], r10
+	//     65:  31 c9                          xor ecx, ecx
+	//     67:  48 3d fe 00 00 00              cmp rax, 0xfe
+	//     6d:  75 3d                          jnz 0xac
+	//     6f:  4d 8b 94 24 60 01 00 00        mov r10, qword ptr [r12+0x160]
+	//     77:  4d 85 d2                       test r10, r10
+	//     7a:  74 30                          jz 0xac
+	//     7c:  49 8b 12                       mov rdx, qword ptr [r10]
+	//     7f:  49 89 53 10                    mov qword ptr [r11+0x10], rdx
+	//     83:  49 89 0a                       mov qword ptr [r10], rcx
+	//     86:  49 8b 52 08                    mov rdx, qword ptr [r10+0x8]
+	//     8a:  49 89 53 18                    mov qword ptr [r11+0x18], rdx
+	//     8e:  49 89 4a 08                    mov qword ptr [r10+0x8], rcx
+	//     92:  49 8b 52 10                    mov rdx, qword ptr [r10+0x10]
+	//     96:  49 89 53 20                    mov qword ptr [r11+0x20], rdx
+	//     9a:  49 89 4a 10                    mov qword ptr [r10+0x10], rcx
+	//     9e:  49 8b 52 18                    mov rdx, qword ptr [r10+0x18]
+	//     a2:  49 89 53 28                    mov qword ptr [r11+0x28], rdx
+	//     a6:  49 89 4a 18                    mov qword ptr [r10+0x18], rcx
+	//     aa:  eb 10                          jmp 0xbc
+	//     ac:  49 89 4b 10                    mov qword ptr [r11+0x10], rcx
+	//     b0:  49 89 4b 18                    mov qword ptr [r11+0x18], rcx
+	//     b4:  49 89 4b 20                    mov qword ptr [r11+0x20], rcx
+	//     b8:  49 89 4b 28                    mov qword ptr [r11+0x28], rcx
+	//     bc:  4d 8b 94 24 48 01 00 00        mov r10, qword ptr [r12+0x148]
+	//     c4:  4d 01 94 24 40 01 00 00        add qword ptr [r12+0x140], r10
+	//     cc:  4d 8b 94 24 38 01 00 00        mov r10, qword ptr [r12+0x138]
+	//     d4:  4d 01 94 24 30 01 00 00        add qword ptr [r12+0x130], r10
+	//     dc:  49 83 ac 24 50 01 00 00 01     sub qword ptr [r12+0x150], 0x1
+	//     e5:  74 0d                          jz 0xf4
+	//     e7:  49 83 bc 24 58 01 00 00 00     cmp qword ptr [r12+0x158], 0x0
+	//     f0:  75 02                          jnz 0xf4
+	//     f2:  eb 01                          jmp frame_start
+	//     f4:  c3                             ret
+	// ; frame_start
+	//     f5:  4d 8b 9c 24 30 01 00 00        mov r11, qword ptr [r12+0x130]
+	//     fd:  49 8b 3b                       mov rdi, qword ptr [r11]
+	//    100:  49 8b 73 08                    mov rsi, qword ptr [r11+0x8]
+	//    104:  31 c9                          xor ecx, ecx
+	//    106:  49 83 7b 10 00                 cmp qword ptr [r11+0x10], 0x0
+	//    10b:  48 0f 44 f9                    cmovz rdi, rcx
+	//    10f:  49 8b 94 24 20 01 00 00        mov rdx, qword ptr [r12+0x120]
+	//    117:  48 89 3a                       mov qword ptr [rdx], rdi
+	//    11a:  48 8d 0f                       lea rcx, ptr [rdi]
+	//    11d:  48 01 f1                       add rcx, rsi
+	//    120:  48 89 4a 08                    mov qword ptr [rdx+0x8], rcx
+	//    124:  49 8b 8c 24 28 01 00 00        mov rcx, qword ptr [r12+0x128]
+	//    12c:  48 89 4a 10                    mov qword ptr [rdx+0x10], rcx
+	//    130:  4d 8b 9c 24 98 00 00 00        mov r11, qword ptr [r12+0x98]
+	//    138:  4d 8b 1b                       mov r11, qword ptr [r11]
+	//    13b:  49 89 7b 50                    mov qword ptr [r11+0x50], rdi
+	//    13f:  49 89 73 58                    mov qword ptr [r11+0x58], rsi
+	//    143:  49 89 bc 24 d8 00 00 00        mov qword ptr [r12+0xd8], rdi
+	//    14b:  49 89 b4 24 e0 00 00 00        mov qword ptr [r12+0xe0], rsi
+	//    153:  31 c9                          xor ecx, ecx
+	//    155:  48 89 f0                       mov rax, rsi
+	//    158:  48 83 e8 01                    sub rax, 0x1
+	//    15c:  48 0f 42 c1                    cmovb rax, rcx
+	//    160:  49 89 84 24 e8 00 00 00        mov qword ptr [r12+0xe8], rax
+	//    168:  48 89 f0                       mov rax, rsi
+	//    16b:  48 83 e8 03                    sub rax, 0x3
+	//    16f:  48 0f 42 c1                    cmovb rax, rcx
+	//    173:  49 89 84 24 f0 00 00 00        mov qword ptr [r12+0xf0], rax
+	//    17b:  48 89 f0                       mov rax, rsi
+	//    17e:  48 83 e8 07                    sub rax, 0x7
+	//    182:  48 0f 42 c1                    cmovb rax, rcx
+	//    186:  49 89 84 24 f8 00 00 00        mov qword ptr [r12+0xf8], rax
+	//    18e:  49 8b 84 24 10 01 00 00        mov rax, qword ptr [r12+0x110]
+	//    196:  49 89 44 24 68                 mov qword ptr [r12+0x68], rax
+	//    19b:  48 89 d7                       mov rdi, rdx
+	//    19e:  31 c0                          xor eax, eax
+	//    1a0:  31 f6                          xor esi, esi
+	//    1a2:  31 d2                          xor edx, edx
+	//    1a4:  31 c9                          xor ecx, ecx
+	//    1a6:  45 31 c0                       xor r8d, r8d
+	//    1a9:  31 db                          xor ebx, ebx
+	//    1ab:  45 31 ed                       xor r13d, r13d
+	//    1ae:  45 31 f6                       xor r14d, r14d
+	//    1b1:  45 31 ff                       xor r15d, r15d
+	//    1b4:  49 8b ac 24 18 01 00 00        mov rbp, qword ptr [r12+0x118]
+	//    1bc:  45 31 c9                       xor r9d, r9d
+	//    1bf:  e9 62 fe ff ff                 jmp insn0
 	// ; resume
-	//     38:  49 8b 44 24 08                 mov rax, qword ptr [r12+0x8]
-	//     3d:  49 8b 7c 24 10                 mov rdi, qword ptr [r12+0x10]
-	//     42:  49 8b 74 24 18                 mov rsi, qword ptr [r12+0x18]
-	//     47:  49 8b 54 24 20                 mov rdx, qword ptr [r12+0x20]
-	//     4c:  49 8b 4c 24 28                 mov rcx, qword ptr [r12+0x28]
-	//     51:  4d 8b 44 24 30                 mov r8, qword ptr [r12+0x30]
-	//     56:  49 8b 5c 24 38                 mov rbx, qword ptr [r12+0x38]
-	//     5b:  4d 8b 6c 24 40                 mov r13, qword ptr [r12+0x40]
-	//     60:  4d 8b 74 24 48                 mov r14, qword ptr [r12+0x48]
-	//     65:  4d 8b 7c 24 50                 mov r15, qword ptr [r12+0x50]
-	//     6a:  49 8b 6c 24 58                 mov rbp, qword ptr [r12+0x58]
-	//     6f:  4d 8b 4c 24 60                 mov r9, qword ptr [r12+0x60]
-	//     74:  41 ff a4 24 80 00 00 00        jmp qword ptr [r12+0x80]
+	//    1c4:  49 8b 44 24 08                 mov rax, qword ptr [r12+0x8]
+	//    1c9:  49 8b 7c 24 10                 mov rdi, qword ptr [r12+0x10]
+	//    1ce:  49 8b 74 24 18                 mov rsi, qword ptr [r12+0x18]
+	//    1d3:  49 8b 54 24 20                 mov rdx, qword ptr [r12+0x20]
+	//    1d8:  49 8b 4c 24 28                 mov rcx, qword ptr [r12+0x28]
+	//    1dd:  4d 8b 44 24 30                 mov r8, qword ptr [r12+0x30]
+	//    1e2:  49 8b 5c 24 38                 mov rbx, qword ptr [r12+0x38]
+	//    1e7:  4d 8b 6c 24 40                 mov r13, qword ptr [r12+0x40]
+	//    1ec:  4d 8b 74 24 48                 mov r14, qword ptr [r12+0x48]
+	//    1f1:  4d 8b 7c 24 50                 mov r15, qword ptr [r12+0x50]
+	//    1f6:  49 8b 6c 24 58                 mov rbp, qword ptr [r12+0x58]
+	//    1fb:  4d 8b 4c 24 60                 mov r9, qword ptr [r12+0x60]
+	//    200:  41 ff a4 24 80 00 00 00        jmp qword ptr [r12+0x80]
 }

@@ -227,6 +227,14 @@ func (a *assembler) aluRM(op aluOp, dst, base xreg, disp int32) {
 	a.opRM(true, []byte{byte(op)<<3 | 3}, dst, base, disp)
 }
 
+// aluMR emits "op qword [base+disp], src" (64-bit).
+func (a *assembler) aluMR(op aluOp, base xreg, disp int32, src xreg) {
+	a.opRM(true, []byte{byte(op)<<3 | 1}, src, base, disp)
+}
+
+// cmov emits "cmovcc dst, src" (64-bit).
+func (a *assembler) cmov(c cond, dst, src xreg) { a.opRR(true, []byte{0x0f, 0x40 | byte(c)}, dst, src) }
+
 // aluMI emits "op qword [base+disp], imm".
 func (a *assembler) aluMI(op aluOp, base xreg, disp int32, imm int32) {
 	if fits8(int64(imm)) {

@@ -46,12 +46,25 @@ func (e *Env) TakeTailCall() *Program {
 	return p
 }
 
-// RegionTable returns the env's region table: [0] the stack, [1] and [2]
-// the argument regions, then the running program's map regions, then the
-// regions helpers added during the run. Helpers may grow or shrink it, so
+// RegionTable returns the env's region table: [0] the stack, [1], [2]
+// and [3] the argument regions (for frame runs: the context's writable
+// tail, the frame, the context's read-only head), then the running
+// program's map regions, then the regions helpers added during the run. Helpers may grow or shrink it, so
 // an engine must read it again after every helper call. Engines read it;
 // they must not change it.
 func (e *Env) RegionTable() *[]Region { return &e.regions }
+
+// Pin keeps v, an engine's object, with the env until the next Pin; Pinned
+// returns it. The JIT pins the code the env last ran, so that further runs
+// of that code on this env need no atomic operation to keep it mapped.
+func (e *Env) Pin(v any) { e.pin = v }
+
+// Pinned returns what Pin kept.
+func (e *Env) Pinned() any { return e.pin }
+
+// DynamicRegions reports whether helpers added regions during the run
+// (AddRegion) that are still there.
+func (e *Env) DynamicRegions() bool { return len(e.regions) > e.nFixed }
 
 // StackBase returns the lowest address of the stack (StackTop - StackSize).
 func (e *Env) StackBase() uint64 { return e.stackBase }

@@ -24,9 +24,11 @@ const (
 // record. An Env is used by one goroutine at a time and reused for every
 // run, so that runs do not allocate.
 type Env struct {
-	// regions is what the current run may touch: [0] the stack, [1] and [2]
-	// the argument regions (context/frame, or the mem block), then the
-	// program's map regions, then dynamic regions added by helpers.
+	// regions is what the current run may touch: [0] the stack, [1], [2]
+	// and [3] the argument regions (a frame run: the writable tail of the
+	// context, the frame, the read-only head of the context; otherwise
+	// what SetArg set), then the program's map regions, then dynamic
+	// regions added by helpers.
 	regions  []Region
 	nFixed   int // regions of stack + args + program
 	regsProg *Program
@@ -66,10 +68,23 @@ type Env struct {
 
 	// MD is the packet context of RunFrame, laid out as struct vswitch_md.
 	MD PacketContext
+	// FloodSlot, when not zero, is the address of the 32-byte flood set
+	// of RunFrames (see there): a switch sets it to its worker's slot of
+	// the program's vswitch_flood map. It must be 8-aligned memory that
+	// stays valid (map value memory does) for as long as it is set.
+	FloodSlot uint64
+	// batch and results hold the arguments of the batch being run (a frame
+	// buffer must not live on a goroutine stack, which can move while a
+	// helper runs: keeping it here moves it to the heap).
+	frame   []byte
+	batch   [][]byte
+	results []FrameResult
 
 	fault  Error
 	frames [MaxCallDepth]frame
 	st     runState
+	// pin is the engine's object for this env (Pin).
+	pin any
 	// User is free for the embedding application (the switch keeps its
 	// worker state here for its helpers).
 	User any
@@ -82,7 +97,7 @@ type PacketContext struct {
 	DataEnd     uint64 // one past the last byte
 	IngressPort uint32
 	RingNr      uint8 // queue on the destination port; the program may write it
-	_           [3]uint8
+	pad         [3]uint8
 }
 
 // PacketContextSize is the size of struct vswitch_md.
@@ -95,7 +110,7 @@ func NewEnv() *Env {
 	off := (16 - uintptr(unsafe.Pointer(&buf[0]))%16) % 16
 	e.stack = buf[off : off+StackSize]
 	e.stackBase = addrOf(e.stack)
-	e.regions = make([]Region, 3, 16)
+	e.regions = make([]Region, numFixed, 16)
 	e.regions[0] = Region{Start: e.stackBase, Size: StackSize, Writable: true}
 	return e
 }
@@ -124,9 +139,13 @@ func (e *Env) StackTop() uint64 { return e.stackBase + StackSize }
 // Stack returns the stack memory, for tests and debuggers.
 func (e *Env) Stack() []byte { return e.stack }
 
-// SetArg sets argument region n (0 or 1) for the following runs. A region
-// with Size 0 removes it.
-// Argument regions are contiguous (Stride 0): SetArg panics otherwise.
+// numFixed is the number of regions before the program's: the stack and
+// three argument regions.
+const numFixed = 4
+
+// SetArg sets argument region n (0, 1 or 2) for the following runs. A
+// region with Size 0 removes it. Argument regions are contiguous (Stride
+// 0): SetArg panics otherwise. RunFrame and RunFrames set all three.
 func (e *Env) SetArg(n int, r Region) {
 	if r.Stride != 0 {
 		panic("vm: argument regions must be contiguous")
@@ -146,7 +165,7 @@ func (e *Env) bind(p *Program) {
 		e.regions = e.regions[:e.nFixed]
 		return
 	}
-	e.regions = append(e.regions[:3], p.regions...)
+	e.regions = append(e.regions[:numFixed], p.regions...)
 	e.nFixed = len(e.regions)
 	e.regsProg = p
 }
@@ -223,13 +242,47 @@ func (e *Env) Map(handle uint64) (Map, bool) {
 }
 
 // RunFrame runs p as a forwarding program on frame: r1 points at e.MD,
-// whose Data/DataEnd span frame. The program may read and write the frame
-// and the context. e.MD.RingNr holds the ring the program chose.
+// whose Data/DataEnd span frame. The program may read and write the frame,
+// read the context and write its fields after data_end (ingress_port,
+// ring_nr): data and data_end are read-only, as in Linux, so that a
+// program's checks against them hold for the whole run. e.MD.RingNr holds
+// the ring the program chose.
 func (e *Env) RunFrame(r Runner, frame []byte, ingress uint32) (uint64, error) {
-	e.MD = PacketContext{Data: addrOf(frame), DataEnd: addrOf(frame) + uint64(len(frame)), IngressPort: ingress}
-	e.regions[1] = Region{Start: uint64(uintptr(unsafe.Pointer(&e.MD))), Size: PacketContextSize, Writable: true}
-	e.regions[2] = Region{Start: e.MD.Data, Size: uint64(len(frame)), Writable: true}
-	return r.Run(e, e.regions[1].Start, 0)
+	e.frame = frame
+	e.setContext(ingress)
+	e.setFrame(frame)
+	return r.Run(e, e.MDAddr(), 0)
+}
+
+// MDAddr returns the address of e.MD, the context of frame runs.
+func (e *Env) MDAddr() uint64 { return uint64(uintptr(unsafe.Pointer(&e.MD))) }
+
+// ctxHead is the read-only part of the context: data and data_end.
+const ctxHead = 16
+
+// setContext installs the context regions of frame runs and the ingress
+// port.
+func (e *Env) setContext(ingress uint32) {
+	md := e.MDAddr()
+	e.MD.IngressPort = ingress
+	e.regions[1] = Region{Start: md + ctxHead, Size: PacketContextSize - ctxHead, Writable: true}
+	e.regions[3] = Region{Start: md, Size: ctxHead}
+}
+
+// setFrame points the context and the frame region at frame, and resets
+// the writable fields of the context but the ingress port.
+func (e *Env) setFrame(frame []byte) {
+	a := addrOf(frame)
+	e.MD.Data, e.MD.DataEnd, e.MD.RingNr, e.MD.pad = a, a+uint64(len(frame)), 0, [3]uint8{}
+	e.regions[2] = Region{Start: a, Size: uint64(len(frame)), Writable: true}
+}
+
+// takeFlood returns the 32 bytes at addr and zeroes them.
+func takeFlood(addr uint64) (set [4]uint64) {
+	p := (*[4]uint64)(ptr(addr))
+	set = *p
+	*p = [4]uint64{}
+	return set
 }
 
 func load8(addr uint64) uint64  { return uint64(*(*uint8)(ptr(addr))) }
@@ -287,7 +340,7 @@ type runState struct {
 // argument regions, which are contiguous, without a call: the
 // interpreter's fast loop uses them and leaves the rest to find.
 func (e *Env) fastRead(a, n uint64) bool {
-	fix := (*[3]Region)(e.regions)
+	fix := (*[numFixed]Region)(e.regions)
 	if off := a - fix[0].Start; off < fix[0].Size && n <= fix[0].Size-off {
 		return true
 	}
@@ -297,11 +350,14 @@ func (e *Env) fastRead(a, n uint64) bool {
 	if off := a - fix[1].Start; off < fix[1].Size && n <= fix[1].Size-off {
 		return true
 	}
+	if off := a - fix[3].Start; off < fix[3].Size && n <= fix[3].Size-off {
+		return true
+	}
 	return false
 }
 
 func (e *Env) fastWrite(a, n uint64) bool {
-	fix := (*[3]Region)(e.regions)
+	fix := (*[numFixed]Region)(e.regions)
 	if off := a - fix[0].Start; off < fix[0].Size && n <= fix[0].Size-off {
 		return fix[0].Writable
 	}
