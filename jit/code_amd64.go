@@ -24,8 +24,10 @@ type codeImpl struct {
 	state      atomic.Uint64
 	base       uintptr // address of the code
 	start      uintptr // entry of a run
+	startFrame uintptr // entry of a frame run
 	resume     uintptr // entry after a helper
 	pc0        uintptr // code of instruction 0 (where a tail call lands)
+	pc0Frame   uintptr // the same in the copy for frame runs
 	frameStart uintptr // entry of a batch: starts the frame at nativeCtx.bFrames
 	// calls: the program makes local calls and needs call frames.
 	calls bool
@@ -57,17 +59,21 @@ func Compile(p *vm.Program) (*Code, error) {
 	c := &Code{
 		prog:     p,
 		offsets:  out.offsets,
+		proven:   out.proven,
 		coldFrom: out.coldFrom,
 		stubFrom: out.stubFrom,
 		stubs:    out.stubNames,
+		generic:  [2]int{out.genericFrom, out.genericTo},
 		size:     len(out.code),
 	}
 	c.impl = codeImpl{
 		m:          m,
 		base:       base,
 		start:      base + uintptr(out.start),
+		startFrame: base + uintptr(out.startFrame),
 		resume:     base + uintptr(out.resume),
-		pc0:        base + uintptr(out.offsets[0]),
+		pc0:        base + uintptr(out.pc0),
+		pc0Frame:   base + uintptr(out.pc0F),
 		frameStart: base + uintptr(out.frameStart),
 		calls:      out.localCalls,
 		windows:    out.windows,
@@ -219,7 +225,15 @@ func (c *Code) Run(env *vm.Env, r1, r2 uint64) (uint64, error) {
 		return 0, ErrClosed
 	}
 	s.x.regs[1], s.x.regs[2] = r1, r2
-	r0, err := s.enter(c.impl.start)
+	entry := c.impl.start
+	if env.FrameRun() && r1 == env.MDAddr() {
+		// A frame run (RunFrame): the proofs for frame runs hold.
+		s.x.md = uintptr(r1)
+		entry = c.impl.startFrame
+	} else {
+		s.x.md = 0
+	}
+	r0, err := s.enter(entry)
 	s.end()
 	return r0, err
 }
@@ -430,7 +444,12 @@ func (s *session) handleExit() (entry uintptr, r0 uint64, err error, done bool) 
 	}
 	s.end()
 	s.cur = nc
+	// The target's proofs for frame runs hold if this is one and r1 is
+	// still the context (which a tail call passes on).
 	x.resume = nc.impl.pc0
+	if x.md != 0 && x.regs[1] == uint64(x.md) {
+		x.resume = nc.impl.pc0Frame
+	}
 	return nc.impl.resume, 0, nil, false
 }
 

@@ -52,10 +52,20 @@ type compiler struct {
 	guess    []int8 // per memory instruction: where its base register likely points
 	blockLen []int  // at a block's first instruction: slots in the block
 	rem      []int  // slots after this instruction in its block
+	// frameCopy: the analysis proved context or frame accesses, which hold
+	// only in frame runs: the program is emitted twice, a generic copy
+	// with those accesses checked and a copy for frame runs without.
+	frameCopy bool
 
 	// per pass
-	pcLabel    []label
+	pcLabel    []label // of the copy being emitted
 	offsets    []int
+	inFrame    bool  // emitting the copy for frame runs
+	pc0Frame   label // instruction 0 of the copy frame runs use
+	pc0        label // instruction 0 of the generic copy
+	startFrame label // first entry of a frame run
+	genericTo  int   // end of the generic copy when there are two
+	proven     []bool
 	cold       []func()
 	checkR     label // slow-path region check for loads
 	checkW     label // and for stores
@@ -79,10 +89,15 @@ type compiled struct {
 	localCalls  bool
 	helperCalls bool
 	windows     bool
-	offsets     []int // native offset of each instruction slot (-1 for lddw's second)
-	start       int   // entry of a run
-	resume      int   // entry after a helper
-	frameStart  int   // entry of a batch
+	offsets     []int // native offset of each instruction slot (-1 for lddw's second), in the copy frame runs use
+	proven      []bool
+	start       int // entry of a run
+	startFrame  int // entry of a frame run
+	pc0, pc0F   int // instruction 0 of the generic copy and of the frame runs' copy
+	resume      int // entry after a helper
+	frameStart  int // entry of a batch
+	genericFrom int // the generic copy, when there are two
+	genericTo   int
 	coldFrom    int
 	stubFrom    int
 	stubNames   map[int]string
@@ -95,6 +110,11 @@ func compile(p *vm.Program) (*compiled, error) {
 	}
 	c.blocks()
 	c.guessRegions()
+	for pc := range c.insns {
+		if p.Proof(pc) == vm.ProvenFrame {
+			c.frameCopy = true
+		}
+	}
 	for pc, i := range c.insns {
 		if i.Op == asm.OpCall && i.Src == asm.PseudoCall && (pc == 0 || !c.insns[pc-1].IsLDDW()) {
 			c.localCalls = true
@@ -127,17 +147,27 @@ func compile(p *vm.Program) (*compiled, error) {
 			break
 		}
 	}
+	var genericFrom, genericTo int
+	if c.frameCopy {
+		genericFrom, genericTo = c.a.labels[c.start], c.genericTo
+	}
 	out := &compiled{
-		localCalls: c.localCalls,
-		windows:    c.usedR || c.usedW,
-		code:       append([]byte(nil), c.a.b...),
-		offsets:    c.offsets,
-		start:      c.a.labels[c.start],
-		resume:     c.a.labels[c.resume],
-		frameStart: c.a.labels[c.frameStart],
-		coldFrom:   c.coldFrom,
-		stubFrom:   c.stubFrom,
-		stubNames:  c.stubNames,
+		localCalls:  c.localCalls,
+		windows:     c.usedR || c.usedW,
+		code:        append([]byte(nil), c.a.b...),
+		offsets:     c.offsets,
+		proven:      c.proven,
+		start:       c.a.labels[c.start],
+		startFrame:  c.a.labels[c.startFrame],
+		pc0:         c.a.labels[c.pc0],
+		pc0F:        c.a.labels[c.pc0Frame],
+		resume:      c.a.labels[c.resume],
+		frameStart:  c.a.labels[c.frameStart],
+		coldFrom:    c.coldFrom,
+		stubFrom:    c.stubFrom,
+		genericFrom: genericFrom,
+		genericTo:   genericTo,
+		stubNames:   c.stubNames,
 	}
 	return out, nil
 }
@@ -293,23 +323,62 @@ func (c *compiler) emit() error {
 	}
 	c.checkR, c.checkW, c.fault, c.helper = a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
 	c.subRet, c.resume, c.start = a.newLabel(), a.newLabel(), a.newLabel()
-	c.frameDone, c.frameStart = a.newLabel(), a.newLabel()
+	c.frameDone, c.frameStart, c.startFrame = a.newLabel(), a.newLabel(), a.newLabel()
 	c.cold = c.cold[:0]
 	c.usedR, c.usedW = false, false
-	c.offsets = make([]int, n)
 
-	// First entry: registers other than r1, r2 and r10 start at zero.
-	a.bind(c.start)
-	for r := 0; r <= 9; r++ {
-		if r == 1 || r == 2 {
-			a.loadQ(regMap[r], regCtx, offRegs+8*int32(r))
-			continue
-		}
-		a.aluRR(false, aluXor, regMap[r], regMap[r])
+	// The generic copy, then the copy for frame runs if there is one.
+	copies := 1
+	if c.frameCopy {
+		copies = 2
 	}
-	a.loadQ(rbp, regCtx, offRegs+8*10)
-	a.aluRR(false, aluXor, regCount, regCount)
+	for k := range copies {
+		c.inFrame = k == 1
+		c.pcLabel = make([]label, n)
+		for pc := range c.pcLabel {
+			c.pcLabel[pc] = a.newLabel()
+		}
+		c.pc0Frame = c.pcLabel[0]
+		if k == 0 {
+			c.pc0 = c.pcLabel[0]
+		}
+		start := c.start
+		if c.inFrame {
+			c.genericTo = a.pos()
+			start = c.startFrame
+		} else if !c.frameCopy {
+			a.bind(c.startFrame)
+		}
+		// First entry: registers other than r1, r2 and r10 start at zero.
+		a.bind(start)
+		for r := 0; r <= 9; r++ {
+			if r == 1 || r == 2 {
+				a.loadQ(regMap[r], regCtx, offRegs+8*int32(r))
+				continue
+			}
+			a.aluRR(false, aluXor, regMap[r], regMap[r])
+		}
+		a.loadQ(rbp, regCtx, offRegs+8*10)
+		a.aluRR(false, aluXor, regCount, regCount)
+		if err := c.emitCopy(); err != nil {
+			return err
+		}
+	}
+	c.coldFrom = a.pos()
+	for k := 0; k < len(c.cold); k++ {
+		c.cold[k]()
+	}
+	c.stubFrom = a.pos()
+	c.stubs()
+	return nil
+}
 
+// emitCopy emits the instructions once, into c.pcLabel.
+func (c *compiler) emitCopy() error {
+	a := &c.a
+	n := len(c.insns)
+	c.offsets = make([]int, n)
+	c.proven = make([]bool, n)
 	for pc := 0; pc < n; pc++ {
 		a.bind(c.pcLabel[pc])
 		c.offsets[pc] = a.pos()
@@ -326,12 +395,6 @@ func (c *compiler) emit() error {
 			a.bind(c.pcLabel[pc])
 		}
 	}
-	c.coldFrom = a.pos()
-	for k := 0; k < len(c.cold); k++ {
-		c.cold[k]()
-	}
-	c.stubFrom = a.pos()
-	c.stubs()
 	return nil
 }
 
@@ -430,6 +493,13 @@ func log2(n int) int32 {
 // withAddr forces the address into r11 (atomics check its alignment).
 func (c *compiler) access(pc int, base uint8, off int16, n int, write, withAddr bool) (xreg, int32) {
 	a := &c.a
+	if !withAddr {
+		// An access the analysis proved in bounds needs no check.
+		if pr := c.prog.Proof(pc); pr == vm.ProvenAlways || pr == vm.ProvenFrame && c.inFrame {
+			c.proven[pc] = true
+			return regMap[base], int32(off)
+		}
+	}
 	inFrame := base == 10 && c.r10Fixed && int(off) >= -vm.StackFrameSize && int(off)+n <= 0
 	if inFrame && !withAddr {
 		return rbp, int32(off)
@@ -963,7 +1033,7 @@ func (c *compiler) frameStubs() {
 	}
 	a.loadQ(rbp, regCtx, offStackTop)
 	a.aluRR(false, aluXor, regCount, regCount)
-	a.jmp(c.pcLabel[0])
+	a.jmp(c.pc0Frame)
 }
 
 func (c *compiler) checkStubs() {

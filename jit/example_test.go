@@ -5,6 +5,7 @@ package jit_test
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/govswitch/vswitch/asm"
 	"github.com/govswitch/vswitch/jit"
@@ -161,4 +162,46 @@ func ExampleListing_Format() {
 	//    1f6:  49 8b 6c 24 58                 mov rbp, qword ptr [r12+0x58]
 	//    1fb:  4d 8b 4c 24 60                 mov r9, qword ptr [r12+0x60]
 	//    200:  41 ff a4 24 80 00 00 00        jmp qword ptr [r12+0x80]
+}
+
+// A program that checks its frame against data_end: the analysis proves
+// its frame and context accesses in bounds, so the copy of the program
+// that frame runs use has no check for them, and the listing says so.
+func ExampleListing_proven() {
+	p := vm.MustLoad(asm.MustAssemble(`
+		ldxdw %r2, [%r1+0]
+		ldxdw %r3, [%r1+8]
+		mov %r4, %r2
+		add %r4, 14
+		jgt %r4, %r3, drop
+		ldxh %r0, [%r2+12]
+		exit
+	drop:
+		mov %r0, 255
+		exit`), vm.Options{})
+	c, err := jit.Compile(p)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	for _, line := range strings.Split(c.Listing().String(), "\n") {
+		if strings.HasPrefix(line, "; ") && line[2] >= '0' && line[2] <= '9' {
+			fmt.Println(line)
+		}
+		if strings.HasSuffix(line, "word ptr [rsi+0xc]") {
+			fmt.Println(line[40:])
+		}
+	}
+	// Output:
+	// ; 0: ldxdw %r2, [%r1+0]    ; proven in bounds: no check
+	// ; 1: ldxdw %r3, [%r1+8]    ; proven in bounds: no check
+	// ; 2: mov %r4, %r2
+	// ; 3: add %r4, 14
+	// ; 4: jgt %r4, %r3, +2
+	// ; 5: ldxh %r0, [%r2+12]    ; proven in bounds: no check
+	// movzx eax, word ptr [rsi+0xc]
+	// ; 6: exit
+	// ; 7: mov %r0, 255
+	// ; 8: exit
 }

@@ -35,7 +35,9 @@ var ErrClosed = errors.New("jit: code is closed")
 // like the program, is safe for concurrent runs, each with its own Env.
 type Code struct {
 	prog     *vm.Program
-	offsets  []int // native offset of each instruction slot, -1 for lddw's second
+	offsets  []int // native offset of each instruction slot, -1 for lddw's second (the copy for frame runs)
+	proven   []bool
+	generic  [2]int // the generic copy, when frame runs have their own
 	coldFrom int
 	stubFrom int
 	stubs    map[int]string // offsets of the shared stubs, by name

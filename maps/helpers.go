@@ -28,9 +28,9 @@ var (
 // reserved) stop the run with a fault.
 func RegisterHelpers(hs *vm.Helpers) error {
 	for _, h := range []vm.Helper{
-		{ID: vm.HelperMapLookupElem, Fn: mapLookupElem},
-		{ID: vm.HelperMapUpdateElem, Fn: mapUpdateElem},
-		{ID: vm.HelperMapDeleteElem, Fn: mapDeleteElem},
+		{ID: vm.HelperMapLookupElem, Fn: mapLookupElem, Op: vm.OpMapLookup},
+		{ID: vm.HelperMapUpdateElem, Fn: mapUpdateElem, Op: vm.OpMapUpdate},
+		{ID: vm.HelperMapDeleteElem, Fn: mapDeleteElem, Op: vm.OpMapDelete},
 		{ID: vm.HelperTracePrintk, Fn: tracePrintk},
 		{ID: vm.HelperTailCall, Fn: tailCall},
 		{ID: vm.HelperRingbufOutput, Fn: ringbufOutput},
@@ -61,9 +61,9 @@ func Helpers() *vm.Helpers {
 func CompatVALEHelpers() *vm.Helpers {
 	hs := Helpers()
 	for _, h := range []vm.Helper{
-		{ID: 1, Name: "vale_bpf_map_update_elem", Fn: mapUpdateElem},
-		{ID: 2, Name: "vale_bpf_map_lookup_elem", Fn: mapLookupElem},
-		{ID: 3, Name: "vale_bpf_map_delete_elem", Fn: mapDeleteElem},
+		{ID: 1, Name: "vale_bpf_map_update_elem", Fn: mapUpdateElem, Op: vm.OpMapUpdate},
+		{ID: 2, Name: "vale_bpf_map_lookup_elem", Fn: mapLookupElem, Op: vm.OpMapLookup},
+		{ID: 3, Name: "vale_bpf_map_delete_elem", Fn: mapDeleteElem, Op: vm.OpMapDelete},
 	} {
 		if err := hs.Register(h); err != nil {
 			panic(err)

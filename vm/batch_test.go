@@ -91,3 +91,5 @@ func TestRunFramesInterpreter(t *testing.T) {
 		t.Errorf("%v allocations per batch", n)
 	}
 }
+
+func uintptrOf(w []uint64) uintptr { return uintptr(unsafe.Pointer(&w[0])) }

@@ -62,6 +62,11 @@ func (e *Env) Pin(v any) { e.pin = v }
 // Pinned returns what Pin kept.
 func (e *Env) Pinned() any { return e.pin }
 
+// FrameRun reports whether the env's argument regions are those of a
+// frame run (RunFrame, RunFrames, RunRepeat): then a run with r1 at
+// MDAddr is a frame run, for which the proofs marked ProvenFrame hold.
+func (e *Env) FrameRun() bool { return e.frameRun }
+
 // DynamicRegions reports whether helpers added regions during the run
 // (AddRegion) that are still there.
 func (e *Env) DynamicRegions() bool { return len(e.regions) > e.nFixed }

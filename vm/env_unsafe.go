@@ -85,6 +85,8 @@ type Env struct {
 	st     runState
 	// pin is the engine's object for this env (Pin).
 	pin any
+	// frameRun: the argument regions are a frame run's (setContext).
+	frameRun bool
 	// User is free for the embedding application (the switch keeps its
 	// worker state here for its helpers).
 	User any
@@ -151,11 +153,13 @@ func (e *Env) SetArg(n int, r Region) {
 		panic("vm: argument regions must be contiguous")
 	}
 	e.regions[1+n] = r
+	e.frameRun = false
 }
 
 // SetArgBytes makes b argument region n, writable.
 func (e *Env) SetArgBytes(n int, b []byte) {
 	e.regions[1+n] = Region{Start: addrOf(b), Size: uint64(len(b)), Writable: true}
+	e.frameRun = false
 }
 
 // bind installs p's regions after the fixed ones.
@@ -267,6 +271,7 @@ func (e *Env) setContext(ingress uint32) {
 	e.MD.IngressPort = ingress
 	e.regions[1] = Region{Start: md + ctxHead, Size: PacketContextSize - ctxHead, Writable: true}
 	e.regions[3] = Region{Start: md, Size: ctxHead}
+	e.frameRun = true
 }
 
 // setFrame points the context and the frame region at frame, and resets

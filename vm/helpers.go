@@ -22,6 +22,11 @@ type Helper struct {
 	// (bpf_ktime_get_ns of BaseHelpers): an engine may answer such a call
 	// itself, without calling Fn.
 	Clock bool
+	// Op marks a map helper: Fn performs that operation as package maps'
+	// helpers do (r1 a map handle, r2 a key pointer...), so that the
+	// load-time analysis may trust what it returns and an engine may
+	// perform it itself on maps that describe their layout (LayoutMap).
+	Op HelperOp
 }
 
 // Helper ids, numbered as in Linux.
