@@ -24,8 +24,10 @@ func newLayoutMap(valueSize uint32, readOnly bool) *layoutMap {
 func (m *layoutMap) Regions() []vm.Region {
 	return []vm.Region{{Start: m.layout.Values, Size: 512, Stride: 512, Elem: uint64(m.layout.ValueSize), Writable: !m.layout.ReadOnly}}
 }
-func (m *layoutMap) DirectValue(off uint32) (uint64, error) { return m.layout.Values + uint64(off), nil }
-func (m *layoutMap) Layout() *vm.MapLayout                  { return &m.layout }
+func (m *layoutMap) DirectValue(off uint32) (uint64, error) {
+	return m.layout.Values + uint64(off), nil
+}
+func (m *layoutMap) Layout() *vm.MapLayout { return &m.layout }
 
 // analysisHelpers: 1 is a map lookup (it returns the map's value for key 0,
 // or 0), 2 anything.
