@@ -153,6 +153,7 @@ type session struct {
 	// inGo is set when the current frame ended in Go (a fault, or a tail
 	// call finished on the interpreter) rather than in frame_done.
 	inGo bool
+	args uint64 // env.ArgsGen when the windows were set
 	// results are RunFrames' results: the current frame's is
 	// results[len(results)-bLeft].
 	results []vm.FrameResult
@@ -200,10 +201,12 @@ func sessionOf(c *Code, env *vm.Env) *session {
 	x.budget0 = x.budget
 	x.regs[10] = x.stackTop
 	x.clock = env.Clock
+	x.cpu = uint64(env.CPU)
 	x.bLeft, x.bStop = 0, 0
 	if c.impl.windows {
 		setWindows(x, *env.RegionTable())
 	}
+	s.args = env.ArgsGen()
 	return s
 }
 
@@ -420,9 +423,12 @@ func (s *session) handleExit() (entry uintptr, r0 uint64, err error, done bool) 
 	if c := env.TakeCharge(); c != 0 {
 		x.budget = vm.SubBudget(x.budget, c)
 	}
-	// Helpers may have added or removed regions.
-	x.regionTable = tableAddr(env)
-	setWindows(x, *env.RegionTable())
+	// The windows follow the argument regions, which helpers do not
+	// change (they add dynamic regions, which the region search sees).
+	if env.ArgsChanged(s.args) {
+		s.args = env.ArgsGen()
+		setWindows(x, *env.RegionTable())
+	}
 	if env.DynamicRegions() {
 		x.bStop = 1 // the next frame of a batch must not see them
 	}

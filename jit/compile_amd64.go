@@ -66,6 +66,9 @@ type compiler struct {
 	startFrame label // first entry of a frame run
 	genericTo  int   // end of the generic copy when there are two
 	proven     []bool
+	// lookups are the hash lookup stubs by map, in the order first used.
+	lookups     map[int]label
+	lookupOrder []int
 	cold       []func()
 	checkR     label // slow-path region check for loads
 	checkW     label // and for stores
@@ -326,6 +329,7 @@ func (c *compiler) emit() error {
 	c.frameDone, c.frameStart, c.startFrame = a.newLabel(), a.newLabel(), a.newLabel()
 	c.cold = c.cold[:0]
 	c.usedR, c.usedW = false, false
+	c.lookups, c.lookupOrder = map[int]label{}, nil
 
 	// The generic copy, then the copy for frame runs if there is one.
 	copies := 1
@@ -828,6 +832,15 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 			a.jmp(c.pcLabel[pc+1])
 			a.bind(exit)
 		}
+		if h := c.prog.Helper(i.Imm); i.Op == asm.OpCall && h != nil && h.Op == vm.OpMapLookup {
+			if k, ok := c.prog.CallMap(pc); ok {
+				if l := c.prog.MapLayoutOf(k); inlineLookup(l) {
+					slow := a.newLabel()
+					c.mapLookup(pc, k, l, slow)
+					a.bind(slow)
+				}
+			}
+		}
 		a.leaLabel(tmp, c.pcLabel[pc+1])
 		a.storeQ(regCtx, offResume, tmp)
 		if i.Op == asm.OpCallX {
@@ -899,6 +912,10 @@ func (c *compiler) stubs() {
 	}
 
 	c.frameStubs()
+	for _, k := range c.lookupOrder {
+		c.stubNames[a.pos()] = fmt.Sprintf("lookup_map%d", k)
+		c.hashStub(c.lookups[k], c.prog.MapLayoutOf(k))
+	}
 
 	// Re-entry after a helper or into a tail call's target.
 	mark(c.resume, "resume")

@@ -52,7 +52,15 @@ type nativeCtx struct {
 	bLeft      uint64  // frames left, the current one included
 	bStop      uint64  // not 0: return to Go after the current frame
 	flood      uint64  // env.FloodSlot
+
+	// Map helpers in machine code: the worker's CPU (env.CPU) and the
+	// words of a hash key being looked up.
+	cpu  uint64
+	keyq [maxInlineKeyWords]uint64
 }
+
+// maxInlineKeyWords bounds the keys of hash lookups done in machine code.
+const maxInlineKeyWords = 4
 
 // frameStack is the state local calls save, one record per caller.
 type frameStack [vm.MaxCallDepth - 1]frameRec
@@ -93,6 +101,8 @@ const (
 	offBLeft     = int32(unsafe.Offsetof(nativeCtx{}.bLeft))
 	offBStop     = int32(unsafe.Offsetof(nativeCtx{}.bStop))
 	offFlood     = int32(unsafe.Offsetof(nativeCtx{}.flood))
+	offCPU       = int32(unsafe.Offsetof(nativeCtx{}.cpu))
+	offKeyq      = int32(unsafe.Offsetof(nativeCtx{}.keyq))
 
 	// Layout of vm.FrameResult, written by frame_done.
 	offResR0       = int32(unsafe.Offsetof(vm.FrameResult{}.R0))

@@ -413,6 +413,7 @@ func (a *assembler) imulRRI(w bool, dst, src xreg, imm int32) {
 func (a *assembler) group3(w bool, digit byte, r xreg) { a.opRR(w, []byte{0xf7}, xreg(digit), r) }
 
 func (a *assembler) neg(w bool, r xreg)  { a.group3(w, 3, r) }
+func (a *assembler) mul(w bool, r xreg)  { a.group3(w, 4, r) }
 func (a *assembler) div(w bool, r xreg)  { a.group3(w, 6, r) }
 func (a *assembler) idiv(w bool, r xreg) { a.group3(w, 7, r) }
 

@@ -30,6 +30,8 @@ func TestEncoding(t *testing.T) {
 		{"cmp mem imm", func(a *assembler) { a.aluMI(aluCmp, r12, 0x70, 0) }, "49837c247000", "cmp qword ptr [r12+0x70], 0x0"},
 		{"add mem reg", func(a *assembler) { a.aluMR(aluAdd, r12, 0x140, r10) }, "4d01942440010000", "add qword ptr [r12+0x140], r10"},
 		{"cmovb", func(a *assembler) { a.cmov(condB, rax, rcx) }, "480f42c1", "cmovb rax, rcx"},
+		{"mul", func(a *assembler) { a.mul(true, rdi) }, "48f7e7", "mul rdi"},
+		{"test32 sign bit", func(a *assembler) { a.testRI(false, r10, -1<<31) }, "41f7c200000080", "test r10d, -0x80000000"},
 		{"cmovae ext", func(a *assembler) { a.cmov(condAE, r11, r10) }, "4d0f43da", "cmovnb r11, r10"},
 		{"test32 imm", func(a *assembler) { a.testRI(false, r11, 7) }, "41f7c307000000", "test r11d, 0x7"},
 		{"test rax imm", func(a *assembler) { a.testRI(true, rax, -1) }, "48a9ffffffff", "test rax, -0x1"},

@@ -61,6 +61,11 @@ func (p *Program) CallMap(pc int) (int, bool) {
 	return k, ok
 }
 
+// KeyProof returns what the analysis proved of the key argument (r2) of
+// the map helper call at pc: that it points at the map's KeySize bytes,
+// readable.
+func (p *Program) KeyProof(pc int) Proof { return p.keyProofs[pc] }
+
 // maxAnalyzed bounds the programs analyzed: bigger ones run with every
 // check (the analysis keeps a state per block).
 const maxAnalyzed = 1 << 16
@@ -228,6 +233,7 @@ func (p *Program) analyze() {
 	}
 	p.proofs = make([]Proof, n)
 	p.callMaps = map[int]int{}
+	p.keyProofs = map[int]Proof{}
 	for pc := range a.in {
 		a.block(pc, p)
 	}
@@ -329,7 +335,11 @@ func (a *analysis) record(p *Program, pc int, i asm.Instruction, s *astate) {
 	case asm.ClassJMP:
 		if i.Op == asm.OpCall && i.Src == 0 {
 			if v := s.r[1]; v.isConst() && v.lo >= mapHandleBase && v.lo-mapHandleBase < uint64(len(p.maps)) {
-				p.callMaps[pc] = int(v.lo - mapHandleBase)
+				k := int(v.lo - mapHandleBase)
+				p.callMaps[pc] = k
+				if l := p.MapLayoutOf(k); l != nil {
+					p.keyProofs[pc] = a.prove(s.r[2], s, 0, int64(l.KeySize), false)
+				}
 			}
 		}
 	}

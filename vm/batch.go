@@ -126,11 +126,17 @@ func (e *Env) RunFrames(r Runner, frames [][]byte, ingress uint32, res []FrameRe
 // runs, so a program that changes it sees its own changes. It stops after
 // the first run that fails. It returns the last run's outcome and the
 // mean wall time of a run, measured around the whole loop, so that an
-// engine that implements BatchRunner (the JIT) pays its entry once.
+// engine that implements BatchRunner (the JIT) pays its entry once. Unless
+// Env.Clock is set, bpf_ktime_get_ns gives every run the time of the
+// call, as a switch gives every frame of a batch its batch's time.
 func (e *Env) RunRepeat(r Runner, frame []byte, ingress uint32, n int) (FrameResult, time.Duration) {
 	var res FrameResult
 	if n < 1 {
 		return res, 0
+	}
+	if e.Clock == 0 {
+		e.Clock = Ktime()
+		defer func() { e.Clock = 0 }()
 	}
 	e.frame = frame
 	e.setContext(ingress)

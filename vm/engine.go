@@ -67,6 +67,14 @@ func (e *Env) Pinned() any { return e.pin }
 // MDAddr is a frame run, for which the proofs marked ProvenFrame hold.
 func (e *Env) FrameRun() bool { return e.frameRun }
 
+// ArgsGen returns a number that changes whenever the argument regions do
+// (SetArg, SetArgBytes, the context of frame runs), except for the frame
+// region of a batch, which the engine sets itself; ArgsChanged compares it.
+func (e *Env) ArgsGen() uint64 { return e.argsGen }
+
+// ArgsChanged reports whether the argument regions changed since gen.
+func (e *Env) ArgsChanged(gen uint64) bool { return e.argsGen != gen }
+
 // DynamicRegions reports whether helpers added regions during the run
 // (AddRegion) that are still there.
 func (e *Env) DynamicRegions() bool { return len(e.regions) > e.nFixed }

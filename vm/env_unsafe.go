@@ -79,6 +79,7 @@ type Env struct {
 	frame   []byte
 	batch   [][]byte
 	results []FrameResult
+	args    [3][]byte // SetArgBytes'
 
 	fault  Error
 	frames [MaxCallDepth]frame
@@ -87,6 +88,9 @@ type Env struct {
 	pin any
 	// frameRun: the argument regions are a frame run's (setContext).
 	frameRun bool
+	// argsGen counts changes of the argument regions (SetArg...), but for
+	// the frame region of batches, which engines follow themselves.
+	argsGen uint64
 	// User is free for the embedding application (the switch keeps its
 	// worker state here for its helpers).
 	User any
@@ -154,12 +158,17 @@ func (e *Env) SetArg(n int, r Region) {
 	}
 	e.regions[1+n] = r
 	e.frameRun = false
+	e.argsGen++
 }
 
-// SetArgBytes makes b argument region n, writable.
+// SetArgBytes makes b argument region n, writable. The env keeps b (so
+// that it is on the heap, where it does not move, for as long as runs may
+// use it).
 func (e *Env) SetArgBytes(n int, b []byte) {
+	e.args[n] = b
 	e.regions[1+n] = Region{Start: addrOf(b), Size: uint64(len(b)), Writable: true}
 	e.frameRun = false
+	e.argsGen++
 }
 
 // bind installs p's regions after the fixed ones.
@@ -272,6 +281,7 @@ func (e *Env) setContext(ingress uint32) {
 	e.regions[1] = Region{Start: md + ctxHead, Size: PacketContextSize - ctxHead, Writable: true}
 	e.regions[3] = Region{Start: md, Size: ctxHead}
 	e.frameRun = true
+	e.argsGen++
 }
 
 // setFrame points the context and the frame region at frame, and resets

@@ -60,8 +60,9 @@ type Program struct {
 	regions []Region
 	funcs   []int // entry slots of the functions, main first
 	// What the load-time analysis proved (analyze.go).
-	proofs   []Proof
-	callMaps map[int]int
+	proofs    []Proof
+	callMaps  map[int]int
+	keyProofs map[int]Proof
 
 	// Native holds compiled code attached by a JIT (see package jit).
 	Native atomic.Pointer[Native]
