@@ -69,21 +69,21 @@ type compiler struct {
 	// lookups are the hash lookup stubs by map, in the order first used.
 	lookups     map[int]label
 	lookupOrder []int
-	cold       []func()
-	checkR     label // slow-path region check for loads
-	checkW     label // and for stores
-	fault      label // common fault exit
-	helper     label // common helper exit
-	subRet     label // return from a local call
-	resume     label // re-entry after a helper
-	start      label // first entry
-	frameDone  label // exit of the main program: the end of a run or of a batch's frame
-	frameStart label // entry of a batch's frame
-	usedR      bool
-	usedW      bool
-	stubNames  map[int]string // offset -> name of the shared stubs
-	coldFrom   int            // offset where cold code starts
-	stubFrom   int            // offset where the shared stubs start
+	cold        []func()
+	checkR      label // slow-path region check for loads
+	checkW      label // and for stores
+	fault       label // common fault exit
+	helper      label // common helper exit
+	subRet      label // return from a local call
+	resume      label // re-entry after a helper
+	start       label // first entry
+	frameDone   label // exit of the main program: the end of a run or of a batch's frame
+	frameStart  label // entry of a batch's frame
+	usedR       bool
+	usedW       bool
+	stubNames   map[int]string // offset -> name of the shared stubs
+	coldFrom    int            // offset where cold code starts
+	stubFrom    int            // offset where the shared stubs start
 }
 
 // compiled is the result of compile: the code and where things are in it.
