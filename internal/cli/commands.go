@@ -150,8 +150,8 @@ func offload(p control.Port) string {
 }
 
 func busyPoll(p control.Port) string {
-	if p.BusyPoll == "" || strings.HasPrefix(p.BusyPoll, "-") {
-		return "0"
+	if p.BusyPoll == "" {
+		return "-"
 	}
 	return p.BusyPoll
 }
