@@ -443,6 +443,7 @@ func (s *session) handleExit() (entry uintptr, r0 uint64, err error, done bool) 
 	env.Bind(next)
 	x.regs[10] = env.StackTop()
 	x.depth = 0
+	setWindows(x, *env.RegionTable()) // the target may use them where the caller did not
 	nc := nativeOf(next)
 	if nc == nil {
 		r0, err := runInterp(env, next, x)

@@ -821,6 +821,7 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 		a.jmp(c.pcLabel[pc+1+int(i.Imm)])
 	case i.Op == asm.OpCall || i.Op == asm.OpCallX:
 		c.budgetCheck(pc)
+		c.charge(vm.CallCost)
 		if h := c.prog.Helper(i.Imm); i.Op == asm.OpCall && h != nil && h.Clock {
 			// bpf_ktime_get_ns from the run's clock, without leaving the
 			// machine code; a zero clock takes the helper exit below.
@@ -1022,23 +1023,30 @@ func (c *compiler) frameStubs() {
 	a.storeQ(rdx, offMDDataEnd, rcx)
 	a.loadQ(rcx, regCtx, offIngress)
 	a.storeQ(rdx, offMDIngress, rcx) // ingress_port, ring_nr 0, padding 0
-	// Region 2 of the env's table is the frame.
-	a.loadQ(addrReg, regCtx, offRegions)
-	a.loadQ(addrReg, addrReg, 0)
-	a.storeQ(addrReg, 2*sizeRegion+offRegionStart, rdi)
-	a.storeQ(addrReg, 2*sizeRegion+offRegionSize, rsi)
-	// Window 1 is the frame (window.set): lim[k] = len - (1<<k) + 1, or 0.
-	a.storeQ(regCtx, offWin+sizeWindow, rdi)
-	a.storeQ(regCtx, offWin+sizeWindow+8, rsi)
+	// Region 2 of the env's table and window 1 are the frame, for the
+	// memory checks and for helpers (a program that calls none cannot
+	// tail call into code that needs them either).
 	a.aluRR(false, aluXor, rcx, rcx)
-	for k, d := range []int32{1, 3, 7} {
-		a.movRR(true, rax, rsi)
-		a.aluRI(true, aluSub, rax, d)
-		a.cmov(condB, rax, rcx)
-		a.storeQ(regCtx, offWin+sizeWindow+16+8*int32(k), rax)
+	if c.helperCalls || c.usedR || c.usedW {
+		a.loadQ(addrReg, regCtx, offRegions)
+		a.loadQ(addrReg, addrReg, 0)
+		a.storeQ(addrReg, 2*sizeRegion+offRegionStart, rdi)
+		a.storeQ(addrReg, 2*sizeRegion+offRegionSize, rsi)
+		// window.set: lim[k] = len - (1<<k) + 1, or 0.
+		a.storeQ(regCtx, offWin+sizeWindow, rdi)
+		a.storeQ(regCtx, offWin+sizeWindow+8, rsi)
+		for k, d := range []int32{1, 3, 7} {
+			a.movRR(true, rax, rsi)
+			a.aluRI(true, aluSub, rax, d)
+			a.cmov(condB, rax, rcx)
+			a.storeQ(regCtx, offWin+sizeWindow+16+8*int32(k), rax)
+		}
 	}
-	a.loadQ(rax, regCtx, offBudget0)
-	a.storeQ(regCtx, offBudget, rax)
+	if c.helperCalls {
+		// Only helpers charge the budget.
+		a.loadQ(rax, regCtx, offBudget0)
+		a.storeQ(regCtx, offBudget, rax)
+	}
 	if c.localCalls {
 		a.storeQ(regCtx, offDepth, rcx)
 	}
@@ -1067,7 +1075,9 @@ func (c *compiler) checkStubs() {
 // checkStub emits the slow-path region check, the interpreter's find: the
 // first region of the env's table that contains the r10 bytes at r11
 // decides; a store also needs it writable. It returns r10 = 0 if the
-// access is allowed, 1 if not, and preserves every other register.
+// access is allowed, 1 if not, and preserves every other register. An
+// access found in region i past the fixed ones costs i+1 units of the
+// budget, as in the interpreter (vm.FixedRegions).
 func (c *compiler) checkStub(l label, write bool) {
 	a := &c.a
 	a.bind(l)
@@ -1106,6 +1116,19 @@ func (c *compiler) checkStub(l label, write bool) {
 		a.b = append(a.b, 0)
 		a.jcc(condE, fail)
 	}
+	// The charge: index = len - rcx.
+	free := a.newLabel()
+	a.loadQ(rax, regCtx, offRegions)
+	a.loadQ(rax, rax, 8)
+	a.aluRR(true, aluSub, rax, rcx)
+	a.aluRI(true, aluCmp, rax, vm.FixedRegions)
+	a.jcc(condB, free)
+	a.aluRI(true, aluAdd, rax, 1)
+	a.aluMR(aluSub, regCtx, offBudget, rax)
+	a.jcc(condAE, free)
+	a.aluRR(false, aluXor, rax, rax)
+	a.storeQ(regCtx, offBudget, rax)
+	a.bind(free)
 	a.aluRR(false, aluXor, tmp, tmp)
 	a.jmp(done)
 	a.bind(next)

@@ -114,54 +114,34 @@ func ExampleListing_Format() {
 	//    120:  48 89 4a 08                    mov qword ptr [rdx+0x8], rcx
 	//    124:  49 8b 8c 24 28 01 00 00        mov rcx, qword ptr [r12+0x128]
 	//    12c:  48 89 4a 10                    mov qword ptr [rdx+0x10], rcx
-	//    130:  4d 8b 9c 24 98 00 00 00        mov r11, qword ptr [r12+0x98]
-	//    138:  4d 8b 1b                       mov r11, qword ptr [r11]
-	//    13b:  49 89 7b 50                    mov qword ptr [r11+0x50], rdi
-	//    13f:  49 89 73 58                    mov qword ptr [r11+0x58], rsi
-	//    143:  49 89 bc 24 d8 00 00 00        mov qword ptr [r12+0xd8], rdi
-	//    14b:  49 89 b4 24 e0 00 00 00        mov qword ptr [r12+0xe0], rsi
-	//    153:  31 c9                          xor ecx, ecx
-	//    155:  48 89 f0                       mov rax, rsi
-	//    158:  48 83 e8 01                    sub rax, 0x1
-	//    15c:  48 0f 42 c1                    cmovb rax, rcx
-	//    160:  49 89 84 24 e8 00 00 00        mov qword ptr [r12+0xe8], rax
-	//    168:  48 89 f0                       mov rax, rsi
-	//    16b:  48 83 e8 03                    sub rax, 0x3
-	//    16f:  48 0f 42 c1                    cmovb rax, rcx
-	//    173:  49 89 84 24 f0 00 00 00        mov qword ptr [r12+0xf0], rax
-	//    17b:  48 89 f0                       mov rax, rsi
-	//    17e:  48 83 e8 07                    sub rax, 0x7
-	//    182:  48 0f 42 c1                    cmovb rax, rcx
-	//    186:  49 89 84 24 f8 00 00 00        mov qword ptr [r12+0xf8], rax
-	//    18e:  49 8b 84 24 10 01 00 00        mov rax, qword ptr [r12+0x110]
-	//    196:  49 89 44 24 68                 mov qword ptr [r12+0x68], rax
-	//    19b:  48 89 d7                       mov rdi, rdx
-	//    19e:  31 c0                          xor eax, eax
-	//    1a0:  31 f6                          xor esi, esi
-	//    1a2:  31 d2                          xor edx, edx
-	//    1a4:  31 c9                          xor ecx, ecx
-	//    1a6:  45 31 c0                       xor r8d, r8d
-	//    1a9:  31 db                          xor ebx, ebx
-	//    1ab:  45 31 ed                       xor r13d, r13d
-	//    1ae:  45 31 f6                       xor r14d, r14d
-	//    1b1:  45 31 ff                       xor r15d, r15d
-	//    1b4:  49 8b ac 24 18 01 00 00        mov rbp, qword ptr [r12+0x118]
-	//    1bc:  45 31 c9                       xor r9d, r9d
-	//    1bf:  e9 62 fe ff ff                 jmp insn0
+	//    130:  31 c9                          xor ecx, ecx
+	//    132:  48 89 d7                       mov rdi, rdx
+	//    135:  31 c0                          xor eax, eax
+	//    137:  31 f6                          xor esi, esi
+	//    139:  31 d2                          xor edx, edx
+	//    13b:  31 c9                          xor ecx, ecx
+	//    13d:  45 31 c0                       xor r8d, r8d
+	//    140:  31 db                          xor ebx, ebx
+	//    142:  45 31 ed                       xor r13d, r13d
+	//    145:  45 31 f6                       xor r14d, r14d
+	//    148:  45 31 ff                       xor r15d, r15d
+	//    14b:  49 8b ac 24 18 01 00 00        mov rbp, qword ptr [r12+0x118]
+	//    153:  45 31 c9                       xor r9d, r9d
+	//    156:  e9 cb fe ff ff                 jmp insn0
 	// ; resume
-	//    1c4:  49 8b 44 24 08                 mov rax, qword ptr [r12+0x8]
-	//    1c9:  49 8b 7c 24 10                 mov rdi, qword ptr [r12+0x10]
-	//    1ce:  49 8b 74 24 18                 mov rsi, qword ptr [r12+0x18]
-	//    1d3:  49 8b 54 24 20                 mov rdx, qword ptr [r12+0x20]
-	//    1d8:  49 8b 4c 24 28                 mov rcx, qword ptr [r12+0x28]
-	//    1dd:  4d 8b 44 24 30                 mov r8, qword ptr [r12+0x30]
-	//    1e2:  49 8b 5c 24 38                 mov rbx, qword ptr [r12+0x38]
-	//    1e7:  4d 8b 6c 24 40                 mov r13, qword ptr [r12+0x40]
-	//    1ec:  4d 8b 74 24 48                 mov r14, qword ptr [r12+0x48]
-	//    1f1:  4d 8b 7c 24 50                 mov r15, qword ptr [r12+0x50]
-	//    1f6:  49 8b 6c 24 58                 mov rbp, qword ptr [r12+0x58]
-	//    1fb:  4d 8b 4c 24 60                 mov r9, qword ptr [r12+0x60]
-	//    200:  41 ff a4 24 80 00 00 00        jmp qword ptr [r12+0x80]
+	//    15b:  49 8b 44 24 08                 mov rax, qword ptr [r12+0x8]
+	//    160:  49 8b 7c 24 10                 mov rdi, qword ptr [r12+0x10]
+	//    165:  49 8b 74 24 18                 mov rsi, qword ptr [r12+0x18]
+	//    16a:  49 8b 54 24 20                 mov rdx, qword ptr [r12+0x20]
+	//    16f:  49 8b 4c 24 28                 mov rcx, qword ptr [r12+0x28]
+	//    174:  4d 8b 44 24 30                 mov r8, qword ptr [r12+0x30]
+	//    179:  49 8b 5c 24 38                 mov rbx, qword ptr [r12+0x38]
+	//    17e:  4d 8b 6c 24 40                 mov r13, qword ptr [r12+0x40]
+	//    183:  4d 8b 74 24 48                 mov r14, qword ptr [r12+0x48]
+	//    188:  4d 8b 7c 24 50                 mov r15, qword ptr [r12+0x50]
+	//    18d:  49 8b 6c 24 58                 mov rbp, qword ptr [r12+0x58]
+	//    192:  4d 8b 4c 24 60                 mov r9, qword ptr [r12+0x60]
+	//    197:  41 ff a4 24 80 00 00 00        jmp qword ptr [r12+0x80]
 }
 
 // A program that checks its frame against data_end: the analysis proves

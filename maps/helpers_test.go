@@ -696,8 +696,9 @@ loop:
 	jlt %r6, 1000000, loop
 	exit`,
 		test: func(h *harness) {
-			// Each iteration is 7 instructions plus a probe of 8 key words.
-			h.env.Budget = 7*1000 + 1000*(costProbe+8)
+			// Each iteration is 7 instructions, a call and a probe of 8
+			// key words.
+			h.env.Budget = 7*1000 + 1000*(vm.CallCost+costProbe+8)
 			_, err := h.run(0)
 			var e *vm.Error
 			if !errors.As(err, &e) || e.Kind != vm.KindBudget {
@@ -705,6 +706,40 @@ loop:
 			}
 			if it := h.env.Executed / 7; it < 990 || it > 1010 {
 				h.t.Errorf("fault after %d iterations, want about 1000 (instructions and probes charged)", it)
+			}
+		},
+	},
+	{
+		// A checked access found in a map's values costs the search:
+		// region 4 (the first map's) is 5 units.
+		name: "budget counts region searches",
+		maps: []Spec{{Type: Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}},
+		src: `
+	stw [%r10-4], 0
+	mov %r2, %r10
+	add %r2, -4
+	lddw %r1, map[0]
+	call 1
+	jeq %r0, 0, out
+	stxdw [%r10-16], %r0
+	ldxdw %r6, [%r10-16]
+	mov %r7, 0
+loop:
+	ldxdw %r1, [%r6+0]
+	add %r7, 1
+	jlt %r7, 1000000, loop
+out:
+	exit`,
+		test: func(h *harness) {
+			// Each iteration: 3 instructions and a search of 5.
+			h.env.Budget = 9 + 1000*8
+			_, err := h.run(0)
+			var e *vm.Error
+			if !errors.As(err, &e) || e.Kind != vm.KindBudget {
+				h.t.Fatalf("run: %v, want a budget fault", err)
+			}
+			if it := (h.env.Executed - 9) / 3; it < 995 || it > 1005 {
+				h.t.Errorf("fault after %d iterations, want about 1000 (searches charged)", it)
 			}
 		},
 	},

@@ -49,8 +49,8 @@ type Env struct {
 	// for long. One unit is about a nanosecond of the slowest work it
 	// stands for on this machine class (an interpreted instruction, a
 	// word copied into a map with an atomic store): with the default
-	// budget a run takes a few milliseconds at worst (see
-	// docs/budget.md for the measured bound).
+	// budget a run takes a few milliseconds at worst (the package doc
+	// gives the measured bound).
 	Budget uint64
 	// charged is what helpers charged during the current helper call.
 	charged uint64
@@ -147,7 +147,14 @@ func (e *Env) Stack() []byte { return e.stack }
 
 // numFixed is the number of regions before the program's: the stack and
 // three argument regions.
-const numFixed = 4
+const numFixed = FixedRegions
+
+// FixedRegions is the number of regions before a program's: the stack and
+// three argument regions. A checked access or a helper's pointer found in
+// region i past them (a map's values, a dynamic region) costs the run i+1
+// units of its budget, the length of the search (see Budget); engines
+// charge the same.
+const FixedRegions = 4
 
 // SetArg sets argument region n (0, 1 or 2) for the following runs. A
 // region with Size 0 removes it. Argument regions are contiguous (Stride
@@ -186,11 +193,17 @@ func (e *Env) bind(p *Program) {
 // Program returns the program running now (for helpers).
 func (e *Env) Program() *Program { return e.prog }
 
-// find returns the region holding the n bytes at addr, or nil.
-func (e *Env) find(addr, n uint64) *Region {
+// access returns the region holding the n bytes at addr, for an access at
+// pc of the running program that the fast path could not decide, and
+// charges the search to the run (FixedRegions) unless the access was
+// proven (an engine that uses the proof does not search).
+func (e *Env) access(addr, n uint64, pc int) *Region {
 	for i := range e.regions {
 		r := &e.regions[i]
 		if r.Contains(addr, n) {
+			if i >= numFixed && e.prog.Proof(pc) != ProvenAlways {
+				e.st.budget = SubBudget(e.st.budget, uint64(i+1))
+			}
 			return r
 		}
 	}
@@ -198,12 +211,22 @@ func (e *Env) find(addr, n uint64) *Region {
 }
 
 // Bytes returns the n bytes at addr if the program may read them (and,
-// with write, write them), for helpers that take pointers.
+// with write, write them), for helpers that take pointers. The search is
+// charged to the run (FixedRegions).
 func (e *Env) Bytes(addr, n uint64, write bool) ([]byte, bool) {
 	if n == 0 {
 		return nil, true
 	}
-	r := e.find(addr, n)
+	var r *Region
+	for i := range e.regions {
+		if e.regions[i].Contains(addr, n) {
+			r = &e.regions[i]
+			if i >= numFixed {
+				e.charged += uint64(i + 1)
+			}
+			break
+		}
+	}
 	if r == nil || write && !r.Writable {
 		return nil, false
 	}

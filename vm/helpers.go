@@ -29,6 +29,11 @@ type Helper struct {
 	Op HelperOp
 }
 
+// CallCost is what every helper call costs a run's budget on top of its
+// instruction, whatever the helper does (it may charge more): the engines'
+// own cost of a call, which a loop of cheap helper calls must pay.
+const CallCost = 16
+
 // Helper ids, numbered as in Linux.
 const (
 	HelperMapLookupElem     = 1
