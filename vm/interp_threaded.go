@@ -45,19 +45,15 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 			dst = &regs[w>>8&15]
 		general:
 			switch uint8(w) {
-			// Threaded dispatch: every block below ends with its own jump
-			// to the next instruction's block; this switch starts the chain
-			// and catches invalid opcodes.
+			// Threaded dispatch: the blocks of the hot handlers below end with
+			// their own jump to the next instruction's block; this switch starts
+			// the chain, runs the cold handlers and catches invalid opcodes.
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
 				goto h0
 			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -72,8 +68,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -82,10 +76,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -106,10 +96,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -124,8 +110,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -136,10 +120,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -164,12 +144,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -178,14 +152,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -210,82 +178,372 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
+				*dst = div64(*dst, uint64(int64(int32(w>>32))), int16(w>>16))
+			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
+				*dst = mod64(*dst, uint64(int64(int32(w>>32))), int16(w>>16))
+			case asm.ClassALU64 | asm.ALUNeg:
+				*dst = -*dst
+			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
+				*dst = div64(*dst, regs[w>>12&15], int16(w>>16))
+			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
+				*dst = mod64(*dst, regs[w>>12&15], int16(w>>16))
+			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
+				*dst = div32(*dst, uint64(uint32(int32(w>>32))), int16(w>>16))
+			case asm.ClassALU | asm.ALUMod | asm.SrcK:
+				*dst = mod32(*dst, uint64(uint32(int32(w>>32))), int16(w>>16))
+			case asm.ClassALU | asm.ALUNeg:
+				*dst = uint64(-uint32(*dst))
+			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
+				*dst = div32(*dst, uint64(uint32(regs[w>>12&15])), int16(w>>16))
+			case asm.ClassALU | asm.ALUMod | asm.SrcX:
+				*dst = mod32(*dst, uint64(uint32(regs[w>>12&15])), int16(w>>16))
+			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
+				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
+				if !env.fastRead(a, 1) {
+					st.pc = pc
+					break inner
+				}
+				*dst = uint64(int64(int8(load8(a))))
+			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
+				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
+				if !env.fastRead(a, 2) {
+					st.pc = pc
+					break inner
+				}
+				*dst = uint64(int64(int16(load16(a))))
+			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
+				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
+				if !env.fastRead(a, 4) {
+					st.pc = pc
+					break inner
+				}
+				*dst = uint64(int64(int32(load32(a))))
+			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
+				a := *dst + uint64(int64(int16(w>>16)))
+				if !env.fastWrite(a, 4) {
+					st.pc = pc
+					break inner
+				}
+				if a&3 != 0 {
+					return 0, env.memFault(KindMisaligned, pc-1, a, 4, st.count+uint64(pc-st.start))
+				}
+				atomic32(w, p32(a), &regs)
+			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
+				a := *dst + uint64(int64(int16(w>>16)))
+				if !env.fastWrite(a, 8) {
+					st.pc = pc
+					break inner
+				}
+				if a&7 != 0 {
+					return 0, env.memFault(KindMisaligned, pc-1, a, 8, st.count+uint64(pc-st.start))
+				}
+				atomic64(w, p64(a), &regs)
+			case asm.OpJA32:
+				st.count += uint64(pc - st.start)
+				pc += int(int32(w >> 32))
+				st.start = pc
+				if int32(w>>32) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int32(w>>32)), st.count)
+				}
+			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a&b != 0 {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; a&b != 0 {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) > int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) > int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) >= int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) >= int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) < int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) < int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) <= int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) <= int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) == uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) == uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) != uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) != uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) > uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) > uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) >= uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) >= uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) < uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) < uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) <= uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) <= uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a)&uint32(b) != 0 {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a)&uint32(b) != 0 {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) > int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) > int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) >= int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) >= int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) < int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) < int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) <= int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) <= int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
 			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				// Unreachable for a validated program: listed so that the
-				// jump table spans every opcode and needs no range check.
 				return 0, env.setFault(KindRead, pc-1, st.count+uint64(pc-st.start))
 			default:
-				// Unreachable for a validated program.
 				return 0, env.setFault(KindRead, pc-1, st.count+uint64(pc-st.start))
 			}
+			continue
 		h0:
 			{
 				*dst += uint64(int64(int32(w >> 32)))
@@ -300,10 +558,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -318,8 +572,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -328,10 +580,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -352,10 +600,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -370,8 +614,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -382,10 +624,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -410,12 +648,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -424,14 +656,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -456,75 +682,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -542,10 +704,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -560,8 +718,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -570,10 +726,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -594,10 +746,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -612,8 +760,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -624,10 +770,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -652,12 +794,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -666,14 +802,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -698,75 +828,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -784,10 +850,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -802,8 +864,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -812,10 +872,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -836,10 +892,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -854,8 +906,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -866,10 +916,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -894,12 +940,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -908,14 +948,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -940,559 +974,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h3:
-			{
-				*dst = div64(*dst, uint64(int64(int32(w>>32))), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h4:
-			{
-				*dst = mod64(*dst, uint64(int64(int32(w>>32))), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -1510,10 +996,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -1528,8 +1010,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -1538,10 +1018,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -1562,10 +1038,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -1580,8 +1052,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -1592,10 +1062,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -1620,12 +1086,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -1634,14 +1094,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -1666,75 +1120,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -1752,10 +1142,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -1770,8 +1156,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -1780,10 +1164,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -1804,10 +1184,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -1822,8 +1198,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -1834,10 +1208,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -1862,12 +1232,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -1876,14 +1240,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -1908,75 +1266,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -1994,10 +1288,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -2012,8 +1302,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -2022,10 +1310,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -2046,10 +1330,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -2064,8 +1344,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -2076,10 +1354,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -2104,12 +1378,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -2118,14 +1386,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -2150,75 +1412,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -2236,10 +1434,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -2254,8 +1448,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -2264,10 +1456,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -2288,10 +1476,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -2306,8 +1490,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -2318,10 +1500,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -2346,12 +1524,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -2360,14 +1532,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -2392,75 +1558,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -2478,10 +1580,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -2496,8 +1594,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -2506,10 +1602,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -2530,10 +1622,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -2548,8 +1636,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -2560,10 +1646,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -2588,12 +1670,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -2602,14 +1678,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -2634,75 +1704,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -2720,10 +1726,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -2738,8 +1740,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -2748,10 +1748,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -2772,10 +1768,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -2790,8 +1782,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -2802,10 +1792,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -2830,12 +1816,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -2844,14 +1824,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -2876,75 +1850,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -2962,10 +1872,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -2980,8 +1886,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -2990,10 +1894,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -3014,10 +1914,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -3032,8 +1928,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -3044,10 +1938,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -3072,12 +1962,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -3086,14 +1970,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -3118,317 +1996,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h12:
-			{
-				*dst = -*dst
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -3446,10 +2018,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -3464,8 +2032,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -3474,10 +2040,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -3498,10 +2060,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -3516,8 +2074,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -3528,10 +2084,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -3556,12 +2108,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -3570,14 +2116,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -3602,75 +2142,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -3688,10 +2164,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -3706,8 +2178,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -3716,10 +2186,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -3740,10 +2206,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -3758,8 +2220,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -3770,10 +2230,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -3798,12 +2254,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -3812,14 +2262,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -3844,75 +2288,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -3930,10 +2310,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -3948,8 +2324,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -3958,10 +2332,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -3982,10 +2352,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -4000,8 +2366,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -4012,10 +2376,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -4040,12 +2400,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -4054,14 +2408,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -4086,75 +2434,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -4172,10 +2456,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -4190,8 +2470,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -4200,10 +2478,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -4224,10 +2498,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -4242,8 +2512,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -4254,10 +2522,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -4282,12 +2546,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -4296,14 +2554,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -4328,559 +2580,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h17:
-			{
-				*dst = div64(*dst, regs[w>>12&15], int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h18:
-			{
-				*dst = mod64(*dst, regs[w>>12&15], int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -4898,10 +2602,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -4916,8 +2616,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -4926,10 +2624,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -4950,10 +2644,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -4968,8 +2658,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -4980,10 +2668,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -5008,12 +2692,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -5022,14 +2700,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -5054,75 +2726,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -5140,10 +2748,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -5158,8 +2762,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -5168,10 +2770,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -5192,10 +2790,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -5210,8 +2804,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -5222,10 +2814,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -5250,12 +2838,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -5264,14 +2846,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -5296,75 +2872,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -5382,10 +2894,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -5400,8 +2908,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -5410,10 +2916,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -5434,10 +2936,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -5452,8 +2950,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -5464,10 +2960,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -5492,12 +2984,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -5506,14 +2992,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -5538,75 +3018,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -5624,10 +3040,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -5642,8 +3054,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -5652,10 +3062,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -5676,10 +3082,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -5694,8 +3096,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -5706,10 +3106,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -5734,12 +3130,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -5748,14 +3138,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -5780,75 +3164,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -5866,10 +3186,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -5884,8 +3200,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -5894,10 +3208,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -5918,10 +3228,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -5936,8 +3242,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -5948,10 +3252,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -5976,12 +3276,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -5990,14 +3284,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -6022,75 +3310,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -6108,10 +3332,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -6126,8 +3346,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -6136,10 +3354,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -6160,10 +3374,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -6178,8 +3388,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -6190,10 +3398,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -6218,12 +3422,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -6232,14 +3430,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -6264,75 +3456,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -6350,10 +3478,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -6368,8 +3492,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -6378,10 +3500,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -6402,10 +3520,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -6420,8 +3534,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -6432,10 +3544,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -6460,12 +3568,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -6474,14 +3576,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -6506,75 +3602,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -6592,10 +3624,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -6610,8 +3638,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -6620,10 +3646,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -6644,10 +3666,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -6662,8 +3680,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -6674,10 +3690,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -6702,12 +3714,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -6716,14 +3722,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -6748,75 +3748,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -6834,10 +3770,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -6852,8 +3784,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -6862,10 +3792,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -6886,10 +3812,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -6904,8 +3826,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -6916,10 +3836,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -6944,12 +3860,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -6958,14 +3868,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -6990,75 +3894,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -7076,10 +3916,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -7094,8 +3930,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -7104,10 +3938,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -7128,10 +3958,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -7146,8 +3972,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -7158,10 +3982,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -7186,12 +4006,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -7200,14 +4014,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -7232,559 +4040,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h29:
-			{
-				*dst = div32(*dst, uint64(uint32(int32(w>>32))), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h30:
-			{
-				*dst = mod32(*dst, uint64(uint32(int32(w>>32))), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -7802,10 +4062,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -7820,8 +4076,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -7830,10 +4084,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -7854,10 +4104,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -7872,8 +4118,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -7884,10 +4128,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -7912,12 +4152,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -7926,14 +4160,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -7958,75 +4186,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -8044,10 +4208,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -8062,8 +4222,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -8072,10 +4230,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -8096,10 +4250,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -8114,8 +4264,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -8126,10 +4274,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -8154,12 +4298,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -8168,14 +4306,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -8200,75 +4332,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -8286,10 +4354,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -8304,8 +4368,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -8314,10 +4376,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -8338,10 +4396,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -8356,8 +4410,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -8368,10 +4420,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -8396,12 +4444,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -8410,14 +4452,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -8442,75 +4478,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -8528,10 +4500,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -8546,8 +4514,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -8556,10 +4522,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -8580,10 +4542,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -8598,8 +4556,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -8610,10 +4566,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -8638,12 +4590,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -8652,14 +4598,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -8684,75 +4624,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -8770,10 +4646,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -8788,8 +4660,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -8798,10 +4668,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -8822,10 +4688,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -8840,8 +4702,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -8852,10 +4712,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -8880,12 +4736,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -8894,14 +4744,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -8926,75 +4770,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -9012,10 +4792,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -9030,8 +4806,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -9040,10 +4814,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -9064,10 +4834,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -9082,8 +4848,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -9094,10 +4858,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -9122,12 +4882,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -9136,14 +4890,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -9168,75 +4916,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -9254,10 +4938,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -9272,8 +4952,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -9282,10 +4960,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -9306,10 +4980,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -9324,8 +4994,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -9336,10 +5004,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -9364,12 +5028,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -9378,14 +5036,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -9410,317 +5062,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h38:
-			{
-				*dst = uint64(-uint32(*dst))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -9738,10 +5084,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -9756,8 +5098,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -9766,10 +5106,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -9790,10 +5126,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -9808,8 +5140,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -9820,10 +5150,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -9848,12 +5174,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -9862,14 +5182,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -9894,75 +5208,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -9980,10 +5230,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -9998,8 +5244,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -10008,10 +5252,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -10032,10 +5272,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -10050,8 +5286,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -10062,10 +5296,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -10090,12 +5320,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -10104,14 +5328,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -10136,75 +5354,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -10222,10 +5376,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -10240,8 +5390,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -10250,10 +5398,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -10274,10 +5418,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -10292,8 +5432,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -10304,10 +5442,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -10332,12 +5466,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -10346,14 +5474,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -10378,75 +5500,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -10464,10 +5522,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -10482,8 +5536,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -10492,10 +5544,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -10516,10 +5564,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -10534,8 +5578,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -10546,10 +5588,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -10574,12 +5612,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -10588,14 +5620,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -10620,75 +5646,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -10706,10 +5668,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -10724,8 +5682,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -10734,10 +5690,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -10758,10 +5710,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -10776,8 +5724,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -10788,10 +5734,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -10816,12 +5758,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -10830,14 +5766,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -10862,559 +5792,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h44:
-			{
-				*dst = div32(*dst, uint64(uint32(regs[w>>12&15])), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h45:
-			{
-				*dst = mod32(*dst, uint64(uint32(regs[w>>12&15])), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -11432,10 +5814,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -11450,8 +5828,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -11460,10 +5836,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -11484,10 +5856,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -11502,8 +5870,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -11514,10 +5880,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -11542,12 +5904,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -11556,14 +5912,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -11588,75 +5938,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -11674,10 +5960,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -11692,8 +5974,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -11702,10 +5982,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -11726,10 +6002,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -11744,8 +6016,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -11756,10 +6026,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -11784,12 +6050,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -11798,14 +6058,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -11830,75 +6084,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -11916,10 +6106,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -11934,8 +6120,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -11944,10 +6128,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -11968,10 +6148,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -11986,8 +6162,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -11998,10 +6172,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -12026,12 +6196,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -12040,14 +6204,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -12072,75 +6230,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -12158,10 +6252,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -12176,8 +6266,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -12186,10 +6274,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -12210,10 +6294,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -12228,8 +6308,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -12240,10 +6318,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -12268,12 +6342,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -12282,14 +6350,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -12314,75 +6376,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -12400,10 +6398,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -12418,8 +6412,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -12428,10 +6420,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -12452,10 +6440,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -12470,8 +6454,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -12482,10 +6464,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -12510,12 +6488,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -12524,14 +6496,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -12556,75 +6522,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -12642,10 +6544,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -12660,8 +6558,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -12670,10 +6566,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -12694,10 +6586,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -12712,8 +6600,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -12724,10 +6610,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -12752,12 +6634,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -12766,14 +6642,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -12798,75 +6668,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -12884,10 +6690,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -12902,8 +6704,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -12912,10 +6712,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -12936,10 +6732,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -12954,8 +6746,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -12966,10 +6756,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -12994,12 +6780,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -13008,14 +6788,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -13040,75 +6814,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -13127,10 +6837,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -13145,8 +6851,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -13155,10 +6859,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -13179,10 +6879,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -13197,8 +6893,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -13209,10 +6903,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -13237,12 +6927,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -13251,14 +6935,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -13283,75 +6961,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -13374,10 +6988,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -13392,8 +7002,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -13402,10 +7010,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -13426,10 +7030,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -13444,8 +7044,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -13456,10 +7054,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -13484,12 +7078,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -13498,14 +7086,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -13530,75 +7112,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -13621,10 +7139,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -13639,8 +7153,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -13649,10 +7161,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -13673,10 +7181,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -13691,8 +7195,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -13703,10 +7205,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -13731,12 +7229,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -13745,14 +7237,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -13777,75 +7263,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -13868,10 +7290,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -13886,8 +7304,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -13896,10 +7312,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -13920,10 +7332,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -13938,8 +7346,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -13950,10 +7356,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -13978,12 +7380,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -13992,14 +7388,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -14024,75 +7414,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -14115,10 +7441,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -14133,8 +7455,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -14143,10 +7463,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -14167,10 +7483,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -14185,8 +7497,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -14197,10 +7507,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -14225,12 +7531,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -14239,14 +7539,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -14271,816 +7565,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h58:
-			{
-				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-				if !env.fastRead(a, 1) {
-					st.pc = pc
-					break inner
-				}
-				*dst = uint64(int64(int8(load8(a))))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h59:
-			{
-				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-				if !env.fastRead(a, 2) {
-					st.pc = pc
-					break inner
-				}
-				*dst = uint64(int64(int16(load16(a))))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h60:
-			{
-				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-				if !env.fastRead(a, 4) {
-					st.pc = pc
-					break inner
-				}
-				*dst = uint64(int64(int32(load32(a))))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -15103,10 +7592,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -15121,8 +7606,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -15131,10 +7614,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -15155,10 +7634,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -15173,8 +7648,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -15185,10 +7658,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -15213,12 +7682,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -15227,14 +7690,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -15259,75 +7716,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -15350,10 +7743,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -15368,8 +7757,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -15378,10 +7765,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -15402,10 +7785,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -15420,8 +7799,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -15432,10 +7809,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -15460,12 +7833,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -15474,14 +7841,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -15506,75 +7867,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -15597,10 +7894,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -15615,8 +7908,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -15625,10 +7916,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -15649,10 +7936,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -15667,8 +7950,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -15679,10 +7960,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -15707,12 +7984,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -15721,14 +7992,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -15753,75 +8018,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -15844,10 +8045,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -15862,8 +8059,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -15872,10 +8067,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -15896,10 +8087,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -15914,8 +8101,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -15926,10 +8111,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -15954,12 +8135,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -15968,14 +8143,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -16000,575 +8169,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h65:
-			{
-				a := *dst + uint64(int64(int16(w>>16)))
-				if !env.fastWrite(a, 4) {
-					st.pc = pc
-					break inner
-				}
-				if a&3 != 0 {
-					return 0, env.memFault(KindMisaligned, pc-1, a, 4, st.count+uint64(pc-st.start))
-				}
-				atomic32(w, p32(a), &regs)
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h66:
-			{
-				a := *dst + uint64(int64(int16(w>>16)))
-				if !env.fastWrite(a, 8) {
-					st.pc = pc
-					break inner
-				}
-				if a&7 != 0 {
-					return 0, env.memFault(KindMisaligned, pc-1, a, 8, st.count+uint64(pc-st.start))
-				}
-				atomic64(w, p64(a), &regs)
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -16591,10 +8196,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -16609,8 +8210,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -16619,10 +8218,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -16643,10 +8238,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -16661,8 +8252,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -16673,10 +8262,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -16701,12 +8286,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -16715,14 +8294,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -16747,322 +8320,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h68:
-			{
-				st.count += uint64(pc - st.start)
-				pc += int(int32(w >> 32))
-				st.start = pc
-				if int32(w>>32) < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(int32(w>>32)), st.count)
-				}
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -17087,10 +8349,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -17105,8 +8363,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -17115,10 +8371,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -17139,10 +8391,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -17157,8 +8405,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -17169,10 +8415,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -17197,12 +8439,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -17211,14 +8447,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -17243,75 +8473,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -17336,10 +8502,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -17354,8 +8516,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -17364,10 +8524,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -17388,10 +8544,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -17406,8 +8558,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -17418,10 +8568,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -17446,12 +8592,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -17460,14 +8600,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -17492,75 +8626,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -17585,10 +8655,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -17603,8 +8669,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -17613,10 +8677,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -17637,10 +8697,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -17655,8 +8711,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -17667,10 +8721,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -17695,12 +8745,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -17709,14 +8753,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -17741,75 +8779,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -17834,10 +8808,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -17852,8 +8822,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -17862,10 +8830,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -17886,10 +8850,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -17904,8 +8864,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -17916,10 +8874,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -17944,12 +8898,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -17958,14 +8906,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -17990,75 +8932,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -18083,10 +8961,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -18101,8 +8975,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -18111,10 +8983,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -18135,10 +9003,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -18153,8 +9017,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -18165,10 +9027,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -18193,12 +9051,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -18207,14 +9059,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -18239,75 +9085,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -18332,10 +9114,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -18350,8 +9128,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -18360,10 +9136,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -18384,10 +9156,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -18402,8 +9170,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -18414,10 +9180,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -18442,12 +9204,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -18456,14 +9212,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -18488,75 +9238,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -18581,10 +9267,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -18599,8 +9281,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -18609,10 +9289,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -18633,10 +9309,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -18651,8 +9323,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -18663,10 +9333,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -18691,12 +9357,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -18705,14 +9365,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -18737,75 +9391,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -18830,10 +9420,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -18848,8 +9434,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -18858,10 +9442,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -18882,10 +9462,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -18900,8 +9476,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -18912,10 +9486,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -18940,12 +9510,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -18954,14 +9518,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -18986,75 +9544,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -19079,10 +9573,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -19097,8 +9587,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -19107,10 +9595,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -19131,10 +9615,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -19149,8 +9629,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -19161,10 +9639,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -19189,12 +9663,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -19203,14 +9671,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -19235,75 +9697,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -19328,10 +9726,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -19346,8 +9740,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -19356,10 +9748,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -19380,10 +9768,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -19398,8 +9782,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -19410,10 +9792,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -19438,12 +9816,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -19452,14 +9824,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -19484,75 +9850,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -19577,10 +9879,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -19595,8 +9893,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -19605,10 +9901,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -19629,10 +9921,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -19647,8 +9935,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -19659,10 +9945,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -19687,12 +9969,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -19701,14 +9977,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -19733,75 +10003,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -19826,10 +10032,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -19844,8 +10046,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -19854,10 +10054,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -19878,10 +10074,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -19896,8 +10088,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -19908,10 +10098,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -19936,12 +10122,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -19950,14 +10130,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -19982,8043 +10156,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h81:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a&b != 0 {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h82:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; a&b != 0 {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h83:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) > int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h84:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) > int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h85:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) >= int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h86:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) >= int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h87:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) < int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h88:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) < int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h89:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) <= int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h90:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) <= int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h91:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) == uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h92:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) == uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h93:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) != uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h94:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) != uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h95:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) > uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h96:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) > uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h97:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) >= uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h98:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) >= uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h99:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) < uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h100:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) < uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h101:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) <= uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h102:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) <= uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h103:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a)&uint32(b) != 0 {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h104:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a)&uint32(b) != 0 {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h105:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) > int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h106:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) > int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h107:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) >= int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h108:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) >= int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h109:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) < int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h110:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) < int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h111:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) <= int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h112:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) <= int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -28045,10 +10187,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -28063,8 +10201,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -28073,10 +10209,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -28097,10 +10229,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -28115,8 +10243,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -28127,10 +10253,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -28155,12 +10277,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -28169,14 +10285,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -28201,75 +10311,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
