@@ -336,7 +336,7 @@ func (s *session) batchUntilFailure() uint64 {
 		s.inGo = false
 		r0, err := s.enter(s.orig.impl.frameStart)
 		if s.inGo {
-			env.FinishFrame(&s.rep.res, r0, err)
+			env.FinishRun(&s.rep.res, r0, err)
 			x.bLeft--
 			if s.rep.res.Failed() {
 				break

@@ -49,6 +49,7 @@ func (d *packetDiffer) reset() {
 		copy(d.frames[k], d.orig[k])
 	}
 	clear(d.env.Stack())
+	clear(dynamic)
 }
 
 func (d *packetDiffer) compare(p *vm.Program) string {
@@ -62,6 +63,7 @@ func (d *packetDiffer) compare(p *vm.Program) string {
 	d.env.RunFrames(p, d.frames, 3, d.res[0])
 	want := cloneFrames(d.frames)
 	wantStack := bytes.Clone(d.env.Stack())
+	wantDynamic := bytes.Clone(dynamic)
 	for _, batch := range []bool{true, false} {
 		d.reset()
 		if batch {
@@ -82,6 +84,9 @@ func (d *packetDiffer) compare(p *vm.Program) string {
 		}
 		if !bytes.Equal(d.env.Stack(), wantStack) {
 			return "stacks differ"
+		}
+		if !bytes.Equal(dynamic, wantDynamic) {
+			return "dynamic regions differ"
 		}
 	}
 	return ""

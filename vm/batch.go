@@ -121,8 +121,8 @@ func (e *Env) RunFrames(r Runner, frames [][]byte, ingress uint32, res []FrameRe
 	}
 }
 
-// RunRepeat runs r on frame n times as RunFrame does, as `bpftool prog
-// run --repeat` does in the kernel: the frame is not restored between
+// RunRepeat runs r on frame n times as RunFrame does (Env.FloodSlot is not
+// used), as `bpftool prog run --repeat` does in the kernel: the frame is not restored between
 // runs, so a program that changes it sees its own changes. It stops after
 // the first run that fails. It returns the last run's outcome and the
 // mean wall time of a run, measured around the whole loop, so that an
@@ -182,13 +182,45 @@ func (e *Env) SetFrame(frame []byte) {
 // FinishFrame writes the outcome of a frame run to res, as the engines
 // do at the end of each frame of RunFrames: r0 and err from the run,
 // Executed and the ring from the env, the flood set (see RunFrames).
-func (e *Env) FinishFrame(res *FrameResult, r0 uint64, err error) {
+func (e *Env) FinishFrame(res *FrameResult, r0 uint64, err error) { e.finish(res, r0, err, true) }
+
+// FinishRun is FinishFrame without the flood set, for the runs of
+// RunRepeat (which run as RunFrame does).
+func (e *Env) FinishRun(res *FrameResult, r0 uint64, err error) { e.finish(res, r0, err, false) }
+
+// finish is FinishFrame, with or without the flood set.
+func (e *Env) finish(res *FrameResult, r0 uint64, err error, flood bool) {
 	*res = FrameResult{R0: r0, Executed: e.Executed, RingNr: e.MD.RingNr}
 	if err != nil {
 		res.SetError(err)
 		return
 	}
-	if r0 == ReturnFlood && e.FloodSlot != 0 {
+	if flood && r0 == ReturnFlood && e.FloodSlot != 0 {
 		res.Flood = takeFlood(e.FloodSlot)
+	}
+}
+
+// RunFrames runs p on a batch of frames, for Env.RunFrames (BatchRunner).
+// The interpreter has no entry to amortize beyond a Go call, so its batch
+// is a loop around its run, without going through the Runner interface.
+func (p *Program) RunFrames(env *Env, frames [][]byte, res []FrameResult) {
+	md := env.MDAddr()
+	for k, f := range frames {
+		env.setFrame(f)
+		r0, err := p.Run(env, md, 0)
+		env.FinishFrame(&res[k], r0, err)
+	}
+}
+
+// RunRepeat runs p on frame n times, for Env.RunRepeat (BatchRunner).
+func (p *Program) RunRepeat(env *Env, frame []byte, n int, res *FrameResult) int {
+	md := env.MDAddr()
+	for runs := 1; ; runs++ {
+		env.setFrame(frame)
+		r0, err := p.Run(env, md, 0)
+		if err != nil || runs == n {
+			env.finish(res, r0, err, false)
+			return runs
+		}
 	}
 }
