@@ -88,6 +88,7 @@ type Env struct {
 	pin any
 	// frameRun: the argument regions are a frame run's (setContext).
 	frameRun bool
+	ingress  uint32 // the ingress port of frame runs
 	// argsGen counts changes of the argument regions (SetArg...), but for
 	// the frame region of batches, which engines follow themselves.
 	argsGen uint64
@@ -300,6 +301,7 @@ const ctxHead = 16
 // port.
 func (e *Env) setContext(ingress uint32) {
 	md := e.MDAddr()
+	e.ingress = ingress
 	e.MD.IngressPort = ingress
 	e.regions[1] = Region{Start: md + ctxHead, Size: PacketContextSize - ctxHead, Writable: true}
 	e.regions[3] = Region{Start: md, Size: ctxHead}
@@ -308,10 +310,10 @@ func (e *Env) setContext(ingress uint32) {
 }
 
 // setFrame points the context and the frame region at frame, and resets
-// the writable fields of the context but the ingress port.
+// the writable fields of the context (a program may have changed them).
 func (e *Env) setFrame(frame []byte) {
 	a := addrOf(frame)
-	e.MD.Data, e.MD.DataEnd, e.MD.RingNr, e.MD.pad = a, a+uint64(len(frame)), 0, [3]uint8{}
+	e.MD = PacketContext{Data: a, DataEnd: a + uint64(len(frame)), IngressPort: e.ingress}
 	e.regions[2] = Region{Start: a, Size: uint64(len(frame)), Writable: true}
 }
 
