@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/govswitch/vswitch/asm"
 	"github.com/govswitch/vswitch/jit"
 	"github.com/govswitch/vswitch/vm"
 )
@@ -243,5 +244,75 @@ func TestRunFramesNoAllocs(t *testing.T) {
 			}
 		}
 		code.Close()
+	}
+}
+
+// TestFaultInLocalCallThenRun: a run that faults inside a local call
+// leaves the call depth behind; the next run (alone or the next frame of a
+// batch, also in a tail call's target) must start at depth 0.
+func TestFaultInLocalCallThenRun(t *testing.T) {
+	skipIfUnsupported(t)
+	// f faults when r6 is 1: at depth 1.
+	p := loadText(t, `
+		mov %r6, %r1
+		call local f
+		mov %r0, 7
+		exit
+	f:
+		jne %r6, 1, ok
+		ldxdw %r0, [%r6+0]
+	ok:
+		mov %r0, 3
+		exit`)
+	c, err := jit.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, r := range []vm.Runner{p, c} {
+		env := vm.NewEnv()
+		if _, err := r.Run(env, 1, 0); err == nil {
+			t.Fatalf("%T: no fault", r)
+		}
+		r0, err := r.Run(env, 0, 0)
+		if err != nil || r0 != 7 || env.Executed != 7 {
+			t.Errorf("%T: run after a fault in a local call: r0 %d, %v, executed %d; want 7, executed 7", r, r0, err, env.Executed)
+		}
+	}
+	// In a batch: the tail call's target has the local call; the frame's
+	// first byte decides whether it faults.
+	target := loadText(t, `
+		ldxdw %r6, [%r1+0]
+		ldxb %r6, [%r6+0]
+		call local f
+		mov %r0, 7
+		exit
+	f:
+		jne %r6, 1, ok
+		ldxdw %r0, [%r6+0]
+	ok:
+		mov %r0, 3
+		exit`)
+	hs := testHelpers()
+	hs.Register(vm.Helper{ID: 110, Name: "tail", Fn: func(env *vm.Env, _, _, _, _, _ uint64) (uint64, error) {
+		env.TailCall(target)
+		return 0, nil
+	}})
+	main := vm.MustLoad(asm.MustAssemble("call 110\nmov %r0, 1\nexit"), vm.Options{Helpers: hs})
+	mc, err := jit.Compile(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	for _, r := range []vm.Runner{main, mc} {
+		env := vm.NewEnv()
+		frames := [][]byte{{1}, {0}, {1}, {0}}
+		res := make([]vm.FrameResult, len(frames))
+		env.RunFrames(r, frames, 0, res)
+		for k := range res {
+			if fail := k%2 == 0; res[k].Failed() != fail || !fail && (res[k].R0 != 7 || res[k].Executed != 9) {
+				t.Errorf("%T: frame %d: %s", r, k, resultString(&res[k]))
+			}
+		}
 	}
 }

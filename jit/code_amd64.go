@@ -203,6 +203,7 @@ func sessionOf(c *Code, env *vm.Env) *session {
 	x.clock = env.Clock
 	x.cpu = uint64(env.CPU)
 	x.bLeft, x.bStop = 0, 0
+	x.depth = 0 // a run that faulted inside a local call left it
 	if c.impl.windows {
 		setWindows(x, *env.RegionTable())
 	}

@@ -1047,9 +1047,9 @@ func (c *compiler) frameStubs() {
 		a.loadQ(rax, regCtx, offBudget0)
 		a.storeQ(regCtx, offBudget, rax)
 	}
-	if c.localCalls {
-		a.storeQ(regCtx, offDepth, rcx)
-	}
+	// The call depth, which a fault inside a local call leaves behind (in
+	// this code or a tail call's target).
+	a.storeQ(regCtx, offDepth, rcx)
 	a.movRR(true, regMap[1], rdx)
 	for r := 0; r <= 9; r++ {
 		if r != 1 {
