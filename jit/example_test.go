@@ -115,33 +115,34 @@ func ExampleListing_Format() {
 	//    124:  49 8b 8c 24 28 01 00 00        mov rcx, qword ptr [r12+0x128]
 	//    12c:  48 89 4a 10                    mov qword ptr [rdx+0x10], rcx
 	//    130:  31 c9                          xor ecx, ecx
-	//    132:  48 89 d7                       mov rdi, rdx
-	//    135:  31 c0                          xor eax, eax
-	//    137:  31 f6                          xor esi, esi
-	//    139:  31 d2                          xor edx, edx
-	//    13b:  31 c9                          xor ecx, ecx
-	//    13d:  45 31 c0                       xor r8d, r8d
-	//    140:  31 db                          xor ebx, ebx
-	//    142:  45 31 ed                       xor r13d, r13d
-	//    145:  45 31 f6                       xor r14d, r14d
-	//    148:  45 31 ff                       xor r15d, r15d
-	//    14b:  49 8b ac 24 18 01 00 00        mov rbp, qword ptr [r12+0x118]
-	//    153:  45 31 c9                       xor r9d, r9d
-	//    156:  e9 cb fe ff ff                 jmp insn0
+	//    132:  49 89 8c 24 88 00 00 00        mov qword ptr [r12+0x88], rcx
+	//    13a:  48 89 d7                       mov rdi, rdx
+	//    13d:  31 c0                          xor eax, eax
+	//    13f:  31 f6                          xor esi, esi
+	//    141:  31 d2                          xor edx, edx
+	//    143:  31 c9                          xor ecx, ecx
+	//    145:  45 31 c0                       xor r8d, r8d
+	//    148:  31 db                          xor ebx, ebx
+	//    14a:  45 31 ed                       xor r13d, r13d
+	//    14d:  45 31 f6                       xor r14d, r14d
+	//    150:  45 31 ff                       xor r15d, r15d
+	//    153:  49 8b ac 24 18 01 00 00        mov rbp, qword ptr [r12+0x118]
+	//    15b:  45 31 c9                       xor r9d, r9d
+	//    15e:  e9 c3 fe ff ff                 jmp insn0
 	// ; resume
-	//    15b:  49 8b 44 24 08                 mov rax, qword ptr [r12+0x8]
-	//    160:  49 8b 7c 24 10                 mov rdi, qword ptr [r12+0x10]
-	//    165:  49 8b 74 24 18                 mov rsi, qword ptr [r12+0x18]
-	//    16a:  49 8b 54 24 20                 mov rdx, qword ptr [r12+0x20]
-	//    16f:  49 8b 4c 24 28                 mov rcx, qword ptr [r12+0x28]
-	//    174:  4d 8b 44 24 30                 mov r8, qword ptr [r12+0x30]
-	//    179:  49 8b 5c 24 38                 mov rbx, qword ptr [r12+0x38]
-	//    17e:  4d 8b 6c 24 40                 mov r13, qword ptr [r12+0x40]
-	//    183:  4d 8b 74 24 48                 mov r14, qword ptr [r12+0x48]
-	//    188:  4d 8b 7c 24 50                 mov r15, qword ptr [r12+0x50]
-	//    18d:  49 8b 6c 24 58                 mov rbp, qword ptr [r12+0x58]
-	//    192:  4d 8b 4c 24 60                 mov r9, qword ptr [r12+0x60]
-	//    197:  41 ff a4 24 80 00 00 00        jmp qword ptr [r12+0x80]
+	//    163:  49 8b 44 24 08                 mov rax, qword ptr [r12+0x8]
+	//    168:  49 8b 7c 24 10                 mov rdi, qword ptr [r12+0x10]
+	//    16d:  49 8b 74 24 18                 mov rsi, qword ptr [r12+0x18]
+	//    172:  49 8b 54 24 20                 mov rdx, qword ptr [r12+0x20]
+	//    177:  49 8b 4c 24 28                 mov rcx, qword ptr [r12+0x28]
+	//    17c:  4d 8b 44 24 30                 mov r8, qword ptr [r12+0x30]
+	//    181:  49 8b 5c 24 38                 mov rbx, qword ptr [r12+0x38]
+	//    186:  4d 8b 6c 24 40                 mov r13, qword ptr [r12+0x40]
+	//    18b:  4d 8b 74 24 48                 mov r14, qword ptr [r12+0x48]
+	//    190:  4d 8b 7c 24 50                 mov r15, qword ptr [r12+0x50]
+	//    195:  49 8b 6c 24 58                 mov rbp, qword ptr [r12+0x58]
+	//    19a:  4d 8b 4c 24 60                 mov r9, qword ptr [r12+0x60]
+	//    19f:  41 ff a4 24 80 00 00 00        jmp qword ptr [r12+0x80]
 }
 
 // A program that checks its frame against data_end: the analysis proves
