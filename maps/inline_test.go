@@ -139,3 +139,65 @@ direct:
 		}
 	}
 }
+
+// TestFloodSlotBatches is what a switch does for flood groups, on both
+// engines: the program writes its flood set into its CPU's slot of a
+// per-CPU array (vswitch_flood) and returns 254; RunFrames hands each
+// flooding frame's set over in its result and clears the slot.
+func TestFloodSlotBatches(t *testing.T) {
+	const prog = `
+	mov %r9, %r1
+	stw [%r10-4], 0
+	mov %r2, %r10
+	add %r2, -4
+	lddw %r1, map[0]
+	call 1
+	jeq %r0, 0, out
+	mov %r6, %r0
+	ldxdw %r2, [%r9+0]
+	ldxdw %r3, [%r9+8]
+	mov %r4, %r2
+	add %r4, 1
+	mov %r0, 3
+	jgt %r4, %r3, out
+	ldxb %r5, [%r2+0]
+	jeq %r5, 0, out
+	stxdw [%r6+0], %r5
+	lsh %r5, 1
+	stxdw [%r6+24], %r5
+	mov %r0, 254
+out:
+	exit`
+	for _, eng := range engines {
+		t.Run(eng.name, func(t *testing.T) {
+			m := mustNew(t, Spec{Type: PerCPUArray, KeySize: 4, ValueSize: 32, MaxEntries: 1, CPUs: 2})
+			p := loadProg(t, prog, []Map{m})
+			r, err := eng.prepare(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := vm.NewEnv()
+			env.CPU = 1
+			env.FloodSlot = m.LookupAddr(u32(0), 1)
+			frames := [][]byte{{5}, {0}, {9}, {}, {7}}
+			res := make([]vm.FrameResult, len(frames))
+			env.RunFrames(r, frames, 2, res)
+			want := []struct {
+				r0    uint64
+				flood [4]uint64
+			}{{254, [4]uint64{5, 0, 0, 10}}, {3, [4]uint64{}}, {254, [4]uint64{9, 0, 0, 18}}, {3, [4]uint64{}}, {254, [4]uint64{7, 0, 0, 14}}}
+			for k, w := range want {
+				if res[k].Failed() || res[k].R0 != w.r0 || res[k].Flood != w.flood {
+					t.Errorf("frame %d: r0 %d flood %v (%v), want %d %v", k, res[k].R0, res[k].Flood, res[k].Err(), w.r0, w.flood)
+				}
+			}
+			v, _ := m.Lookup(u32(0))
+			if want := make([]byte, 64); string(v) != string(want) {
+				t.Errorf("flood slots after the batch: %x, want zero (CPU 1's taken, CPU 0's untouched)", v)
+			}
+			if n := testing.AllocsPerRun(50, func() { env.RunFrames(r, frames, 2, res) }); n != 0 {
+				t.Errorf("%v allocations per batch", n)
+			}
+		})
+	}
+}
