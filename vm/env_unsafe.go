@@ -67,6 +67,8 @@ type Env struct {
 	tailCalls int
 
 	// MD is the packet context of RunFrame, laid out as struct vswitch_md.
+	// Helpers must not change its Data and DataEnd during a run: the
+	// analysis' proofs for frame runs rely on them (programs cannot).
 	MD PacketContext
 	// FloodSlot, when not zero, is the address of the 32-byte flood set
 	// of RunFrames (see there): a switch sets it to its worker's slot of
@@ -157,9 +159,10 @@ const numFixed = FixedRegions
 // charge the same.
 const FixedRegions = 4
 
-// SetArg sets argument region n (0, 1 or 2) for the following runs. A
-// region with Size 0 removes it. Argument regions are contiguous (Stride
-// 0): SetArg panics otherwise. RunFrame and RunFrames set all three.
+// SetArg sets argument region n (0, 1 or 2) for the following runs (not
+// from a helper during a run). A region with Size 0 removes it. Argument
+// regions are contiguous (Stride 0): SetArg panics otherwise. RunFrame and
+// RunFrames set all three.
 func (e *Env) SetArg(n int, r Region) {
 	if r.Stride != 0 {
 		panic("vm: argument regions must be contiguous")
