@@ -451,6 +451,9 @@ func (s *session) handleExit() (entry uintptr, r0 uint64, err error, done bool) 
 		return 0, r0, err, true
 	}
 	s.end()
+	if nc == s.orig {
+		nc.release() // the env holds a reference to it already
+	}
 	s.cur = nc
 	// The target's proofs for frame runs hold if this is one and r1 is
 	// still the context (which a tail call passes on).

@@ -59,8 +59,13 @@ func FuzzDifferential(f *testing.F) {
 }
 
 // lastInput, when set, is a file each input is written to before it runs
-// (to find an input that hangs or crashes the worker).
-var lastInput = os.Getenv("JIT_FUZZ_LAST_INPUT")
+// (to find an input that hangs or crashes the worker), one per process.
+var lastInput = func() string {
+	if f := os.Getenv("JIT_FUZZ_LAST_INPUT"); f != "" {
+		return f + "." + itoa(os.Getpid())
+	}
+	return ""
+}()
 
 func listing(insns []asm.Instruction) string {
 	s := ""

@@ -365,3 +365,37 @@ func TestCloseThenDropEnv(t *testing.T) {
 	}
 	t.Errorf("mappings grew from %d to %d: closed code held by dropped envs is not released", maps0, mappings(t))
 }
+
+// TestTailCallIntoItselfThenClose: a program that tail calls into itself
+// (through Best, as a program array would) must not keep a reference to
+// its own code: closed, it is unmapped once its env moves on.
+func TestTailCallIntoItselfThenClose(t *testing.T) {
+	skipIfUnsupported(t)
+	var self *vm.Program
+	hs := testHelpers()
+	hs.Register(vm.Helper{ID: 110, Name: "self", Fn: func(env *vm.Env, _, _, _, _, _ uint64) (uint64, error) {
+		if !env.TailCall(self) {
+			return 1, nil
+		}
+		return 0, nil
+	}})
+	self = vm.MustLoad(asm.MustAssemble("add %r6, 1\ncall 110\nmov %r0, %r6\nexit"), vm.Options{Helpers: hs})
+	c, ok := jit.Best(self).(*jit.Code)
+	if !ok {
+		t.Fatal("Best did not compile")
+	}
+	env := vm.NewEnv()
+	if r0, err := c.Run(env, 0, 0); err != nil || r0 != vm.MaxTailCalls+1 {
+		t.Fatalf("run: %d, %v", r0, err)
+	}
+	c.Close()
+	other, err := jit.Compile(vm.MustLoad(exitProg, vm.Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.Run(env, 0, 0)
+	if c.Listing() != nil {
+		t.Error("code that tail called into itself is still mapped after Close and its env moved on")
+	}
+}
