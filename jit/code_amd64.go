@@ -178,6 +178,7 @@ func sessionOf(c *Code, env *vm.Env) *session {
 		s.x.frames = framesAddr(&s.frames)
 		env.Pin(s)
 	}
+	s.end() // a run that a helper's panic cut short kept its tail call's target
 	if s.orig != c {
 		if !c.acquire() {
 			return nil
@@ -213,7 +214,7 @@ func sessionOf(c *Code, env *vm.Env) *session {
 
 // end releases a tail call's target.
 func (s *session) end() {
-	if s.cur != s.orig {
+	if s.cur != s.orig && s.cur != nil {
 		s.cur.release()
 		s.cur = s.orig
 	}
