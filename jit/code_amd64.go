@@ -188,7 +188,7 @@ func sessionOf(c *Code, env *vm.Env) *session {
 		}
 		s.orig = c
 	} else if c.impl.state.Load()&closedBit != 0 {
-		s.orig = nil
+		s.orig, s.cur = nil, nil
 		c.release()
 		return nil
 	}

@@ -259,6 +259,18 @@ func TestCloseDuringRun(t *testing.T) {
 			if c.Listing() != nil {
 				t.Error("code still mapped after the last run returned and its env saw the code closed")
 			}
+			// The env moves on to other code; the closed code stays closed.
+			other, err := jit.Compile(vm.MustLoad(exitProg, vm.Options{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r0, err := other.Run(env, 0, 0); err != nil || r0 != 42 {
+				t.Errorf("other code on the same env: %d, %v", r0, err)
+			}
+			if _, err := c.Run(env, 0, 0); err != jit.ErrClosed {
+				t.Errorf("closed code run again: %v, want ErrClosed", err)
+			}
+			other.Close()
 			res := make([]vm.FrameResult, 2)
 			env.RunFrames(c, [][]byte{make([]byte, 64), make([]byte, 64)}, 0, res)
 			for k := range res {
