@@ -103,6 +103,7 @@ const (
 	xdpTxCache   = 64 // free frames a transmit queue keeps for copies
 	xdpHeadroom  = unix.XDP_PACKET_HEADROOM
 	xdpCloseWait = 200 * time.Millisecond // for transmissions in flight on Close
+	xdpBusyWait  = 2 * time.Second        // for a queue a closed socket still holds
 )
 
 // xdpFrameSize returns the UMEM frame size for an interface MTU: frames
@@ -338,10 +339,17 @@ func (p *AFXDP) bind(x *xsk, flags uint16, shared int) error {
 		sa.Flags = unix.XDP_SHARED_UMEM
 		sa.SharedUmemFD = uint32(shared)
 	}
-	if err := unix.Bind(x.fd, sa); err != nil {
-		return err
+	// A socket closed just before (this port reopened, or a port of
+	// another switch detached) gives its queue up in a kernel work item,
+	// shortly after close(2) returned: EBUSY until then.
+	deadline := time.Now().Add(xdpBusyWait)
+	for {
+		err := unix.Bind(x.fd, sa)
+		if err != unix.EBUSY || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
-	return nil
 }
 
 // openMonitor opens the netlink socket that hears link changes and the

@@ -403,8 +403,10 @@ func Features(ifindex int) (uint64, error) {
 		return 0, fmt.Errorf("netdev netlink family: %w", err)
 	}
 	req := nl.NewNetlinkRequest(int(fam.ID), 0)
-	req.AddData(&nl.Genlmsg{Command: netdevCmdDevGet, Version: 1})
-	req.AddData(nl.NewRtAttr(netdevAttrIfindex, nl.Uint32Attr(uint32(ifindex))))
+	// The generic netlink header, with its reserved bytes zero (strict
+	// families refuse anything else), then the ifindex attribute.
+	req.AddRawData([]byte{netdevCmdDevGet, 1, 0, 0})
+	req.AddRawData(nl.NewRtAttr(netdevAttrIfindex, nl.Uint32Attr(uint32(ifindex))).Serialize())
 	msgs, err := req.Execute(unix.NETLINK_GENERIC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("netdev dev-get: %w", err)
