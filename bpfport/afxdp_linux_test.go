@@ -1,18 +1,29 @@
 package bpfport
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/govswitch/vswitch/bpfport/nettest"
+	"github.com/govswitch/vswitch/internal/netenv"
 )
 
 func openXDP(t testing.TB, ns *nettest.NS, name string, cfg AFXDPConfig) *AFXDP {
@@ -488,5 +499,268 @@ func TestAFXDPSharedUMEM(t *testing.T) {
 	out2.Close()
 	if used, leaked := in.usedFrames(); used != in.qs[0].held+len(in.qs[0].cache) || leaked != 0 {
 		t.Errorf("after closing two ports: %d frames in use, %d leaked; the last port holds %d", used, leaked, in.qs[0].held)
+	}
+}
+
+// TestAFXDPRefusesOtherPrograms: an interface running someone else's XDP
+// program is refused with the program named, and the program stays; a
+// second vswitch port on the same interface is refused too.
+func TestAFXDPRefusesOtherPrograms(t *testing.T) {
+	ns := nettest.NewNS(t)
+	peer := nettest.NewNS(t)
+	a, b := nettest.Name("xfa"), nettest.Name("xfb")
+	nettest.Veth(t, ns, a, peer, b, 0)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "not_vswitch", Type: ebpf.XDP, License: "MIT",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	var lnk link.Link
+	ns.Do(t, func() error {
+		l, err := netlink.LinkByName(a)
+		if err != nil {
+			return err
+		}
+		lnk, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: l.Attrs().Index})
+		return err
+	})
+	err = ns.Run(func() error {
+		_, err := OpenAFXDP(a, AFXDPConfig{})
+		return err
+	})
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), `"not_vswitch"`) {
+		t.Errorf("open with a foreign XDP program: %v; want ErrInUse naming it", err)
+	}
+	h := ns.Handle(t)
+	if l, _ := h.LinkByName(a); l.Attrs().Xdp == nil || !l.Attrs().Xdp.Attached {
+		t.Error("the foreign program was removed")
+	}
+	lnk.Close()
+
+	openXDP(t, ns, a, AFXDPConfig{})
+	err = ns.Run(func() error {
+		_, err := OpenAFXDP(a, AFXDPConfig{})
+		return err
+	})
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "already an AF_XDP port of vswitch") {
+		t.Errorf("second open: %v; want ErrInUse", err)
+	}
+}
+
+// TestAFXDPStaleAfterCrash kills a process holding an AF_XDP port. Where
+// the program is attached through a bpf_link the kernel removes it with
+// the process; attached by netlink (kernels without XDP links) it stays,
+// and the next open removes it, saying so.
+func TestAFXDPStaleAfterCrash(t *testing.T) {
+	for _, via := range []string{"link", "netlink"} {
+		t.Run(via, func(t *testing.T) {
+			p := newXDPPair(t, AFXDPConfig{})
+			p.px.Close()
+			crashHolder(t, p.nsX, p.x, via)
+			h := p.nsX.Handle(t)
+			attached := func() bool {
+				l, err := h.LinkByName(p.x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached
+			}
+			if via == "link" {
+				deadline := time.Now().Add(2 * time.Second)
+				for attached() && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if attached() {
+					t.Fatal("the program outlived the process that held its bpf_link")
+				}
+			} else if !attached() {
+				t.Fatal("no stale program after the crash: the test proves nothing")
+			}
+			q := openXDP(t, p.nsX, p.x, AFXDPConfig{})
+			notes := strings.Join(q.Info().Notes, "; ")
+			if stale := strings.Contains(notes, "removed a stale"); stale != (via == "netlink") {
+				t.Errorf("notes %q", notes)
+			}
+			sendAll(t, p.pp, 0, [][]byte{testFrame(60, 3)})
+			if got := recvTest(t, q, 0, 1, 2*time.Second); len(got) != 1 {
+				t.Errorf("port opened after the crash received %d frames, want 1", len(got))
+			}
+		})
+	}
+}
+
+// crashHolder runs a child process (this test binary) that opens an
+// AF_XDP port on ifname in ns, and kills it with SIGKILL once it holds it.
+func crashHolder(t *testing.T, ns *nettest.NS, ifname, via string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAFXDPHelperProcess$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("VSWITCH_AFXDP_HELPER=/proc/%d/fd/%d,%s,%s", os.Getpid(), int(ns.H), ifname, via))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		ready <- line
+	}()
+	select {
+	case line := <-ready:
+		if strings.TrimSpace(line) != "ready" {
+			t.Fatalf("helper process: %q", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("helper process did not open the port within 10s")
+	}
+	cmd.Process.Kill()
+}
+
+// TestAFXDPHelperProcess is the child of crashHolder; it does nothing in
+// a normal test run.
+func TestAFXDPHelperProcess(t *testing.T) {
+	arg := os.Getenv("VSWITCH_AFXDP_HELPER")
+	if arg == "" {
+		t.Skip("helper process of TestAFXDPStaleAfterCrash")
+	}
+	f := strings.Split(arg, ",")
+	ns, err := netenv.Open(f[0])
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	err = ns.Run(func() error {
+		_, err := OpenAFXDP(f[1], AFXDPConfig{viaNetlink: f[2] == "netlink"})
+		return err
+	})
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	time.Sleep(30 * time.Second) // killed long before
+	os.Exit(1)
+}
+
+func TestAFXDPErrors(t *testing.T) {
+	p := newXDPPair(t, AFXDPConfig{})
+	p.px.Close()
+	for _, c := range []struct {
+		name string
+		cfg  AFXDPConfig
+		want string
+		is   error
+	}{
+		{"ring not a power of two", AFXDPConfig{RingSize: 100}, "ring size 100", nil},
+		{"ring too small", AFXDPConfig{RingSize: 32}, "ring size 32", nil},
+		{"more queues than the interface", AFXDPConfig{Queues: 4}, "the interface has 1 receive queues", nil},
+		{"zero-copy in generic mode", AFXDPConfig{XDPMode: XDPGeneric, ZeroCopy: ZeroCopyOn}, "zero-copy needs native XDP", nil},
+		{"zero-copy on veth", AFXDPConfig{ZeroCopy: ZeroCopyOn}, "does not support AF_XDP zero-copy", ErrNotSupported},
+	} {
+		err := p.nsX.Run(func() error {
+			q, err := OpenAFXDP(p.x, c.cfg)
+			if err == nil {
+				q.Close()
+			}
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), c.want) || c.is != nil && !errors.Is(err, c.is) {
+			t.Errorf("%s: %v; want an error with %q", c.name, err, c.want)
+		}
+	}
+	err := p.nsX.Run(func() error {
+		_, err := OpenAFXDP("nosuch0", AFXDPConfig{})
+		return err
+	})
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing interface: %v", err)
+	}
+	// Nothing was left behind by the failed opens.
+	q := openXDP(t, p.nsX, p.x, AFXDPConfig{ZeroCopy: ZeroCopyAuto})
+	if notes := strings.Join(q.Info().Notes, "; "); !strings.Contains(notes, "zero-copy: the driver does not support it; copy mode") {
+		t.Errorf("auto zero-copy on veth: notes %q, want the fall-back named", notes)
+	}
+}
+
+// TestAFXDPMultiQueue: a port on an interface with two queues has a
+// socket on each; frames arrive on both (the peer sends from both of its
+// transmit queues) and leave from both.
+func TestAFXDPMultiQueue(t *testing.T) {
+	nsX, nsP := nettest.NewNS(t), nettest.NewNS(t)
+	x, peer := nettest.Name("xmq"), nettest.Name("xmp")
+	hx := nsX.Handle(t)
+	la := netlink.NewLinkAttrs()
+	la.Name, la.NumTxQueues, la.NumRxQueues = x, 2, 2
+	if err := hx.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: peer, PeerNamespace: netlink.NsFd(int(nsP.H)),
+		PeerNumTxQueues: 2, PeerNumRxQueues: 2}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if l, err := hx.LinkByName(x); err == nil {
+			hx.LinkDel(l)
+		}
+	})
+	hp := nsP.Handle(t)
+	lp, _ := hp.LinkByName(peer)
+	hp.LinkSetUp(lp)
+	px := openXDP(t, nsX, x, AFXDPConfig{})
+	if px.NumQueues() != 2 || px.Info().DeviceQueues != 2 || strings.Contains(strings.Join(px.Info().Notes, ";"), "queues") {
+		t.Fatalf("port on a 2-queue veth: %d queues, info %v, notes %q", px.NumQueues(), px.Info(), px.Info().Notes)
+	}
+	pp := openAF(t, nsP, peer, AFPacketConfig{})
+	// The peer's AF_PACKET socket picks its transmit queue by the sending
+	// CPU; send from goroutines pinned nowhere until both queues saw
+	// frames.
+	seen := [2]int{}
+	b := NewBatch(64)
+	deadline := time.Now().Add(5 * time.Second)
+	for (seen[0] == 0 || seen[1] == 0) && time.Now().Before(deadline) {
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runtime.LockOSThread()
+				pp.SendBatch(0, seqFrames(i*16, 16, 60), nil)
+			}()
+		}
+		wg.Wait()
+		for q := 0; q < 2; q++ {
+			for {
+				n, err := px.TryRecv(q, b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					break
+				}
+				for _, f := range b.Frames[:n] {
+					if isTestFrame(f) {
+						seen[q]++
+					}
+				}
+			}
+		}
+	}
+	t.Logf("frames per queue: %v", seen)
+	if seen[0] == 0 || seen[1] == 0 {
+		t.Errorf("frames per queue %v: want both queues used", seen)
+	}
+	for q := 0; q < 2; q++ {
+		sendAll(t, px, q, [][]byte{testFrame(60, uint32(500+q))})
+	}
+	if got := recvTest(t, pp, 0, 2, 3*time.Second); len(got) != 2 {
+		t.Errorf("peer received %d frames from the two queues, want 2", len(got))
+	}
+	px.Close()
+	one := openXDP(t, nsX, x, AFXDPConfig{Queues: 1})
+	if notes := strings.Join(one.Info().Notes, "; "); !strings.Contains(notes, "serving 1 of 2 receive queues") {
+		t.Errorf("one queue of two: notes %q, want the unserved queue named", notes)
 	}
 }
