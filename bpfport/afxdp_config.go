@@ -38,7 +38,7 @@ func ParseXDPMode(s string) (XDPMode, error) {
 	case "generic", "skb":
 		return XDPGeneric, nil
 	}
-	return 0, fmt.Errorf("xdp mode %q: want native, generic or auto", s)
+	return 0, fmt.Errorf("xdp-mode %q: want native, generic or auto", s)
 }
 
 // ZeroCopy selects whether an AF_XDP socket shares its frame memory with
