@@ -80,10 +80,12 @@ func (c *cmd) port(args []string) error {
 	}
 	verb, args := args[0], args[1:]
 	fs := flag.NewFlagSet("port", flag.ContinueOnError)
-	typ := fs.String("type", "", "afpacket or tap")
+	typ := fs.String("type", "", "afpacket, afxdp or tap")
 	queues := fs.Int("queues", 0, "queues")
 	busyPoll := fs.String("busy-poll", "", "busy-poll window of this port (e.g. 50us, 2ms; 0: none)")
-	ringSize := fs.Int("ring-size", 0, "receive ring slots per queue (afpacket; default 128)")
+	ringSize := fs.Int("ring-size", 0, "receive ring slots per queue (afpacket; default 128), or each ring's size (afxdp; power of two, default 512)")
+	xdpMode := fs.String("xdp-mode", "", "afxdp: native, generic or auto (default auto: native where the driver has it)")
+	zeroCopy := fs.String("zero-copy", "", "afxdp: on, off or auto (default auto: zero-copy where the driver has it)")
 	mayExist := fs.Bool("may-exist", false, "")
 	ifExists := fs.Bool("if-exists", false, "")
 	stats := fs.Bool("s", false, "with counters")
@@ -97,7 +99,7 @@ func (c *cmd) port(args []string) error {
 			return usagef("port %s: want one interface name", verb)
 		}
 		p := control.PortAttachParams{Name: pos[0], Type: *typ, Queues: *queues, MayExist: *mayExist,
-			BusyPoll: *busyPoll, RingFrames: *ringSize}
+			BusyPoll: *busyPoll, RingFrames: *ringSize, XDPMode: *xdpMode, ZeroCopy: *zeroCopy}
 		if verb == "add" {
 			if *typ != "tap" {
 				return usagef("port add creates TAP devices: use --type tap (attach existing interfaces with port attach)")
@@ -110,6 +112,12 @@ func (c *cmd) port(args []string) error {
 		}
 		return c.emit(r, func(w io.Writer) {
 			fmt.Fprintf(w, "port %s attached at index %d (%s, %d queues)\n", r.Name, r.Index, r.Type, r.Queues)
+			if r.XDP != "" {
+				fmt.Fprintf(w, "  %s\n", r.XDP)
+			}
+			for _, n := range r.Notes {
+				fmt.Fprintf(w, "  note: %s\n", n)
+			}
 		})
 	case "detach":
 		if len(pos) != 1 {
