@@ -65,10 +65,10 @@ const (
 )
 
 // AllSubjects lists the veth subjects in the order they run and plot.
-var AllSubjects = []string{Ceiling, TrafgenCeiling, VswitchJIT, VswitchInterp, Bridge, OVSAFPacket, OVSAFXDPGeneric, OVSAFXDPNative}
+var AllSubjects = []string{Ceiling, TrafgenCeiling, VswitchJIT, VswitchInterp, VswitchAFXDP, Bridge, OVSAFPacket, OVSAFXDPGeneric, OVSAFXDPNative}
 
 // LatencySubjects are the switches the latency scenario measures.
-var LatencySubjects = []string{VswitchJIT, Bridge}
+var LatencySubjects = []string{VswitchJIT, VswitchAFXDP, Bridge}
 
 // Options configure Run. The zero value runs every scenario with defaults.
 type Options struct {

@@ -21,7 +21,7 @@ const benchUsage = `usage: vswitch bench [--only vm,core,veth,latency] [--durati
 
 Runs the benchmark scenarios (as root, in network namespaces it creates and
 removes) and prints one table; -j prints JSON; --plot draws the veth
-comparison as a bar chart. Switches: ` + "ceiling, trafgen-ceiling, vswitch-jit, vswitch-interp, bridge, ovs-afpacket, ovs-afxdp-generic, ovs-afxdp-native" + `.
+comparison as a bar chart. Switches: ` + "ceiling, trafgen-ceiling, vswitch-jit, vswitch-interp, vswitch-afxdp, bridge, ovs-afpacket, ovs-afxdp-generic, ovs-afxdp-native" + `.
 Progress goes to stderr (-q: none). On a shared machine run it under setsid so
 that it can raise its autogroup priority.
 `
