@@ -114,15 +114,15 @@ const (
 	MinXDPRingSize     = 64
 	MaxXDPRingSize     = 16384
 	// DefaultUMEMFrames is the number of frames of each UMEM of a
-	// UMEMGroup: room for the rings of four queues at the default ring
-	// size (each reserves 2 x RingSize frames).
-	DefaultUMEMFrames = 4096
+	// UMEMGroup: room for four queues at the default ring size (each
+	// reserves 2 x RingSize + 64 frames), 8.5 MiB of 2 KiB frames.
+	DefaultUMEMFrames = 4 * (2*DefaultXDPRingSize + 64)
 )
 
 // UMEMGroup is a set of UMEMs (the frame memory of AF_XDP sockets) that
 // the AF_XDP ports of one switch share. A port joins a UMEM of the group
-// that has room for its queues' reservations (2 x RingSize frames per
-// queue) and frames of the right size, or starts a new one of
+// that has room for its queues' reservations (2 x RingSize + 64 frames
+// per queue: a full fill side, a full transmit ring, a cache) and frames of the right size, or starts a new one of
 // DefaultUMEMFrames (or as many as it needs). Within one UMEM a frame
 // received on one port is sent on another by handing its descriptor over
 // (a reference count per frame keeps it until every transmit completed);

@@ -764,3 +764,39 @@ func TestAFXDPMultiQueue(t *testing.T) {
 		t.Errorf("one queue of two: notes %q, want the unserved queue named", notes)
 	}
 }
+
+// TestAFXDPForwardAllocs: receiving on one AF_XDP port and sending on
+// another by descriptor (a shared UMEM) allocates nothing.
+func TestAFXDPForwardAllocs(t *testing.T) {
+	s := newXDPStar(t, 2, NewUMEMGroup(0))
+	in, out := s.xs[0], s.xs[1]
+	frames := seqFrames(0, 32, 60)
+	b := NewBatch(64)
+	rb := NewBatch(64)
+	round := func() {
+		s.ps[0].SendBatch(0, frames, nil)
+		for got := 0; got < len(frames); {
+			n, err := in.RecvBatch(0, b)
+			if err != nil {
+				return
+			}
+			out.SendBatch(0, b.Frames[:n], nil)
+			got += n
+		}
+		for got := 0; got < len(frames); {
+			n, err := s.ps[1].RecvBatch(0, rb)
+			if err != nil {
+				return
+			}
+			got += n
+		}
+	}
+	round()
+	allocs := testing.AllocsPerRun(200, round)
+	if allocs != 0 {
+		t.Errorf("%v allocations per forwarded batch, want 0", allocs)
+	}
+	if c := out.Counters(); c.CopiedSent != 0 || c.ZeroCopySent < 201*uint64(len(frames)) {
+		t.Errorf("counters %+v: want every frame sent by descriptor", c)
+	}
+}
