@@ -153,7 +153,7 @@ func TestChart(t *testing.T) {
 	if c.series[1].values[0] != 1.02 || c.series[1].values[1] != 0.4 {
 		t.Errorf("vswitch values %v", c.series[1].values)
 	}
-	if len(c.notes) != 1 || !strings.HasPrefix(c.notes[0], "ovs-afpacket: ovs-vswitchd not installed") {
+	if len(c.notes) != 1 || !strings.HasPrefix(c.notes[0], "not shown: ovs-afpacket: ovs-vswitchd not installed") {
 		t.Errorf("notes %q", c.notes)
 	}
 	top, step := c.ymax()
@@ -162,6 +162,52 @@ func TestChart(t *testing.T) {
 	}
 	if _, err := (&Table{}).vethChart(); err != errNoVeth {
 		t.Errorf("empty table: %v, want errNoVeth", err)
+	}
+}
+
+func TestHostsCharts(t *testing.T) {
+	cs := sample().hostsCharts()
+	if len(cs) != 2 {
+		t.Fatalf("%d hosts charts, want 2 (round trips, TCP)", len(cs))
+	}
+	rtt, tcp := cs[0], cs[1]
+	if diff := cmp.Diff([]string{"p50 @ 20/s", "p99 @ 20/s"}, rtt.groups); diff != "" {
+		t.Errorf("round-trip groups (-want +got):\n%s", diff)
+	}
+	if len(rtt.series) != 2 || rtt.series[0].name != VswitchJIT || rtt.series[1].name != Bridge {
+		t.Fatalf("round-trip series %+v", rtt.series)
+	}
+	if diff := cmp.Diff([]float64{1766, 2500}, rtt.series[0].values); diff != "" {
+		t.Errorf("vswitch round trips in µs (-want +got):\n%s", diff)
+	}
+	if len(rtt.notes) != 1 || !strings.HasPrefix(rtt.notes[0], "not shown: ovs-afpacket: ovs-vswitchd not installed") {
+		t.Errorf("round-trip notes %q", rtt.notes)
+	}
+	if diff := cmp.Diff([]string{"Go sockets", "iperf3"}, tcp.groups); diff != "" {
+		t.Errorf("TCP groups (-want +got):\n%s", diff)
+	}
+	if len(tcp.series) != 2 || tcp.series[0].values[0] != 3.04 || tcp.series[0].values[1] != 2.95 ||
+		tcp.series[1].values[0] != 13.3 || !math.IsNaN(tcp.series[1].values[1]) {
+		t.Errorf("TCP series %+v", tcp.series)
+	}
+	if len((&Table{}).hostsCharts()) != 0 {
+		t.Error("charts from an empty table")
+	}
+}
+
+func TestScaleChart(t *testing.T) {
+	c, ok := sample().scaleChart()
+	if !ok {
+		t.Fatal("no scale chart")
+	}
+	if diff := cmp.Diff([]string{"10 idle ports", "100 idle ports"}, c.groups); diff != "" {
+		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+	if len(c.series) != 1 || math.Abs(c.series[0].values[0]-6760.0/1024) > 1e-9 {
+		t.Errorf("series %+v", c.series)
+	}
+	if len(c.notes) != 1 || !strings.Contains(c.notes[0], "64 of 100 ports attached") {
+		t.Errorf("notes %q", c.notes)
 	}
 }
 
@@ -175,7 +221,8 @@ func TestWriteSVG(t *testing.T) {
 		t.Errorf("not an SVG document: %.80q...", s)
 	}
 	for _, want := range []string{">ceiling<", ">vswitch-jit<", ">64B 1 flow<", ">1514B 64 flows<", ">1.02<", ">0.40<",
-		"not shown: ovs-afpacket", "Mpps received"} {
+		"not shown: ovs-afpacket", "Mpps received", ">round trip, µs<", ">p99 @ 20/s<", ">1766<", ">Gbit/s<", ">iperf3<",
+		">MB per idle port<", ">100 idle ports<", "64 of 100 ports attached"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("SVG lacks %q", want)
 		}
@@ -198,7 +245,8 @@ func TestWritePNG(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := img.Bounds(); r.Dx() < 800 || r.Dy() < 400 {
+	// Four charts one under the other: veth, round trips, TCP, scale.
+	if r := img.Bounds(); r.Dx() < 800 || r.Dy() < 4*400 {
 		t.Errorf("PNG is %v", r)
 	}
 	if os.Getenv("SCENARIO_KEEP_PLOT") != "" {
