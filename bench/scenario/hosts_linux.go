@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -56,17 +57,24 @@ type hostsSubject struct {
 	// that matters for the figures).
 	note string
 	// up puts the switch between the hosts: it joins s0 (devSwIn, to h1)
-	// and s1 (devSwOut, to h2) in t.sw, and returns what undoes it,
-	// called before the namespaces go. A subject that needs more
+	// and s1 (devSwOut, to h2) in t.sw. A subject that needs more
 	// namespaces (an underlay, a second switch) makes them with t.newNS
 	// and may move s1 there. A skipError says why it cannot run here.
-	up func(ctx context.Context, t *hostsTopo, logf func(string, ...any)) (down func(), err error)
+	up func(ctx context.Context, t *hostsTopo, logf func(string, ...any)) (hostsSwitch, error)
+}
+
+// hostsSwitch is a switch set up between the hosts.
+type hostsSwitch struct {
+	// down undoes up; it runs before the namespaces go.
+	down func()
+	// counters, when set, says what the switch dropped (for the note of
+	// a row with losses or no figure).
+	counters func() string
 }
 
 // hostsSubjects are the switches of the hosts scenario, in run order.
 var hostsSubjects = []hostsSubject{
-	{name: VswitchJIT, up: vswitchHostsUp("jit"),
-		note: "daemon in-process, built-in learning program, AF_PACKET ports, default settings"},
+	{name: VswitchJIT, up: vswitchHostsUp("jit"), note: "in-process daemon, default settings"},
 	{name: Bridge, up: learningBridgeUp},
 	// OVS forwards a partial checksum unfinished (the receiving host
 	// drops the segment): with the hosts' default offloads not even a TCP
@@ -75,7 +83,7 @@ var hostsSubjects = []hostsSubject{
 	{name: OVSAFXDPNative, up: ovsHostsUp("afxdp", "native"), hostsTxOff: true, note: ovsTxOffNote + ", native XDP"},
 }
 
-const ovsTxOffNote = "hosts with ethtool -K eth0 tx off (OVS forwards partial checksums unfinished)"
+const ovsTxOffNote = "hosts: ethtool -K eth0 tx off"
 
 // HostsSubjects lists the switches of the hosts scenario, in run order.
 func HostsSubjects() []string {
@@ -89,41 +97,70 @@ func HostsSubjects() []string {
 // vswitchHostsUp runs a vswitch daemon in this process with the built-in
 // learning program on engine and s0, s1 as AF_PACKET ports with default
 // settings.
-func vswitchHostsUp(engine string) func(context.Context, *hostsTopo, func(string, ...any)) (func(), error) {
-	return func(_ context.Context, t *hostsTopo, _ func(string, ...any)) (func(), error) {
+func vswitchHostsUp(engine string) func(context.Context, *hostsTopo, func(string, ...any)) (hostsSwitch, error) {
+	return func(_ context.Context, t *hostsTopo, _ func(string, ...any)) (hostsSwitch, error) {
 		d := daemon.New(daemon.Config{Netns: t.sw})
 		if _, err := d.LoadDefault(engine); err != nil {
 			d.Close()
-			return nil, err
+			return hostsSwitch{}, err
 		}
 		for _, dev := range []string{devSwIn, devSwOut} {
 			if _, err := d.Attach(control.PortAttachParams{Name: dev}); err != nil {
 				d.Close()
-				return nil, err
+				return hostsSwitch{}, err
 			}
 		}
-		return func() { d.Close() }, nil
+		return hostsSwitch{down: func() { d.Close() }, counters: func() string { return daemonDrops(d) }}, nil
 	}
+}
+
+// daemonDrops lists the non-zero drop counters of the daemon's ports, the
+// switch's and the ports' own ("s0 rx_kernel_drops 3").
+func daemonDrops(d *daemon.Daemon) string {
+	st, err := d.Stats()
+	if err != nil {
+		return "counters: " + err.Error()
+	}
+	var out []string
+	for _, p := range st.Ports {
+		if p.Stats == nil {
+			continue
+		}
+		for _, k := range slices.Sorted(maps.Keys(p.Stats.Drops)) {
+			if v := p.Stats.Drops[k]; v != 0 {
+				out = append(out, fmt.Sprintf("%s %s %d", p.Name, k, v))
+			}
+		}
+		for _, k := range []string{"rx_oversize", "rx_kernel_drops", "rx_bad_offload", "tx_oversize", "tx_ring_full", "tx_errors"} {
+			if v := p.Stats.Port[k]; v != 0 {
+				out = append(out, fmt.Sprintf("%s %s %d", p.Name, k, v))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return "switch counted no drops"
+	}
+	return "switch drops: " + strings.Join(out, ", ")
 }
 
 // learningBridgeUp makes br0 of s0 and s1, learning as it does by
 // default.
-func learningBridgeUp(_ context.Context, t *hostsTopo, _ func(string, ...any)) (func(), error) {
+func learningBridgeUp(_ context.Context, t *hostsTopo, _ func(string, ...any)) (hostsSwitch, error) {
 	if _, err := bridgeOf(t.sw, devSwIn, devSwOut); err != nil {
-		return nil, err
+		return hostsSwitch{}, err
 	}
-	return func() {}, nil
+	return hostsSwitch{down: func() {}}, nil
 }
 
 // ovsHostsUp runs Open vSwitch's userspace datapath with s0 and s1 as
 // ports of portType ("" for AF_PACKET, "afxdp" in xdpMode).
-func ovsHostsUp(portType, xdpMode string) func(context.Context, *hostsTopo, func(string, ...any)) (func(), error) {
-	return func(ctx context.Context, t *hostsTopo, logf func(string, ...any)) (func(), error) {
+func ovsHostsUp(portType, xdpMode string) func(context.Context, *hostsTopo, func(string, ...any)) (hostsSwitch, error) {
+	return func(ctx context.Context, t *hostsTopo, logf func(string, ...any)) (hostsSwitch, error) {
 		o, err := startOVS(ctx, t.sw, portType, xdpMode, logf)
 		if err != nil {
-			return nil, err
+			return hostsSwitch{}, err
 		}
-		return o.stop, nil
+		return hostsSwitch{down: o.stop}, nil
 	}
 }
 
@@ -315,11 +352,23 @@ func measureHosts(ctx context.Context, o Options, s hostsSubject, logf func(stri
 			}
 		}
 	}
-	down, err := s.up(ctx, t, logf)
+	sw, err := s.up(ctx, t, logf)
 	if err != nil {
 		return fail(err)
 	}
-	defer down()
+	defer sw.down()
+	// A row with losses or without a figure says what the switch
+	// dropped, where it can tell.
+	defer func() {
+		if sw.counters == nil {
+			return
+		}
+		for i := range rows {
+			if r := &rows[i]; r.Received < r.Sent || (r.Skipped != "" && r.Skipped != "interrupted") {
+				r.Note = joinNote(r.Note, sw.counters())
+			}
+		}
+	}()
 	p, err := openPinger(t.h1, hostIP[0])
 	if err != nil {
 		return fail(err)

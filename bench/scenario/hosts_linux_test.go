@@ -106,7 +106,7 @@ func TestRunHostsOVS(t *testing.T) {
 		default:
 			checkHostsRow(t, r)
 		}
-		if r.Switch == OVSAFPacket && !strings.Contains(r.Note, "tx off") {
+		if r.Switch == OVSAFPacket && !strings.Contains(r.Note, "ethtool -K eth0 tx off") {
 			t.Errorf("%s: the note does not say the hosts run with tx off: %q", r.Switch, r.Note)
 		}
 	}

@@ -39,17 +39,16 @@ type scaleSwitch interface {
 // adding an entry to scaleSubjects.
 type scaleSubject struct {
 	name string
-	// note goes into every row of the subject.
+	// note goes into every idle-ports row of the subject: how the
+	// figures were taken, where it matters to read them.
 	note string
 	// start runs the switch with no port, opening its ports in ns.
 	start func(ctx context.Context, o Options, ns *netenv.NS, logf func(string, ...any)) (scaleSwitch, error)
 }
 
 var scaleSubjects = []scaleSubject{
-	{name: VswitchJIT, start: startDaemonProcess,
-		note: "vswitch daemon process, default settings; show/stats: one control request each"},
-	{name: OVSAFPacket, start: startOVSScale,
-		note: "ovs-vswitchd; attach: one ovs-vsctl add-port each; show/stats: ovs-vsctl show, ovs-ofctl dump-ports (each a new process)"},
+	{name: VswitchJIT, start: startDaemonProcess, note: "daemon process, default settings"},
+	{name: OVSAFPacket, start: startOVSScale, note: "ovs-vsctl add-port, ovs-vsctl show, ovs-ofctl dump-ports: a process each"},
 }
 
 // Interface names of the idle ports: iN in the switch namespace, fN at the
@@ -157,7 +156,7 @@ func measureIdleOnce(ctx context.Context, o Options, s scaleSubject, ns *netenv.
 	}
 	defer sw.stop()
 	// Settle before the base figures: the process has just started.
-	if err := sleep(ctx, 500*time.Millisecond); err != nil {
+	if err := sleep(ctx, o.Warmup); err != nil {
 		return err
 	}
 	base, err := readProc(sw.pid())
@@ -234,7 +233,7 @@ func medianTime(ctx context.Context, n int, fn func(context.Context) error) (tim
 // sink, as in the veth scenario) through s alone, then with
 // o.ScaleBusyIdle idle ports attached to the same switch.
 func measureBusy(ctx context.Context, o Options, s scaleSubject, logf func(string, ...any)) ScaleBusyResult {
-	r := ScaleBusyResult{Switch: s.name, IdlePorts: o.ScaleBusyIdle, Note: s.note}
+	r := ScaleBusyResult{Switch: s.name, IdlePorts: o.ScaleBusyIdle}
 	fail := func(err error) ScaleBusyResult {
 		r.Skipped = failure(err)
 		var se skipError

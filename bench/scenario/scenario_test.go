@@ -51,7 +51,7 @@ func sample() *Table {
 			{Switch: Bridge, Measure: MeasureRTT, Rate: 20, Sent: 200, Received: 199, P50: 53 * time.Microsecond,
 				P99: 90 * time.Microsecond, Max: 120 * time.Microsecond, XBridge: 1},
 			{Switch: Bridge, Measure: MeasureTCP, Gbps: 13.3, Bytes: 4990000000, XBridge: 1, Note: "iperf3 not installed"},
-			{Switch: OVSAFPacket, Measure: MeasureRTT, Rate: 20, Note: "hosts with tx off",
+			{Switch: OVSAFPacket, Measure: MeasureRTT, Rate: 20, Note: "hosts: ethtool -K eth0 tx off",
 				Skipped: "skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)"},
 		},
 		Scale: []ScaleResult{
@@ -93,7 +93,7 @@ hosts     RTT @ 20/s                 vswitch-jit                  p50 1.77ms p99
 hosts     TCP, 1 stream              vswitch-jit                  3.04 Gbit/s                         0.23x bridge                           iperf3 2.95 Gbit/s
 hosts     RTT @ 20/s                 bridge                       p50 53µs p99 90µs                   p50 1.00x bridge                       max 120µs, 199 of 200 replies
 hosts     TCP, 1 stream              bridge                       13.30 Gbit/s                        1.00x bridge                           iperf3 not installed
-hosts     RTT @ 20/s                 ovs-afpacket                 -                                   -                                      skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch); hosts with tx off
+hosts     RTT @ 20/s                 ovs-afpacket                 -                                   -                                      skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch); hosts: ethtool -K eth0 tx off
 scale     10 idle ports              vswitch-jit                  6.6 MB RSS/port, 1.00 threads/port  attach 120ms, show 480µs, stats 700µs  idle CPU 0.2%; RSS 77.7 MB (11.7 MB without ports), 16 threads (6 without)
 scale     100 idle ports             vswitch-jit                  6.6 MB RSS/port, 1.00 threads/port  attach 1.1s, show 3ms, stats 18ms      idle CPU 1.0%; RSS 433.6 MB (11.7 MB without ports), 70 threads (6 without); attached 64 of 100; port 65 refused: switch is full
 scale     64B, busy pair + 100 idle  vswitch-jit                  0.900 Mpps                          75% of the pair alone                  pair alone 1.200 Mpps, offered 1.500 Mpps; 62 of 100 idle ports attached; idle port 63 refused: switch is full
