@@ -46,10 +46,10 @@ func checkBusyRow(t *testing.T, r ScaleBusyResult) {
 }
 
 // TestRunScale runs the scale scenario against a vswitch daemon process
-// (this test binary, see TestMain) with 2 and 66 idle ports (one more
-// than 64 port queues, a limit of the switch before its worker pool) and
-// a busy pair among 3 idle ports: rows with figures, and nothing left
-// behind, processes included.
+// (this test binary, see TestMain) with 2 and 66 idle ports (more than
+// the 64 port queues a switch without a worker pool took: a refused port
+// must be reported and the rest measured) and a busy pair among 3 idle
+// ports: rows with figures, and nothing left behind, processes included.
 func TestRunScale(t *testing.T) {
 	requireNetns(t)
 	before := leftoversNow(t)

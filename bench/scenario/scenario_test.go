@@ -53,6 +53,7 @@ func sample() *Table {
 			{Switch: Bridge, Measure: MeasureTCP, Gbps: 13.3, Bytes: 4990000000, XBridge: 1, Note: "iperf3 not installed"},
 			{Switch: OVSAFPacket, Measure: MeasureRTT, Rate: 20, Note: "hosts: ethtool -K eth0 tx off",
 				Skipped: "skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)"},
+			{Switch: "vswitch-jit,bridge", Measure: "all", Skipped: "skipped: needs root"},
 		},
 		Scale: []ScaleResult{
 			{Switch: VswitchJIT, Ports: 10, Attached: 10, AttachTime: 120 * time.Millisecond, RSSBaseKB: 12000, RSSKB: 79600,
@@ -61,6 +62,7 @@ func sample() *Table {
 			{Switch: VswitchJIT, Ports: 100, Attached: 64, AttachTime: 1100 * time.Millisecond, RSSBaseKB: 12000, RSSKB: 444000,
 				ThreadsBase: 6, Threads: 70, RSSPerPortKB: 6750, ThreadsPerPort: 1, PortShow: 3 * time.Millisecond,
 				Stats: 18 * time.Millisecond, IdleCPU: 0.01, Note: "port 65 refused: switch is full"},
+			{Switch: "ovs-afpacket", Skipped: "skipped: needs root"},
 		},
 		ScaleBusy: []ScaleBusyResult{
 			{Switch: VswitchJIT, IdlePorts: 100, Attached: 62, Mpps: 0.9, AloneMpps: 1.2, OfAlone: 0.75, OfferedMpps: 1.5,
@@ -94,8 +96,10 @@ hosts     TCP, 1 stream              vswitch-jit                  3.04 Gbit/s   
 hosts     RTT @ 20/s                 bridge                       p50 53µs p99 90µs                   p50 1.00x bridge                       max 120µs, 199 of 200 replies
 hosts     TCP, 1 stream              bridge                       13.30 Gbit/s                        1.00x bridge                           iperf3 not installed
 hosts     RTT @ 20/s                 ovs-afpacket                 -                                   -                                      skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch); hosts: ethtool -K eth0 tx off
+hosts     all measures               vswitch-jit,bridge           -                                   -                                      skipped: needs root
 scale     10 idle ports              vswitch-jit                  6.6 MB RSS/port, 1.00 threads/port  attach 120ms, show 480µs, stats 700µs  idle CPU 0.2%; RSS 77.7 MB (11.7 MB without ports), 16 threads (6 without)
 scale     100 idle ports             vswitch-jit                  6.6 MB RSS/port, 1.00 threads/port  attach 1.1s, show 3ms, stats 18ms      idle CPU 1.0%; RSS 433.6 MB (11.7 MB without ports), 70 threads (6 without); attached 64 of 100; port 65 refused: switch is full
+scale     all port counts            ovs-afpacket                 -                                   -                                      skipped: needs root
 scale     64B, busy pair + 100 idle  vswitch-jit                  0.900 Mpps                          75% of the pair alone                  pair alone 1.200 Mpps, offered 1.500 Mpps; 62 of 100 idle ports attached; idle port 63 refused: switch is full
 `
 	// tabwriter pads by cell width; compare after normalizing runs of

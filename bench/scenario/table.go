@@ -297,9 +297,12 @@ func (t *Table) WriteText(w io.Writer) error {
 			fmt.Sprintf("received %d of %d, lost %d", r.Received, r.Sent, max(r.Lost, 0)))
 	}
 	for _, r := range t.Hosts {
-		c := "TCP, 1 stream"
-		if r.Measure == MeasureRTT {
+		c := "all measures" // a row that stands for every one: nothing ran
+		switch r.Measure {
+		case MeasureRTT:
 			c = fmt.Sprintf("RTT @ %s/s", rateLabel(r.Rate))
+		case MeasureTCP:
+			c = "TCP, 1 stream"
 		}
 		if r.Skipped != "" {
 			row(Hosts, c, r.Switch, "-", "-", joinNote(r.Skipped, r.Note))
@@ -325,6 +328,9 @@ func (t *Table) WriteText(w io.Writer) error {
 	}
 	for _, r := range t.Scale {
 		c := fmt.Sprintf("%d idle ports", r.Ports)
+		if r.Ports == 0 {
+			c = "all port counts" // a row that stands for every one: nothing ran
+		}
 		if r.Skipped != "" {
 			row(Scale, c, r.Switch, "-", "-", joinNote(r.Skipped, r.Note))
 			continue
