@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // checkScaleRow fails t for a row without sane figures. A port the switch
@@ -101,6 +102,33 @@ func TestRunScaleOVS(t *testing.T) {
 	}
 	checkScaleRow(t, tb.Scale[0])
 	checkBusyRow(t, tb.ScaleBusy[0])
+	checkLeftovers(t, before)
+}
+
+// TestCancelDuringScale cancels the scale scenario in its idle window:
+// Run returns the context's error, the daemon process is gone and nothing
+// else is left behind.
+func TestCancelDuringScale(t *testing.T) {
+	requireNetns(t)
+	before := leftoversNow(t)
+	o := short(t, Scale)
+	o.Subjects = []string{VswitchJIT}
+	o.ScalePorts = []int{4}
+	o.Duration = time.Minute
+	daemonOptions(t, &o)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-time.After(3 * time.Second)
+		cancel()
+	}()
+	start := time.Now()
+	if _, err := Run(ctx, o); err == nil {
+		t.Fatal("no error from a cancelled run")
+	}
+	if time.Since(start) > 40*time.Second {
+		t.Errorf("the cancelled run went on for %v", time.Since(start))
+	}
 	checkLeftovers(t, before)
 }
 
