@@ -74,7 +74,7 @@ type hostsSwitch struct {
 
 // hostsSubjects are the switches of the hosts scenario, in run order.
 var hostsSubjects = []hostsSubject{
-	{name: VswitchJIT, up: vswitchHostsUp("jit"), note: "in-process daemon, default settings"},
+	{name: VswitchJIT, up: vswitchHostsUp("jit", control.PortAttachParams{}), note: "in-process daemon, default settings"},
 	{name: Bridge, up: learningBridgeUp},
 	// OVS forwards a partial checksum unfinished (the receiving host
 	// drops the segment): with the hosts' default offloads not even a TCP
@@ -94,10 +94,11 @@ func HostsSubjects() []string {
 	return out
 }
 
-// vswitchHostsUp runs a vswitch daemon in this process with the built-in
-// learning program on engine and s0, s1 as AF_PACKET ports with default
-// settings.
-func vswitchHostsUp(engine string) func(context.Context, *hostsTopo, func(string, ...any)) (hostsSwitch, error) {
+// vswitchHostsUp runs a vswitch daemon in this process with default
+// settings and the built-in learning program on engine, and attaches s0
+// and s1 with port's parameters (its Name is theirs; the zero value is an
+// AF_PACKET port with default settings).
+func vswitchHostsUp(engine string, port control.PortAttachParams) func(context.Context, *hostsTopo, func(string, ...any)) (hostsSwitch, error) {
 	return func(_ context.Context, t *hostsTopo, _ func(string, ...any)) (hostsSwitch, error) {
 		d := daemon.New(daemon.Config{Netns: t.sw})
 		if _, err := d.LoadDefault(engine); err != nil {
@@ -105,7 +106,9 @@ func vswitchHostsUp(engine string) func(context.Context, *hostsTopo, func(string
 			return hostsSwitch{}, err
 		}
 		for _, dev := range []string{devSwIn, devSwOut} {
-			if _, err := d.Attach(control.PortAttachParams{Name: dev}); err != nil {
+			p := port
+			p.Name = dev
+			if _, err := d.Attach(p); err != nil {
 				d.Close()
 				return hostsSwitch{}, err
 			}

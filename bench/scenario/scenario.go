@@ -25,10 +25,11 @@
 //   - hosts: real traffic. Two hosts with their own kernel stacks, each in
 //     a namespace on a veth pair to the switch namespace, talk through the
 //     switch under test (vswitch, the Linux bridge, Open vSwitch's
-//     userspace datapath with AF_PACKET and AF_XDP ports): ICMP echo
-//     round trips at a low and a higher rate (p50, p99) and one TCP
-//     stream's throughput (Go sockets; iperf3 as a second opinion where
-//     installed).
+//     userspace datapath with AF_PACKET and AF_XDP ports, the hosts
+//     then with transmit checksum offload off, which OVS needs): ICMP echo
+//     round trips at a low and a higher rate (p50, p99, from the kernel's
+//     receive timestamps) and one TCP stream's throughput (Go sockets;
+//     iperf3 as a second opinion where installed).
 //   - scale: a vswitch daemon as its own process (and ovs-vswitchd) with
 //     10, 100 and 254 idle veth ports: memory and OS threads per idle
 //     port, the time to attach them, `port show` and `stats` response
@@ -37,7 +38,7 @@
 //
 // Run runs the selected scenarios in that order and returns a Table, which
 // prints as one aligned text table (WriteText), as JSON, or as bar charts
-// of the veth and hosts comparisons (WriteSVG, WritePNG).
+// of the veth, hosts and scale comparisons (WriteSVG, WritePNG).
 package scenario
 
 import (
