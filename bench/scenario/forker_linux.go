@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
@@ -61,3 +62,13 @@ func (f *forker) start(c *exec.Cmd) error {
 // close ends the forker's thread: children still running get their
 // parent-death signal.
 func (f *forker) close() { close(f.fns) }
+
+// tempDir makes a temporary directory for kind ("ovs", "daemon") named
+// after this process (vswitch-bench-KIND-PID-*), so that what a killed
+// run leaves behind says whose it was, and a test can tell its own.
+func tempDir(kind string) (string, error) {
+	return os.MkdirTemp("", fmt.Sprintf("%s%s-%d-", tempPrefix, kind, os.Getpid()))
+}
+
+// tempPrefix begins the name of every temporary directory of a scenario.
+const tempPrefix = "vswitch-bench-"

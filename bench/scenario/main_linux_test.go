@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,7 +64,9 @@ func daemonOptions(t *testing.T, o *Options) {
 
 // leftovers is what a scenario could leave behind: network namespace
 // handles of this process, child processes, links in this process's
-// namespace, temporary directories.
+// namespace named as the scenarios name theirs, and temporary directories
+// of this process (other processes on a shared machine make and remove
+// their own at any time).
 type leftovers struct {
 	netns    int
 	children []string
@@ -98,12 +101,18 @@ func leftoversNow(t *testing.T) leftovers {
 		t.Fatal(err)
 	}
 	for _, k := range links {
-		l.links = append(l.links, k.Attrs().Name)
+		if n := k.Attrs().Name; scenarioLink.MatchString(n) {
+			l.links = append(l.links, n)
+		}
 	}
 	slices.Sort(l.links)
-	l.dirs, _ = filepath.Glob(filepath.Join(os.TempDir(), "vswitch-bench-*"))
+	l.dirs, _ = filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("%s*-%d-*", tempPrefix, os.Getpid())))
 	return l
 }
+
+// scenarioLink matches the names of the links the scenarios make (in
+// their own namespaces: none may appear in this one).
+var scenarioLink = regexp.MustCompile(`^(s0|s1|g0|k0|eth0|br0|x0|x1|[if][0-9]+)$`)
 
 // checkLeftovers fails t if anything was left behind since before.
 func checkLeftovers(t *testing.T, before leftovers) {

@@ -107,7 +107,7 @@ func startOVSDaemons(ctx context.Context, ns *netenv.NS, logf func(string, ...an
 	if schema == "" {
 		return nil, skipf("skipped: OVS database schema not found in %s", strings.Join(ovsSchemas, ", "))
 	}
-	dir, err := os.MkdirTemp("", "vswitch-bench-ovs-")
+	dir, err := tempDir("ovs")
 	if err != nil {
 		return nil, err
 	}

@@ -383,7 +383,7 @@ var stateFlags = [][]string{{"--no-state"}, {"--state-dir", "STATE"}, nil}
 // named, as the subject's name says) and its control socket in a
 // temporary directory, opening ports in ns.
 func startDaemonProcess(ctx context.Context, o Options, ns *netenv.NS, logf func(string, ...any)) (_ scaleSwitch, err error) {
-	dir, err := os.MkdirTemp("", "vswitch-bench-daemon-")
+	dir, err := tempDir("daemon")
 	if err != nil {
 		return nil, err
 	}

@@ -295,7 +295,7 @@ func startPktgen(ctx context.Context, t *topo, cfg pktgen.Config) (*generator, e
 // startTrafgen runs trafgen out of g0 with frame, pinned to genCPU in its
 // own session (autogroup) at nice -20, for d.
 func startTrafgen(ctx context.Context, t *topo, frame []byte, d time.Duration) (*generator, error) {
-	dir, err := os.MkdirTemp("", "vswitch-bench-trafgen-")
+	dir, err := tempDir("trafgen")
 	if err != nil {
 		return nil, err
 	}
