@@ -312,16 +312,16 @@ func newXSK(q, n int) (*xsk, error) {
 	if err != nil {
 		return x, fmt.Errorf("XDP_MMAP_OFFSETS: %w", err)
 	}
-	if x.fill, err = mapRing(fd, unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, n, false); err != nil {
+	if x.fill, err = mapXDPRing(fd, unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, n, false); err != nil {
 		return x, fmt.Errorf("mapping the fill ring: %w", err)
 	}
-	if x.comp, err = mapRing(fd, unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, n, false); err != nil {
+	if x.comp, err = mapXDPRing(fd, unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, n, false); err != nil {
 		return x, fmt.Errorf("mapping the completion ring: %w", err)
 	}
-	if x.rx, err = mapRing(fd, unix.XDP_PGOFF_RX_RING, off.Rx, n, true); err != nil {
+	if x.rx, err = mapXDPRing(fd, unix.XDP_PGOFF_RX_RING, off.Rx, n, true); err != nil {
 		return x, fmt.Errorf("mapping the receive ring: %w", err)
 	}
-	if x.tx, err = mapRing(fd, unix.XDP_PGOFF_TX_RING, off.Tx, n, true); err != nil {
+	if x.tx, err = mapXDPRing(fd, unix.XDP_PGOFF_TX_RING, off.Tx, n, true); err != nil {
 		return x, fmt.Errorf("mapping the transmit ring: %w", err)
 	}
 	x.lent = make([]uint64, 0, n)

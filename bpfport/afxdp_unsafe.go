@@ -29,9 +29,9 @@ type xdpRing struct {
 	head  uint32
 }
 
-// mapRing maps the ring of n entries at page offset pgoff of fd, laid out
+// mapXDPRing maps the ring of n entries at page offset pgoff of fd, laid out
 // as off says.
-func mapRing(fd int, pgoff int64, off unix.XDPRingOffset, n int, desc bool) (xdpRing, error) {
+func mapXDPRing(fd int, pgoff int64, off unix.XDPRingOffset, n int, desc bool) (xdpRing, error) {
 	entry := 8
 	if desc {
 		entry = int(unsafe.Sizeof(unix.XDPDesc{}))

@@ -214,7 +214,7 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 	}
 	if idx, err := d.sw.PortByName(p.Name); err == nil {
 		if p.MayExist {
-			return d.portInfo(idx, false), nil
+			return d.portInfo(idx), nil
 		}
 		return control.Port{}, control.Errorf(control.CodeExists, "port %s is already attached (index %d): use --may-exist to accept that", p.Name, idx)
 	}
@@ -287,7 +287,7 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 			d.log.Warn("AF_XDP port fall-back", "port", p.Name, "note", n)
 		}
 	}
-	return d.portInfo(idx, false), nil
+	return d.portInfo(idx), nil
 }
 
 // afxdpConfig reads the afxdp settings of p (and refuses them for other
@@ -327,12 +327,8 @@ func ParseBusyPoll(s string) (time.Duration, error) {
 }
 
 func (d *Daemon) portGone(idx int) bool {
-	for _, p := range d.sw.Ports() {
-		if p.Index == idx {
-			return p.Gone
-		}
-	}
-	return false
+	p, err := d.sw.PortInfo(idx)
+	return err == nil && p.Gone
 }
 
 func portError(err error) error {
@@ -371,13 +367,12 @@ func (d *Daemon) Detach(p control.PortDetachParams) error {
 	return nil
 }
 
-func (d *Daemon) portInfo(idx int, stats bool) control.Port {
-	for _, p := range d.Ports(stats) {
-		if p.Index == idx {
-			return p
-		}
+func (d *Daemon) portInfo(idx int) control.Port {
+	p, err := d.sw.PortInfo(idx)
+	if err != nil {
+		return control.Port{Index: idx}
 	}
-	return control.Port{Index: idx}
+	return d.controlPort(p, nil)
 }
 
 // Ports describes the attached ports.
@@ -391,19 +386,31 @@ func (d *Daemon) Ports(stats bool) []control.Port {
 	}
 	var out []control.Port
 	for _, p := range d.sw.Ports() {
-		cp := control.Port{Index: p.Index, Name: p.Name, Type: p.Kind, Queues: p.Queues, MTU: p.MTU,
-			Up: p.Up, Gone: p.Gone, Error: p.Error, Offload: p.Offload, BusyPoll: p.BusyPoll.String(), Attached: p.Attached}
-		if xp := d.xdp[p.Name]; xp != nil && d.kinds[p.Name] == "afxdp" {
-			cp.XDP = xp.Info().String()
-			cp.Notes = xp.Info().Notes
-		}
+		var ps *vswitch.PortStats
 		if s, ok := st[p.Index]; ok {
-			cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
-				TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
+			ps = &s
 		}
-		out = append(out, cp)
+		out = append(out, d.controlPort(p, ps))
 	}
 	return out
+}
+
+func (d *Daemon) controlPort(p vswitch.PortInfo, s *vswitch.PortStats) control.Port {
+	bp := "0"
+	if p.BusyPoll > 0 {
+		bp = p.BusyPoll.String()
+	}
+	cp := control.Port{Index: p.Index, Name: p.Name, Type: p.Kind, Queues: p.Queues, MTU: p.MTU,
+		Up: p.Up, Gone: p.Gone, Error: p.Error, Offload: p.Offload, BusyPoll: bp, Attached: p.Attached}
+	if s != nil {
+		cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
+			TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
+	}
+	if xp := d.xdp[p.Name]; xp != nil && d.kinds[p.Name] == "afxdp" {
+		info := xp.Info()
+		cp.XDP, cp.Notes = info.String(), info.Notes
+	}
+	return cp
 }
 
 func portCounters(s bpfport.Stats) map[string]uint64 {
