@@ -59,27 +59,35 @@ func feed(p Port, size int) (stop func()) {
 }
 
 // BenchmarkAFXDPSend measures the transmit path (a copy into the UMEM and
-// the kick) of an AF_XDP port sending into a veth.
+// the kick) of an AF_XDP port sending into a veth, beside an AF_PACKET
+// port's (sendmmsg) on the same veth for reference.
 func BenchmarkAFXDPSend(b *testing.B) {
 	for _, size := range []int{60, 1514} {
-		b.Run(fmt.Sprintf("frame=%d", size), func(b *testing.B) {
-			p := newXDPPair(b, AFXDPConfig{})
-			frames := make([][]byte, 64)
-			for i := range frames {
-				frames[i] = testFrame(size, uint32(i))
-			}
-			b.ResetTimer()
-			sent := 0
-			for sent < b.N {
-				n, err := p.px.SendBatch(0, frames, nil)
-				if err != nil {
-					b.Fatal(err)
+		for _, kind := range []string{"afxdp", "afpacket"} {
+			b.Run(fmt.Sprintf("frame=%d/port=%s", size, kind), func(b *testing.B) {
+				p := newXDPPair(b, AFXDPConfig{})
+				var port Port = p.px
+				if kind == "afpacket" {
+					p.px.Close()
+					port = openAF(b, p.nsX, p.x, AFPacketConfig{})
 				}
-				sent += n
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(p.px.Stats().TxRingFull)/float64(sent), "fullfrac")
-		})
+				frames := make([][]byte, 64)
+				for i := range frames {
+					frames[i] = testFrame(size, uint32(i))
+				}
+				b.ResetTimer()
+				sent := 0
+				for sent < b.N {
+					n, err := port.SendBatch(0, frames, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					sent += n
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(port.Stats().TxRingFull)/float64(sent), "fullfrac")
+			})
+		}
 	}
 }
 

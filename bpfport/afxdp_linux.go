@@ -877,11 +877,13 @@ func (p *AFXDP) reap(x *xsk) {
 }
 
 // kickTx has the kernel process x's transmit ring when it asks for it. In
-// copy mode the kernel sends in the calling thread and may stop early (a
-// full device queue, a frame dropped): it is kicked again, a bounded
-// number of times; what is left goes with the next batch.
+// copy mode the kernel sends in the calling thread and may stop early: at
+// its budget or with the completion ring full it is kicked again, a
+// bounded number of times; after frames the device dropped, once. What is
+// left goes with the next kick.
 func (p *AFXDP) kickTx(x *xsk, errs *uint64) error {
 	t := &x.tx
+	busy := 0
 	for tries := 0; tries < 4+len(t.descs)/32; tries++ {
 		if t.flags.Load()&unix.XDP_RING_NEED_WAKEUP == 0 {
 			return nil // the driver is running and will see them
@@ -897,8 +899,17 @@ func (p *AFXDP) kickTx(x *xsk, errs *uint64) error {
 		case unix.EAGAIN, unix.ENOBUFS:
 			p.reap(x) // the completion ring may be what is full
 		case unix.EBUSY:
+			// The device dropped a frame (its queue, or a veth peer's
+			// backlog, is full). After a second one the rest waits in the
+			// ring for the next kick rather than being pushed into a full
+			// queue now: the ring filling up is the switch's backpressure,
+			// as a full socket buffer is for AF_PACKET ports.
 			if errs != nil {
-				*errs++ // the device dropped one frame
+				*errs++
+			}
+			if busy++; busy > 1 {
+				p.reap(x)
+				return nil
 			}
 		case unix.EINTR:
 		case unix.ENETDOWN, unix.ENXIO:
