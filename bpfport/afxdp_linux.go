@@ -1006,7 +1006,9 @@ func (p *AFXDP) drainTx() {
 			}
 			p.reap(x)
 			if x.out > 0 && x.tx.cons.Load() != x.tx.head {
-				_ = xdpKickTx(x.fd)
+				if err := xdpKickTx(x.fd); err == unix.ENETDOWN || err == unix.ENXIO {
+					continue // never sent: reclaim takes them back
+				}
 			}
 			pending += x.out
 		}
@@ -1027,15 +1029,23 @@ func (p *AFXDP) reclaim() {
 	for _, x := range p.qs {
 		if x.tx.mem != nil {
 			p.reap(x)
-			// Queued but never taken by the kernel: never sent.
-			for h := x.tx.cons.Load(); h != x.tx.head; h++ {
+			// The frames not completed are the last x.out posted; those
+			// the kernel has not taken either were never sent. (The
+			// kernel may take a frame without publishing its consumer
+			// index when it drops it, but a dropped frame is completed,
+			// so it is not among the last x.out.)
+			h := x.tx.head - uint32(x.out)
+			if c := x.tx.cons.Load(); int32(c-h) > 0 {
+				h = c
+			}
+			for ; h != x.tx.head; h++ {
 				addr := x.tx.descs[h&x.tx.mask].Addr
 				x.out--
 				if um.refs[addr>>um.shift].Add(-1) == 0 {
 					back = append(back, addr>>um.shift<<um.shift)
 				}
 			}
-			um.leaked += x.out
+			um.leaked += x.out // in flight in the device: never reused
 		}
 		back = append(back, x.cache...)
 		x.cache = x.cache[:0]
@@ -1138,7 +1148,9 @@ func (u *umem) hold(f []byte) (uint64, bool) {
 
 func (u *umem) unhold(addr uint64) {
 	if u.refs[addr>>u.shift].Add(-1) == 0 {
-		u.put([]uint64{addr >> u.shift << u.shift})
+		var a [1]uint64
+		a[0] = addr >> u.shift << u.shift
+		u.put(a[:])
 	}
 }
 
