@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -403,4 +406,62 @@ func txChecksumOff(t *testing.T, ns *nettest.NS, ifname string) {
 		}
 		return nil
 	})
+}
+
+// TestAFXDPConfigFileAndShutdown starts a daemon (Run, as `vswitch daemon`
+// does) with AF_XDP ports from its --config file, and stops it as SIGTERM
+// does (the context ends): no XDP program is left on the interfaces.
+func TestAFXDPConfigFileAndShutdown(t *testing.T) {
+	r := newXDPRig(t, 2)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "vswitch.json")
+	os.WriteFile(cfg, []byte(`{"ports":[{"name":"`+r.hosts[0].port+`","type":"afxdp","xdp_mode":"native","zero_copy":"auto"},
+		{"name":"`+r.hosts[1].port+`","type":"afxdp","xdp_mode":"generic"}]}`), 0o644)
+	nsPath := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(r.sw.H))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan *Daemon, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, RunConfig{Socket: filepath.Join(dir, "s.sock"), ConfigFile: cfg, Netns: nsPath,
+			Log: io.Discard, Ready: func(d *Daemon) { ready <- d }})
+	}()
+	var d *Daemon
+	select {
+	case d = <-ready:
+	case err := <-done:
+		t.Fatalf("daemon: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon not ready")
+	}
+	h := r.sw.Handle(t)
+	progs := func() (n int) {
+		for _, hh := range r.hosts {
+			l, err := h.LinkByName(hh.port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if x := l.Attrs().Xdp; x != nil && x.Attached {
+				n++
+			}
+		}
+		return n
+	}
+	ports := d.Ports(false)
+	if len(ports) != 2 || !strings.HasPrefix(ports[0].XDP, "native XDP") || !strings.HasPrefix(ports[1].XDP, "generic XDP") {
+		t.Errorf("ports from the config: %+v", ports)
+	}
+	if n := progs(); n != 2 {
+		t.Fatalf("%d XDP programs attached, want 2", n)
+	}
+	txChecksumOff(t, r.hosts[0].ns, r.hosts[0].dev)
+	txChecksumOff(t, r.hosts[1].ns, r.hosts[1].dev)
+	ping(t, r.hosts[0].ns, r.hosts[1].ip, 2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if n := progs(); n != 0 {
+		t.Errorf("%d XDP programs left after the daemon stopped", n)
+	}
 }
