@@ -82,11 +82,10 @@ type xsk struct {
 	// mine has a bit per UMEM frame the receive side holds in the fill
 	// ring, the kernel or the receive ring (not lent ones): what Close
 	// gives back. Only this queue touches it.
-	mine    []uint64
-	rxErr   atomic.Int32
-	lentOut atomic.Bool
-	w       waiter
-	_       [64]byte
+	mine  []uint64
+	rxErr atomic.Int32
+	w     waiter
+	_     [64]byte
 
 	// transmit side, under txMu
 	txMu  sync.Mutex
@@ -94,7 +93,7 @@ type xsk struct {
 	comp  xdpRing
 	out   int      // frames posted and not completed
 	cache []uint64 // free frames for copies
-	txCap int      // most frames the transmit side holds (out + cache)
+	txCap int      // most frames posted and not completed (the ring's size)
 	freed []uint64 // scratch for frames completed
 	_     [64]byte
 }
@@ -509,11 +508,7 @@ func (p *AFXDP) TryRecv(q int, b *Batch) (int, error) {
 			return 0, err
 		}
 	}
-	n := p.receive(x, b, &p.stats[q])
-	if n > 0 {
-		x.lentOut.Store(true)
-	}
-	return n, nil
+	return p.receive(x, b, &p.stats[q]), nil
 }
 
 // Release implements Port.
@@ -668,7 +663,6 @@ func (p *AFXDP) releaseLent(x *xsk) {
 	if len(x.lent) == 0 {
 		return
 	}
-	x.lentOut.Store(false)
 	um := p.um
 	f := &x.fill
 	for _, addr := range x.lent {
@@ -1069,15 +1063,6 @@ func (p *AFXDP) reclaim() {
 		}
 	}
 	um.putLocked(back)
-}
-
-// usedFrames reports the frames of the port's UMEM not in its free pool
-// (for tests: after a quiet period, the frames held by fill rings).
-func (p *AFXDP) usedFrames() (used, leaked int) {
-	um := p.um
-	um.mu.Lock()
-	defer um.mu.Unlock()
-	return um.n - len(um.free), um.leaked
 }
 
 // umem is a UMEM: memory registered with the kernel for AF_XDP sockets,

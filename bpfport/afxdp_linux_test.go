@@ -800,3 +800,12 @@ func TestAFXDPForwardAllocs(t *testing.T) {
 		t.Errorf("counters %+v: want every frame sent by descriptor", c)
 	}
 }
+
+// usedFrames reports the frames of the port's UMEM not in its free pool
+// (for tests: after a quiet period, the frames held by fill rings).
+func (p *AFXDP) usedFrames() (used, leaked int) {
+	um := p.um
+	um.mu.Lock()
+	defer um.mu.Unlock()
+	return um.n - len(um.free), um.leaked
+}
