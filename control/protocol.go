@@ -120,6 +120,12 @@ type PortDetachParams struct {
 	IfExists bool   `json:"if_exists,omitempty"`
 }
 
+// PortDetachResult says what port.detach did.
+type PortDetachResult struct {
+	// Absent: no such port was attached and IfExists accepted that.
+	Absent bool `json:"absent,omitempty"`
+}
+
 // PortShowParams select what port.show includes.
 type PortShowParams struct {
 	Stats bool `json:"stats,omitempty"`

@@ -126,7 +126,8 @@ func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessa
 		if err := decode(&p); err != nil {
 			return nil, nil, err
 		}
-		return struct{}{}, nil, d.Detach(p)
+		r, err := d.Detach(p)
+		return r, nil, err
 	case control.MethodPortShow:
 		var p control.PortShowParams
 		if err := decode(&p); err != nil {
@@ -279,24 +280,25 @@ func portError(err error) error {
 	return control.Errorf(control.CodeInvalid, "%v", err)
 }
 
-// Detach removes a port.
-func (d *Daemon) Detach(p control.PortDetachParams) error {
+// Detach removes a port. With IfExists, a port that is not attached is
+// no error: the result says it was absent.
+func (d *Daemon) Detach(p control.PortDetachParams) (control.PortDetachResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	err := d.sw.Detach(p.Name)
 	if errors.Is(err, vswitch.ErrNoSuchPort) {
 		if p.IfExists {
-			return nil
+			return control.PortDetachResult{Absent: true}, nil
 		}
-		return control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show` (or use --if-exists)", p.Name)
+		return control.PortDetachResult{}, control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show` (or use --if-exists)", p.Name)
 	}
 	delete(d.kinds, p.Name)
 	if err != nil {
 		d.log.Warn("port detached with an error", "port", p.Name, "err", err)
-		return nil
+		return control.PortDetachResult{}, nil
 	}
 	d.log.Info("port detached", "port", p.Name)
-	return nil
+	return control.PortDetachResult{}, nil
 }
 
 func (d *Daemon) portInfo(idx int, stats bool) control.Port {
