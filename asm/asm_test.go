@@ -140,3 +140,26 @@ func ExampleDisassemble() {
 	// mov %r0, 1
 	// exit
 }
+
+func ExampleFormatNamed() {
+	insns, err := asm.Assemble("lddw %r1, map[1]\nlddw %r2, map[0]+8\nlddw %r3, map[7]\nexit")
+	if err != nil {
+		panic(err)
+	}
+	names := []string{"fdb", "ports"}
+	for n := 0; n < len(insns); n++ {
+		var next asm.Instruction
+		if n+1 < len(insns) {
+			next = insns[n+1]
+		}
+		fmt.Println(asm.FormatNamed(insns[n], next, names))
+		if insns[n].IsLDDW() {
+			n++
+		}
+	}
+	// Output:
+	// lddw %r1, map[ports]
+	// lddw %r2, map[fdb]+8
+	// lddw %r3, map[7]
+	// exit
+}
