@@ -93,6 +93,9 @@ func (c *cmd) progRun(p runParams) error {
 		return err
 	}
 	opts := loader.Options{ObjectName: strings.SplitN(filepath.Base(p.object), ".", 2)[0]}
+	if p.section != "" {
+		opts.Programs = []string{p.section} // the others need not be runnable
+	}
 	if p.compat == "vale-bpf" {
 		opts.Compat = loader.CompatVALEBPF
 	} else if p.compat != "" {

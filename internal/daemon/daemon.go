@@ -374,6 +374,11 @@ func (d *Daemon) Load(p control.ProgLoadParams) (control.Program, error) {
 		return control.Program{}, bad("prog load: unknown engine %q (jit or interp)", engine)
 	}
 	opts := loader.Options{CPUs: d.cfg.MaxWorkers}
+	if p.Section != "" {
+		// Only the program named (and what its program arrays reach): the
+		// object's other programs need not be runnable here.
+		opts.Programs = []string{p.Section}
+	}
 	switch p.Compat {
 	case "", "none":
 	case "vale-bpf":
@@ -554,11 +559,14 @@ func (d *Daemon) Dump(kind string) (control.TextResult, error) {
 	}
 	switch kind {
 	case "xlated", "":
-		return control.TextResult{Text: Xlated(l.prog)}, nil
+		return control.TextResult{Text: Xlated(l.prog, l.coll.Lines[l.name])}, nil
 	case "jited":
 		for _, c := range l.codes {
 			if c.Program() == l.prog {
-				return control.TextResult{Text: c.Listing().String()}, nil
+				listing := c.Listing()
+				listing.MapNames = MapNames(l.prog)
+				listing.Source = sourceLines(l.coll.Lines[l.name])
+				return control.TextResult{Text: listing.String()}, nil
 			}
 		}
 		return control.TextResult{}, control.Errorf(control.CodeUnsupported, "program %s runs on the interpreter: there is no machine code (load it with --engine jit)", l.name)
@@ -567,16 +575,52 @@ func (d *Daemon) Dump(kind string) (control.TextResult, error) {
 }
 
 // Xlated returns a program's disassembly, one instruction per line with
-// its slot index.
-func Xlated(p *vm.Program) string {
+// its slot index, maps by name and, where lines (by slot, from
+// loader.Collection.Lines) has them, the C source lines above the
+// instructions they start, as bpftool prints them.
+func Xlated(p *vm.Program, lines []loader.Line) string {
 	var b strings.Builder
-	insns := p.Instructions()
+	src := sourceLines(lines)
 	slot := 0
-	for _, line := range asmLines(insns) {
+	for _, line := range asmLines(p.Instructions(), MapNames(p)) {
+		if slot < len(src) && src[slot] != "" {
+			fmt.Fprintf(&b, "; %s\n", src[slot])
+		}
 		fmt.Fprintf(&b, "%5d: %s\n", slot, line.text)
 		slot += line.slots
 	}
 	return b.String()
+}
+
+// MapNames names p's maps by the index lddw map[N] uses.
+func MapNames(p *vm.Program) []string {
+	var names []string
+	for _, m := range p.Maps() {
+		name := ""
+		if s, ok := m.(interface{ Spec() maps.Spec }); ok {
+			name = s.Spec().Name
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// sourceLines renders line info by slot as "file.c:12: text", leaving
+// out a line that repeats the one before it.
+func sourceLines(lines []loader.Line) []string {
+	if lines == nil {
+		return nil
+	}
+	out := make([]string, len(lines))
+	var prev loader.Line
+	for pc, l := range lines {
+		if l.Text == "" || l == prev {
+			continue
+		}
+		out[pc] = fmt.Sprintf("%s:%d: %s", filepath.Base(l.File), l.Number, l.Text)
+		prev = l
+	}
+	return out
 }
 
 // Log returns the program's trace_printk lines.

@@ -25,14 +25,14 @@ type asmLine struct {
 	slots int
 }
 
-func asmLines(insns []asm.Instruction) []asmLine {
+func asmLines(insns []asm.Instruction, mapNames []string) []asmLine {
 	var out []asmLine
 	for n := 0; n < len(insns); n++ {
 		var next asm.Instruction
 		if n+1 < len(insns) {
 			next = insns[n+1]
 		}
-		s := asm.Format(insns[n], next)
+		s := asm.FormatNamed(insns[n], next, mapNames)
 		slots := 1
 		if insns[n].IsLDDW() && !strings.HasPrefix(s, ".raw") {
 			slots = 2
