@@ -33,6 +33,7 @@ func (l *linker) link() (_ *Collection, err error) {
 		Maps:     map[string]maps.Map{},
 		Types:    map[string]MapTypes{},
 		Lines:    map[string][]Line{},
+		BTF:      l.spec.Types,
 	}
 	l.bySpec = map[string]maps.Map{}
 	defer func() {
@@ -262,6 +263,12 @@ func (l *linker) mapSpec(name string, ms *ebpf.MapSpec) (maps.Spec, error) {
 		MaxEntries: ms.MaxEntries,
 		Flags:      ms.Flags,
 		CPUs:       l.opts.CPUs,
+	}
+	if s.Type == maps.RingBuf && ms.Value != nil && ms.Key == nil {
+		// __type(value, struct rec) on a ring buffer describes its
+		// records (the control plane decodes them); a ring buffer
+		// itself has no key or value size.
+		s.ValueSize = 0
 	}
 	// cilium marks .rodata maps.FlagRdOnlyProg, so programs cannot write
 	// their constants; the control plane still can (as with libbpf before

@@ -139,6 +139,9 @@ type Collection struct {
 	// by program name and instruction slot, where the object carries BTF
 	// line info (built with clang -g); a zero Line elsewhere.
 	Lines map[string][]Line
+	// BTF is the object's type information, nil if it has none: the
+	// control plane finds record types in it by name (map read --type).
+	BTF *btf.Spec
 
 	created []maps.Map // maps this collection made, closed by Close
 }
