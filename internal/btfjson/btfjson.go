@@ -363,3 +363,105 @@ func putUint(b []byte, v uint64) {
 		b[i] = byte(v >> (8 * i))
 	}
 }
+
+// Sum adds up values laid out as t (the slots of a per-CPU value): integer
+// fields are summed (in 64 bits, so that 32-bit counters do not wrap);
+// other fields (byte arrays such as MAC addresses, enums, pointers, bools)
+// are left out. ok is false when nothing in t can be added up.
+func Sum(t btf.Type, values [][]byte) (_ json.RawMessage, ok bool) {
+	var buf bytes.Buffer
+	if !sum(&buf, t, values, 0) {
+		return nil, false
+	}
+	return buf.Bytes(), true
+}
+
+func sum(w *bytes.Buffer, t btf.Type, values [][]byte, depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	switch t := btf.UnderlyingType(t).(type) {
+	case *btf.Int:
+		if t.Encoding&btf.Bool != 0 {
+			return false
+		}
+		var u uint64
+		var s int64
+		for _, b := range values {
+			if int(t.Size) > len(b) {
+				return false
+			}
+			v := uint64Of(b[:t.Size])
+			shift := 64 - 8*t.Size
+			s += int64(v<<shift) >> shift
+			u += v
+		}
+		if t.Encoding&btf.Signed != 0 {
+			w.WriteString(strconv.FormatInt(s, 10))
+		} else {
+			w.WriteString(strconv.FormatUint(u, 10))
+		}
+		return true
+	case *btf.Array:
+		es, err := size(t.Type)
+		if err != nil || es <= 0 || isByte(t.Type) {
+			return false
+		}
+		var inner bytes.Buffer
+		inner.WriteByte('[')
+		for i := 0; i < int(t.Nelems); i++ {
+			if i > 0 {
+				inner.WriteByte(',')
+			}
+			if !sum(&inner, t.Type, sliceAll(values, i*es), depth+1) {
+				return false
+			}
+		}
+		inner.WriteByte(']')
+		w.Write(inner.Bytes())
+		return true
+	case *btf.Struct:
+		return sumMembers(w, t.Members, values, depth)
+	case *btf.Union:
+		return false
+	}
+	return false
+}
+
+func sumMembers(w *bytes.Buffer, ms []btf.Member, values [][]byte, depth int) bool {
+	var inner bytes.Buffer
+	inner.WriteByte('{')
+	n := 0
+	for i, m := range ms {
+		if m.BitfieldSize > 0 {
+			continue
+		}
+		var field bytes.Buffer
+		if !sum(&field, m.Type, sliceAll(values, int(m.Offset/8)), depth+1) {
+			continue
+		}
+		if n > 0 {
+			inner.WriteByte(',')
+		}
+		n++
+		inner.WriteString(strconv.Quote(memberName(m, i)) + ":")
+		inner.Write(field.Bytes())
+	}
+	inner.WriteByte('}')
+	if n == 0 {
+		return false
+	}
+	w.Write(inner.Bytes())
+	return true
+}
+
+// sliceAll returns each value from off on (empty where it is shorter).
+func sliceAll(values [][]byte, off int) [][]byte {
+	out := make([][]byte, len(values))
+	for i, b := range values {
+		if off <= len(b) {
+			out[i] = b[off:]
+		}
+	}
+	return out
+}

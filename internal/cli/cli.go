@@ -15,12 +15,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -327,5 +329,19 @@ func readObject(path string) ([]byte, error) {
 		}
 		return nil, err
 	}
+	if !bytes.HasPrefix(b, []byte("\x7fELF")) && looksLikeC(path, b) {
+		obj := strings.TrimSuffix(path, filepath.Ext(path)) + ".o"
+		return nil, fmt.Errorf("%s is C source, not a compiled object: build it with `clang -O2 -g -target bpf -c %s -o %s` (with -I for vswitch.h, see docs/programs.md), then load %s", path, path, obj, obj)
+	}
 	return b, nil
+}
+
+// looksLikeC tells C source from other files that are not objects.
+func looksLikeC(path string, b []byte) bool {
+	switch filepath.Ext(path) {
+	case ".c", ".h":
+		return true
+	}
+	head := string(b[:min(len(b), 4096)])
+	return strings.Contains(head, "#include") || strings.Contains(head, "SEC(")
 }

@@ -511,7 +511,11 @@ func (c *cmd) mapDumpCommand() *cobra.Command {
 			if err := c.call(control.MethodMapDump, control.MapParams{Name: args[0]}, &r); err != nil {
 				return err
 			}
-			return c.emit(r, func(w io.Writer) {
+			js := make([]jsonEntry, 0, len(r.Entries))
+			for _, e := range r.Entries {
+				js = append(js, toJSONEntry(e))
+			}
+			return c.emit(js, func(w io.Writer) {
 				for _, e := range r.Entries {
 					printEntry(w, e)
 				}
@@ -522,14 +526,25 @@ func (c *cmd) mapDumpCommand() *cobra.Command {
 }
 
 func (c *cmd) mapReadCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:               "read NAME",
-		Short:             "follow a ring buffer's records until Ctrl-C",
-		Example:           "  vswitch map read events",
+	var p control.RingbufParams
+	cc := &cobra.Command{
+		Use:   "read NAME",
+		Short: "follow a ring buffer's records until Ctrl-C",
+		Long: `read prints the records a program sends on a ring buffer map, as they come,
+until Ctrl-C. Records are decoded as fields by BTF when the object describes
+them: the type named by --type (a struct of the object, as bpf2go -type
+names it), else the ring buffer's own __type(value, struct ...) in its
+definition; else they print in hex.`,
+		Example:           "  vswitch map read events\n  vswitch map read events --type new_ethertype -j",
 		Args:              nArgs(1, "map read: want a ring buffer map name"),
 		ValidArgsFunction: c.completeMaps,
-		RunE:              func(_ *cobra.Command, args []string) error { return c.ringbuf(args[0]) },
+		RunE: func(_ *cobra.Command, args []string) error {
+			p.Name, p.Fields = args[0], true
+			return c.ringbuf(p)
+		},
 	}
+	cc.Flags().StringVar(&p.Type, "type", "", "decode records as this BTF type of the object (struct name)")
+	return cc
 }
 
 // mapEntryCommand is map lookup, update and delete: NAME key [hex|json]
@@ -591,7 +606,14 @@ func (c *cmd) mapEntry(verb string, args []string) error {
 	if err := c.call(method, p, &r); err != nil {
 		return err
 	}
-	return c.emit(r, func(w io.Writer) {
+	var js any = toJSONEntry(r)
+	if verb == "delete" {
+		js = map[string]hexArray{"key": p.Key}
+		if p.Key == nil {
+			js = map[string]json.RawMessage{"key": p.KeyFields}
+		}
+	}
+	return c.emit(js, func(w io.Writer) {
 		switch verb {
 		case "lookup":
 			printEntry(w, r)
@@ -603,41 +625,49 @@ func (c *cmd) mapEntry(verb string, args []string) error {
 	})
 }
 
-// printEntry prints an entry as typed fields where the object has BTF for
-// them, else in hex.
-func printEntry(w io.Writer, e control.MapEntry) {
-	k, v := hexBytes(e.Key), hexBytes(e.Value)
-	if len(e.KeyFields) > 0 {
-		k = string(e.KeyFields)
-	}
-	if len(e.ValueFields) > 0 {
-		v = string(e.ValueFields)
-	}
-	fmt.Fprintf(w, "key: %s\tvalue: %s\n", k, v)
-}
-
-func (c *cmd) ringbuf(name string) error {
+func (c *cmd) ringbuf(p control.RingbufParams) error {
 	ctx, stop := signal.NotifyContext(c.ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rc, err := c.client().Stream(ctx, control.MethodRingbufRead, control.RingbufParams{Name: name}, nil)
+	var res control.RingbufResult
+	rc, err := c.client().Stream(ctx, control.MethodRingbufRead, p, &res)
+	if control.CodeOf(err) == control.CodeBadRequest && p.Type == "" && strings.Contains(err.Error(), "unknown field") {
+		// A daemon from before decoding: raw records.
+		p.Fields = false
+		rc, err = c.client().Stream(ctx, control.MethodRingbufRead, p, &res)
+	}
 	if err != nil {
 		return err
 	}
 	go func() { <-ctx.Done(); rc.Close() }()
 	defer rc.Close()
+	if res.Type != "" && !c.json {
+		fmt.Fprintf(c.errw, "records of %s as %s (Ctrl-C to stop)\n", p.Name, res.Type)
+	}
 	var hdr [4]byte
 	for {
 		if _, err := io.ReadFull(rc, hdr[:]); err != nil {
 			return nil
 		}
-		rec := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
-		if _, err := io.ReadFull(rc, rec); err != nil {
+		b := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
+		if _, err := io.ReadFull(rc, b); err != nil {
 			return nil
 		}
+		rec := control.RingbufRecord{Record: b}
+		if p.Fields {
+			if err := json.Unmarshal(b, &rec); err != nil {
+				return fmt.Errorf("map read %s: bad record from the daemon: %w", p.Name, err)
+			}
+		}
 		if c.json {
-			fmt.Fprintf(c.out, "{\"record\":%q}\n", hex.EncodeToString(rec))
+			out, _ := json.Marshal(struct {
+				Record    hexArray        `json:"record"`
+				Formatted json.RawMessage `json:"formatted,omitempty"`
+			}{rec.Record, rec.Fields})
+			fmt.Fprintf(c.out, "%s\n", out)
+		} else if len(rec.Fields) > 0 {
+			fmt.Fprintf(c.out, "%s\n", rec.Fields)
 		} else {
-			fmt.Fprintln(c.out, hexBytes(rec))
+			fmt.Fprintln(c.out, hexBytes(rec.Record))
 		}
 	}
 }

@@ -184,8 +184,8 @@ func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessa
 		if err := decode(&p); err != nil {
 			return nil, nil, err
 		}
-		stream, err := d.RingbufStream(p.Name)
-		return nil, stream, err
+		r, stream, err := d.RingbufStream(p)
+		return r, stream, err
 	}
 	return nil, nil, bad("unknown method %q", method)
 }
