@@ -44,7 +44,10 @@ restored, the socket removed); a second one exits at once.`,
 	f.StringVar(&rc.Metrics, "metrics", "", "serve Prometheus metrics on ADDR (such as 127.0.0.1:9464)")
 	f.StringVar(&rc.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&rc.LogFormat, "log-format", "text", "text or json")
-	f.IntVar(&rc.MaxWorkers, "max-workers", 64, "most port queues, one worker each (and per-CPU map slots)")
+	f.IntVar(&rc.Workers, "workers", 0, "worker goroutines serving every port, and per-CPU map slots (default one per CPU)")
+	f.IntVar(&rc.Workers, "max-workers", 0, "old name of --workers")
+	f.MarkHidden("max-workers")
+	f.StringVar(&rc.BusyPoll, "busy-poll", "", "longest a worker keeps polling a port after its last frame (default 5ms; 0: none)")
 	f.StringVar(&rc.Engine, "engine", "", "engine of the default program: jit or interp")
 	f.BoolVar(&rc.NoDefault, "no-default-program", false, "start without the built-in learning program")
 	f.StringVar(&rc.Netns, "netns", "", "open ports in network namespace NAME (as made by `ip netns add NAME`) or the one mounted at PATH")
@@ -126,7 +129,9 @@ func (c *cmd) attachCommand(name, short string) *cobra.Command {
 	}
 	f := cc.Flags()
 	f.StringVar(&p.Type, "type", "", "afpacket (any interface, the default) or tap (an existing TAP device)")
-	f.IntVar(&p.Queues, "queues", 0, "queues, one worker each (default: the interface's)")
+	f.IntVar(&p.Queues, "queues", 0, "queues (default: the interface's)")
+	f.StringVar(&p.BusyPoll, "busy-poll", "", "busy-poll window of this port (such as 50us, 2ms; 0: none; default: the daemon's)")
+	f.IntVar(&p.RingFrames, "ring-size", 0, "receive ring slots per queue (afpacket; default 128)")
 	f.BoolVar(&p.MayExist, "may-exist", false, "succeed if the port is attached already")
 	completeWords(cc, "type", "afpacket", "tap")
 	return cc
@@ -154,7 +159,8 @@ func (c *cmd) addCommand() *cobra.Command {
 	}
 	f := cc.Flags()
 	f.StringVar(&p.Type, "type", "tap", "type of the device to create: tap")
-	f.IntVar(&p.Queues, "queues", 0, "queues, one worker each (default 1)")
+	f.IntVar(&p.Queues, "queues", 0, "queues (default 1)")
+	f.StringVar(&p.BusyPoll, "busy-poll", "", "busy-poll window of this port (such as 50us, 2ms; 0: none; default: the daemon's)")
 	f.BoolVar(&p.MayExist, "may-exist", false, "succeed if the port is attached already")
 	completeWords(cc, "type", "tap")
 	return cc
@@ -236,18 +242,32 @@ func state(p control.Port) string {
 	return "down"
 }
 
+func offload(p control.Port) string {
+	if p.Offload {
+		return "tso,csum"
+	}
+	return "-"
+}
+
+func busyPoll(p control.Port) string {
+	if p.BusyPoll == "" {
+		return "-"
+	}
+	return p.BusyPoll
+}
+
 func printPorts(w io.Writer, ports []control.Port, stats bool) {
 	if stats {
 		fmt.Fprintln(w, "INDEX\tNAME\tTYPE\tSTATE\tRX_PACKETS\tRX_BYTES\tTX_PACKETS\tTX_BYTES\tDROPS")
 	} else {
-		fmt.Fprintln(w, "INDEX\tNAME\tTYPE\tQUEUES\tMTU\tSTATE")
+		fmt.Fprintln(w, "INDEX\tNAME\tTYPE\tQUEUES\tMTU\tSTATE\tOFFLOAD\tBUSY_POLL")
 	}
 	for _, p := range ports {
 		if stats && p.Stats != nil {
 			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", p.Index, p.Name, p.Type, state(p),
 				p.Stats.RxPackets, p.Stats.RxBytes, p.Stats.TxPackets, p.Stats.TxBytes, kv(p.Stats.Drops))
 		} else {
-			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t%s\n", p.Index, p.Name, p.Type, p.Queues, p.MTU, state(p))
+			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", p.Index, p.Name, p.Type, p.Queues, p.MTU, state(p), offload(p), busyPoll(p))
 		}
 	}
 }

@@ -107,6 +107,6 @@ func printEntry(w io.Writer, e control.MapEntry) {
 		fmt.Fprintf(w, "  sum:\t%s\n", e.Sum)
 	}
 	if others > 0 {
-		fmt.Fprintf(w, "  (%s of no worker hold values: in the sum, -j shows them)\n", plural(others, "other slot"))
+		fmt.Fprintf(w, "  (%s of no worker: in the sum, -j shows them)\n", plural(others, "other slot"))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf/btf"
@@ -20,6 +21,7 @@ import (
 	"github.com/govswitch/vswitch/internal/btfjson"
 	"github.com/govswitch/vswitch/loader"
 	"github.com/govswitch/vswitch/maps"
+	vswitch "github.com/govswitch/vswitch/switch"
 	"github.com/govswitch/vswitch/vm"
 )
 
@@ -152,23 +154,14 @@ func (d *Daemon) fields(m maps.Map, ty loader.MapTypes, e *control.MapEntry) {
 	}
 }
 
-// workers is the number of the switch's workers: the per-CPU slots
-// 0..workers-1 are (or were last) theirs.
-func (d *Daemon) workers() int {
-	n := 0
-	for _, p := range d.sw.Ports() {
-		n += max(p.Queues, 1)
-	}
-	return n
-}
-
-// perCPU fills e.PerCPU with the slots of the switch's workers and every
-// other slot holding a non-zero value (left by a detached port's worker),
-// and e.Sum with all slots added up.
+// perCPU fills e.PerCPU with the slots of the switch's workers (a
+// program's CPU index is the worker's) and any other slot holding a
+// non-zero value (a map kept from a switch with more workers), and e.Sum
+// with all slots added up.
 func (d *Daemon) perCPU(s maps.Spec, vt btf.Type, e *control.MapEntry) {
 	vsize := int(s.ValueSize)
 	stride := (vsize + 7) &^ 7
-	workers := d.workers()
+	workers := d.sw.Workers()
 	var all [][]byte
 	for cpu, off := 0, 0; off+vsize <= len(e.Value); cpu, off = cpu+1, off+stride {
 		v := e.Value[off : off+vsize]
@@ -423,18 +416,54 @@ func typeName(t btf.Type) string {
 	return t.TypeName()
 }
 
-// Capture streams a port's frames, both directions, as pcap.
+// Capture streams a port's frames, both directions, as pcap. The capture
+// starts before the reply, so that a refusal (a capture already running on
+// the port) reaches the client as an error, and every frame after the
+// reply is in the stream.
 func (d *Daemon) Capture(p control.CaptureParams) (func(context.Context, io.Writer) error, error) {
 	idx, err := d.sw.PortByName(p.Port)
 	if err != nil {
 		return nil, control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show`", p.Port)
 	}
-	return func(ctx context.Context, w io.Writer) error {
-		stop, err := d.sw.Capture(idx, w, bpfport.CaptureConfig{SnapLen: p.Snaplen})
-		if err != nil {
-			return err
+	lw := &latchWriter{}
+	stop, err := d.sw.Capture(idx, lw, bpfport.CaptureConfig{SnapLen: p.Snaplen})
+	if err != nil {
+		if errors.Is(err, vswitch.ErrCaptureRunning) {
+			return nil, control.Errorf(control.CodeExists, "%v", err)
 		}
+		return nil, control.Errorf(control.CodeInvalid, "%v", err)
+	}
+	return func(ctx context.Context, w io.Writer) error {
+		lw.attach(w)
 		<-ctx.Done()
 		return stop()
 	}, nil
+}
+
+// latchWriter holds what is written to it until attach gives it the real
+// writer (the stream to the client), then writes through.
+type latchWriter struct {
+	mu  sync.Mutex
+	buf []byte
+	w   io.Writer
+}
+
+func (l *latchWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		l.buf = append(l.buf, p...)
+		return len(p), nil
+	}
+	return l.w.Write(p)
+}
+
+func (l *latchWriter) attach(w io.Writer) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.w = w
+	if len(l.buf) > 0 {
+		w.Write(l.buf)
+		l.buf = nil
+	}
 }
