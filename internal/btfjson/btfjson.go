@@ -38,6 +38,9 @@ func format(w *bytes.Buffer, t btf.Type, b []byte, depth int) error {
 	}
 	t = btf.UnderlyingType(t)
 	switch t := t.(type) {
+	case *btf.Void:
+		// A global data map's key: no type to show it by (hex is better).
+		return errNoType
 	case *btf.Int:
 		if int(t.Size) > len(b) {
 			return errShort
@@ -130,7 +133,10 @@ func format(w *bytes.Buffer, t btf.Type, b []byte, depth int) error {
 	return nil
 }
 
-var errShort = errors.New("data shorter than its type")
+var (
+	errShort  = errors.New("data shorter than its type")
+	errNoType = errors.New("no type information")
+)
 
 func formatMembers(w *bytes.Buffer, ms []btf.Member, b []byte, depth int) error {
 	w.WriteByte('{')
@@ -198,6 +204,12 @@ func uint64Of(b []byte) uint64 {
 
 // Parse encodes JSON fields as t's bytes. Fields left out are zero.
 func Parse(t btf.Type, msg json.RawMessage) ([]byte, error) {
+	return ParseOnto(t, msg, nil)
+}
+
+// ParseOnto is Parse starting from base (copied, when it has t's size)
+// instead of zeros: fields left out keep base's values.
+func ParseOnto(t btf.Type, msg json.RawMessage, base []byte) ([]byte, error) {
 	n, err := size(t)
 	if err != nil {
 		return nil, err
@@ -206,6 +218,9 @@ func Parse(t btf.Type, msg json.RawMessage) ([]byte, error) {
 		return nil, fmt.Errorf("type of %d bytes", n)
 	}
 	b := make([]byte, n)
+	if len(base) == n {
+		copy(b, base)
+	}
 	dec := json.NewDecoder(bytes.NewReader(msg))
 	dec.UseNumber()
 	var v any
@@ -288,6 +303,32 @@ func parse(t btf.Type, v any, b []byte, depth int, path string) error {
 		}
 		for i, e := range arr {
 			if err := parse(t.Type, e, b[i*es:], depth+1, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case *btf.Datasec:
+		// Global data (.data, .rodata, .bss): an object of its variables.
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return errf("want an object of the section's variables")
+		}
+		vars := map[string]btf.VarSecinfo{}
+		var names []string
+		for _, vs := range t.Vars {
+			if vr, ok := vs.Type.(*btf.Var); ok {
+				vars[vr.Name] = vs
+				names = append(names, vr.Name)
+			}
+		}
+		for k, fv := range obj {
+			vs, ok := vars[k]
+			if !ok {
+				return errf("no variable %q (variables: %s)", k, strings.Join(names, ", "))
+			}
+			if int(vs.Offset+vs.Size) > len(b) {
+				return errf("variable %s lies outside the section", k)
+			}
+			if err := parse(vs.Type.(*btf.Var).Type, fv, b[vs.Offset:vs.Offset+vs.Size], depth+1, strings.TrimPrefix(path+"."+k, ".")); err != nil {
 				return err
 			}
 		}

@@ -127,3 +127,25 @@ func TestSum(t *testing.T) {
 		t.Errorf("a struct of nothing to add: %s", got)
 	}
 }
+
+// TestGlobalData: a global data section reads and writes as an object of
+// its variables; ParseOnto keeps the variables left out.
+func TestGlobalDataParse(t *testing.T) {
+	ty := types(t, "static", "static.data")
+	got, err := btfjson.Parse(ty.Value, json.RawMessage(`{"unknown_action": 255}`))
+	if err != nil || !bytes.Equal(got, []byte{255, 0, 0, 0}) {
+		t.Fatalf("static.data: %x %v", got, err)
+	}
+	if _, err := btfjson.Parse(ty.Value, json.RawMessage(`{"nosuch": 1}`)); err == nil {
+		t.Error("unknown variable accepted")
+	}
+	u32 := &btf.Int{Name: "u32", Size: 4}
+	sec := &btf.Datasec{Name: ".data", Size: 8, Vars: []btf.VarSecinfo{
+		{Type: &btf.Var{Name: "a", Type: u32}, Offset: 0, Size: 4},
+		{Type: &btf.Var{Name: "b", Type: u32}, Offset: 4, Size: 4},
+	}}
+	got, err = btfjson.ParseOnto(sec, json.RawMessage(`{"b": 7}`), []byte{1, 0, 0, 0, 2, 0, 0, 0})
+	if err != nil || !bytes.Equal(got, []byte{1, 0, 0, 0, 7, 0, 0, 0}) {
+		t.Errorf("ParseOnto: %x %v", got, err)
+	}
+}

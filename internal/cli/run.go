@@ -183,7 +183,7 @@ func jitAvailable() bool {
 	return !errors.Is(err, jit.ErrNotSupported)
 }
 
-// initMaps applies `MAPNAME KEYHEX VALUEHEX` lines.
+// initMaps applies `MAPNAME KEYHEX VALUEHEX` lines (docs/map-init.md).
 func initMaps(ms map[string]maps.Map, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -208,6 +208,15 @@ func initMaps(ms map[string]maps.Map, path string) error {
 		v, err2 := hex.DecodeString(parts[2])
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("%s:%d: key and value must be hex strings", path, n)
+		}
+		if s := m.Spec(); (s.Type == maps.PerCPUArray || s.Type == maps.PerCPUHash) && len(v) == int(s.ValueSize) {
+			// One value for a per-CPU map: every slot gets it.
+			stride := int(s.ValueSize+7) &^ 7
+			all := make([]byte, stride*max(s.CPUs, 1))
+			for off := 0; off < len(all); off += stride {
+				copy(all[off:], v)
+			}
+			v = all
 		}
 		if err := m.Update(k, v, maps.UpdateAny); err != nil {
 			return fmt.Errorf("%s:%d: map %s: %w", path, n, parts[0], err)

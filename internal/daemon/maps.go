@@ -222,7 +222,13 @@ func fromFields(m maps.Map, ty loader.MapTypes, p *control.MapParams) error {
 		if ty.Value == nil {
 			return bad("map %s has no BTF for its value: give the value in hex", p.Name)
 		}
-		v, err := btfjson.Parse(ty.Value, p.ValueFields)
+		// Global data: variables left out keep their values (the section
+		// is one value; zeroing the others would surprise).
+		var base []byte
+		if _, ok := btf.UnderlyingType(ty.Value).(*btf.Datasec); ok && len(p.Key) > 0 {
+			base, _ = m.Lookup(p.Key)
+		}
+		v, err := btfjson.ParseOnto(ty.Value, p.ValueFields, base)
 		if err != nil {
 			return bad("map %s: value: %v", p.Name, err)
 		}
