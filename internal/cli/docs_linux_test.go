@@ -40,7 +40,7 @@ import (
 
 // docCommand is one command of a document.
 type docCommand struct {
-	line string // as in the document
+	line  string // as in the document
 	where string
 }
 
