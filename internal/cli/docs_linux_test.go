@@ -382,7 +382,14 @@ func (e *docEnv) run(t *testing.T, c docCommand) {
 			t.Logf("%s: %s\n%s", c.where, line, firstLines(out.String(), 8))
 		}
 	case <-time.After(limit):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		// Ctrl-C first, so that it cleans up what it made; then kill.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
 		t.Errorf("%s: %s: still running after %v\n%s", c.where, line, limit, out.String())
 	}
 }
