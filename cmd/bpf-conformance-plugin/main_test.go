@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,7 +22,10 @@ func hexBytes(b []byte) string {
 }
 
 // TestProtocol runs the built plugin the way the bpf_conformance runner does
-// on every corpus case, for every engine.
+// on every case of the own corpus and, when it is here, of the
+// bpf_conformance corpus, for every engine. As in that runner, a case that
+// expects an error passes when the plugin exits non-zero and its output is
+// the expected error line.
 func TestProtocol(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the plugin binary")
@@ -30,7 +34,12 @@ func TestProtocol(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cases, err := conformance.Load(conformance.Dir())
+	t.Run("own", func(t *testing.T) { runCorpus(t, bin, "own corpus", conformance.OwnDir()) })
+	t.Run("bpf_conformance", func(t *testing.T) { runCorpus(t, bin, "bpf_conformance", conformance.External(t)) })
+}
+
+func runCorpus(t *testing.T, bin, corpus, dir string) {
+	cases, err := conformance.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,15 +54,25 @@ func TestProtocol(t *testing.T) {
 			cmd := exec.Command(bin, args...)
 			cmd.Stdin = strings.NewReader(hexBytes(asm.Encode(c.Program)) + "\n")
 			out, err := cmd.Output()
-			want := fmt.Sprintf("%#016x\n", c.Result)
-			if err != nil || string(out) != want {
+			got := strings.TrimRight(string(out), " \t\r\n")
+			var ok bool
+			var want string
+			if c.HasError {
+				want = c.Error
+				var exit *exec.ExitError
+				ok = errors.As(err, &exit) && got == want
+			} else {
+				want = fmt.Sprintf("%#016x", c.Result)
+				ok = err == nil && got == want
+			}
+			if !ok {
 				failed++
-				t.Errorf("%s on %s: want %q, got %q (%v)", c.Name, engine, want, out, err)
+				t.Errorf("%s on %s: want %q, got %q (%v)", c.Name, engine, want, got, err)
 				continue
 			}
 			passed++
 		}
-		t.Logf("plugin --engine=%s: %d passed, %d failed", engine, passed, failed)
+		t.Logf("%s, plugin --engine=%s: %d passed, %d failed", corpus, engine, passed, failed)
 	}
 }
 
