@@ -107,6 +107,7 @@ func run(args []string, stdin io.Reader) (string, error) {
 		return "", err
 	}
 	env := vm.NewEnv()
+	mem = conformance.Guarded(mem)
 	env.SetArgBytes(0, mem)
 	var addr uint64
 	if len(mem) > 0 {

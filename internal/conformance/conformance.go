@@ -306,6 +306,19 @@ func (h *Harness) Load(c Case, hs *vm.Helpers) (*vm.Program, error) {
 	return p, nil
 }
 
+// guard is the unused memory Guarded leaves on each side.
+const guard = 64
+
+// Guarded returns a copy of mem with unused memory on each side, so that
+// an access just outside it faults: next to an allocation of its own it
+// could reach memory that happens to be another region of the program
+// (a map value), which the engines rightly let it touch.
+func Guarded(mem []byte) []byte {
+	buf := make([]byte, guard+len(mem)+guard)
+	copy(buf[guard:], mem)
+	return buf[guard : guard+len(mem) : guard+len(mem)]
+}
+
 // RunCase loads c's program in a fresh harness, runs it on the engine with
 // r1 = a private copy of c.Mem (0 if there is none) and r2 = its length,
 // and compares the result, or the error, with what c expects.
@@ -331,7 +344,7 @@ func RunCase(c Case, engine Engine) Outcome {
 		defer cl.Close()
 	}
 	env := vm.NewEnv()
-	mem := append(make([]byte, 0, len(c.Mem)+1), c.Mem...)
+	mem := Guarded(c.Mem)
 	env.SetArgBytes(0, mem)
 	var addr uint64
 	if len(mem) > 0 {
