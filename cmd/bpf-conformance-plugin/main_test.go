@@ -22,10 +22,11 @@ func hexBytes(b []byte) string {
 }
 
 // TestProtocol runs the built plugin the way the bpf_conformance runner does
-// on every case of the own corpus and, when it is here, of the
-// bpf_conformance corpus, for every engine. As in that runner, a case that
-// expects an error passes when the plugin exits non-zero and its output is
-// the expected error line.
+// on the own corpus and, when it is here, the bpf_conformance corpus. As in
+// that runner, a case that expects an error passes when the plugin exits
+// non-zero and its output is the expected error line. Every case runs on
+// the default engine; on the others, whose answers vm and jit's own tests
+// check without a process per case, the own corpus's error cases only.
 func TestProtocol(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the plugin binary")
@@ -34,11 +35,11 @@ func TestProtocol(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	t.Run("own", func(t *testing.T) { runCorpus(t, bin, "own corpus", conformance.OwnDir()) })
-	t.Run("bpf_conformance", func(t *testing.T) { runCorpus(t, bin, "bpf_conformance", conformance.External(t)) })
+	t.Run("own", func(t *testing.T) { runCorpus(t, bin, "own corpus", conformance.OwnDir(), true) })
+	t.Run("bpf_conformance", func(t *testing.T) { runCorpus(t, bin, "bpf_conformance", conformance.External(t), false) })
 }
 
-func runCorpus(t *testing.T, bin, corpus, dir string) {
+func runCorpus(t *testing.T, bin, corpus, dir string, errorsEverywhere bool) {
 	cases, err := conformance.Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +47,9 @@ func runCorpus(t *testing.T, bin, corpus, dir string) {
 	for engine := range engines {
 		passed, failed := 0, 0
 		for _, c := range cases {
+			if engine != defaultEngine && !(errorsEverywhere && c.HasError) {
+				continue
+			}
 			var args []string
 			if len(c.Mem) > 0 {
 				args = append(args, hexBytes(c.Mem))
@@ -72,7 +76,9 @@ func runCorpus(t *testing.T, bin, corpus, dir string) {
 			}
 			passed++
 		}
-		t.Logf("%s, plugin --engine=%s: %d passed, %d failed", corpus, engine, passed, failed)
+		if passed+failed > 0 {
+			t.Logf("%s, plugin --engine=%s: %d passed, %d failed", corpus, engine, passed, failed)
+		}
 	}
 }
 
