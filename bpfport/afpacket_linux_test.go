@@ -1,6 +1,7 @@
 package bpfport
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,7 +22,7 @@ type afPair struct {
 
 // newAFPair makes two namespaces joined by a veth pair and opens an
 // AF_PACKET port on each end.
-func newAFPair(t *testing.T, mtu int, cfgA, cfgB AFPacketConfig) *afPair {
+func newAFPair(t testing.TB, mtu int, cfgA, cfgB AFPacketConfig) *afPair {
 	t.Helper()
 	p := &afPair{nsA: nettest.NewNS(t), nsB: nettest.NewNS(t), a: nettest.Name("afa"), b: nettest.Name("afb")}
 	nettest.Veth(t, p.nsA, p.a, p.nsB, p.b, mtu)
@@ -30,7 +31,7 @@ func newAFPair(t *testing.T, mtu int, cfgA, cfgB AFPacketConfig) *afPair {
 	return p
 }
 
-func openAF(t *testing.T, ns *nettest.NS, name string, cfg AFPacketConfig) *AFPacket {
+func openAF(t testing.TB, ns *nettest.NS, name string, cfg AFPacketConfig) *AFPacket {
 	t.Helper()
 	var p *AFPacket
 	ns.Do(t, func() (err error) {
@@ -75,27 +76,28 @@ func TestAFPacketFrames(t *testing.T) {
 	}
 }
 
-func TestAFPacketOversize(t *testing.T) {
+// TestAFPacketLargeFrames: frames longer than a ring slot come through
+// the socket queue, whole and in order with the others; frames longer than
+// the MTU are refused on send.
+func TestAFPacketLargeFrames(t *testing.T) {
 	p := newAFPair(t, 9000, AFPacketConfig{}, AFPacketConfig{FrameSize: 2048})
-	// 2048-128 = 1920 bytes fit the receiver's slot; 4000 do not.
-	sendAll(t, p.pa, 0, [][]byte{testFrame(4000, 1), testFrame(1920, 2), testFrame(1921, 3), testFrame(60, 4)})
-	got := recvTest(t, p.pb, 0, 2, 2*time.Second)
-	if len(got) != 2 || len(got[0]) != 1920 || len(got[1]) != 60 {
-		t.Errorf("received %d frames, want the 1920 and 60 byte ones", len(got))
+	frames := [][]byte{testFrame(4000, 1), testFrame(1920, 2), testFrame(1921, 3), testFrame(60, 4),
+		vlanFrame(9018, 5), testFrame(9014, 6), testFrame(61, 7)}
+	sendAll(t, p.pa, 0, frames)
+	got := recvTest(t, p.pb, 0, len(frames), 3*time.Second)
+	if diff := cmp.Diff(frames, got); diff != "" {
+		t.Errorf("frames (-want +got):\n%s", diff)
 	}
-	if s := p.pb.Stats(); s.RxOversize != 2 {
-		t.Errorf("RxOversize = %d, want 2", s.RxOversize)
+	if s := p.pb.Stats(); s.RxOversize != 0 || s.RxKernelDrops != 0 {
+		t.Errorf("receiver stats %+v", s)
 	}
 	// Transmit: longer than MTU+14 (untagged) is refused and counted.
-	n, err := p.pa.SendBatch(0, [][]byte{testFrame(9015, 1), testFrame(10, 2), vlanFrame(9018, 3)})
+	n, err := p.pa.SendBatch(0, [][]byte{testFrame(9015, 1), testFrame(10, 2), vlanFrame(9019, 3)}, nil)
 	if n != 3 || err != nil {
 		t.Fatalf("SendBatch = %d, %v", n, err)
 	}
-	if s := p.pa.Stats(); s.TxOversize != 2 {
-		t.Errorf("TxOversize = %d, want 2", s.TxOversize)
-	}
-	if got := recvTest(t, p.pb, 0, 1, 2*time.Second); len(got) != 0 {
-		t.Errorf("tagged 9018-byte frame: slot is 1920, got %d frames", len(got))
+	if s := p.pa.Stats(); s.TxOversize != 3 {
+		t.Errorf("TxOversize = %d, want 3", s.TxOversize)
 	}
 }
 
@@ -207,7 +209,7 @@ func TestAFPacketLinkGone(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := p.pa.SendBatch(0, frames); err != nil && !errors.Is(err, ErrLinkDown) {
+			if _, err := p.pa.SendBatch(0, frames, nil); err != nil && !errors.Is(err, ErrLinkDown) {
 				txErr <- err
 				return
 			}
@@ -326,7 +328,7 @@ func TestAFPacketCloseWhileBlocked(t *testing.T) {
 	go p.pa.Close()
 	waitErr(t, errc, ErrClosed, time.Second)
 	t.Logf("blocked RecvBatch returned %v after Close started", time.Since(start))
-	if _, err := p.pa.SendBatch(0, [][]byte{testFrame(60, 0)}); !errors.Is(err, ErrClosed) {
+	if _, err := p.pa.SendBatch(0, [][]byte{testFrame(60, 0)}, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("SendBatch after Close: %v", err)
 	}
 	p.pa.Wake() // harmless after Close
@@ -362,9 +364,13 @@ func TestAFPacketErrors(t *testing.T) {
 		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"nosuch0" not found`) || !strings.Contains(err.Error(), "ip link") {
 			return fmt.Errorf("missing interface: %v", err)
 		}
-		_, err = OpenAFPacket("lo", AFPacketConfig{BlockSize: 5000})
-		if err == nil || !strings.Contains(err.Error(), "block size") {
-			return fmt.Errorf("bad block size: %v", err)
+		_, err = OpenAFPacket("lo", AFPacketConfig{RingFrames: 3})
+		if err == nil || !strings.Contains(err.Error(), "ring of 3 frames") {
+			return fmt.Errorf("bad ring size: %v", err)
+		}
+		_, err = OpenAFPacket("lo", AFPacketConfig{FrameSize: 5000})
+		if err == nil || !strings.Contains(err.Error(), "frame size") {
+			return fmt.Errorf("bad frame size: %v", err)
 		}
 		return nil
 	})
@@ -401,7 +407,7 @@ func TestAFPacketAllocs(t *testing.T) {
 	sendAll(t, p.pa, 0, frames)
 	recvTest(t, p.pb, 0, len(frames), time.Second)
 	allocs := testing.AllocsPerRun(200, func() {
-		p.pa.SendBatch(0, frames)
+		p.pa.SendBatch(0, frames, nil)
 		for got := 0; got < len(frames); {
 			n, err := p.pb.RecvBatch(0, b)
 			if err != nil {
@@ -436,6 +442,10 @@ func TestAFPacketTCP(t *testing.T) {
 	if s1s.RxBadOffload+s2s.RxBadOffload != 0 {
 		t.Errorf("GSO frames dropped")
 	}
+	// The hosts' offloads reached the ports and went on whole.
+	if s1s.RxOffload == 0 {
+		t.Errorf("no frame with offloads received from the sender: %+v", s1s)
+	}
 }
 
 // TestAFPacketStress sends numbered frames as fast as the transmit ring
@@ -443,7 +453,7 @@ func TestAFPacketTCP(t *testing.T) {
 // was sent, and that sent = received + kernel drops.
 func TestAFPacketStress(t *testing.T) {
 	const total = 200000
-	p := newAFPair(t, 0, AFPacketConfig{}, AFPacketConfig{NumBlocks: 4, BlockSize: 128 << 10})
+	p := newAFPair(t, 0, AFPacketConfig{}, AFPacketConfig{RingFrames: 64})
 	done := make(chan uint64, 1)
 	go func() {
 		frames := make([][]byte, 64)
@@ -457,7 +467,7 @@ func TestAFPacketStress(t *testing.T) {
 			for i := 0; i < k; i++ {
 				binary.BigEndian.PutUint32(frames[i][14:], seq+uint32(i))
 			}
-			n, err := p.pa.SendBatch(0, frames[:k])
+			n, err := p.pa.SendBatch(0, frames[:k], nil)
 			if err != nil {
 				break
 			}
@@ -511,5 +521,87 @@ func TestAFPacketStress(t *testing.T) {
 	t.Logf("sent %d, received %d, kernel drops %d", sent, got, drops)
 	if sent == 0 || got > sent || got+drops < sent {
 		t.Errorf("sent %d != received %d + dropped %d", sent, got, drops)
+	}
+}
+
+// TestAFPacketSuperFrame sends a TCP super-frame with its offload header:
+// it crosses the veth and arrives whole, with its header, through the
+// socket queue (it does not fit a ring slot); sending and receiving it
+// does not allocate.
+func TestAFPacketSuperFrame(t *testing.T) {
+	p := newAFPair(t, 0, AFPacketConfig{}, AFPacketConfig{})
+	f, o := gsoTestFrame(false, false, 20000)
+	// A partial checksum as a sender leaves it: the pseudo-header sum.
+	l4 := int(o.CsumStart)
+	binary.BigEndian.PutUint16(f[24:], ^csumFold(csumAdd(0, f[14:34])))
+	ps := csumAdd(0, f[26:34]) + 6 + uint64(len(f)-l4)
+	binary.BigEndian.PutUint16(f[l4+16:], csumFold(ps))
+	o.HdrLen = uint16(l4 + 20)
+	b := NewBatch(8)
+	sendRecv := func() (int, error) {
+		if n, err := p.pa.SendBatch(0, [][]byte{f}, []Offload{o}); n != 1 || err != nil {
+			return 0, fmt.Errorf("SendBatch = %d, %v", n, err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			n, err := p.pb.TryRecv(0, b)
+			if err != nil || n > 0 {
+				return n, err
+			}
+		}
+		return 0, errors.New("nothing received within 5s")
+	}
+	n, err := sendRecv()
+	if err != nil || n != 1 {
+		t.Fatalf("received %d, %v", n, err)
+	}
+	if !bytes.Equal(b.Frames[0], f) {
+		t.Errorf("super-frame changed on the way: %d bytes, want %d", len(b.Frames[0]), len(f))
+	}
+	if got := b.Offloads[0]; !got.GSO() || got.GSOSize != o.GSOSize || got.CsumStart != o.CsumStart {
+		t.Errorf("offload %+v, want %+v", got, o)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		if _, err := sendRecv(); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("%v allocations per super-frame sent and received, want 0", allocs)
+	}
+}
+
+// TestAFPacketTXRingSegments: a port with a transmit ring cannot pass a
+// super-frame on, so it sends its segments, finished.
+func TestAFPacketTXRingSegments(t *testing.T) {
+	p := newAFPair(t, 0, AFPacketConfig{TX: TXRing}, AFPacketConfig{})
+	if p.pa.Caps() != 0 {
+		t.Errorf("a TX ring port says it takes offloads")
+	}
+	f, o := gsoTestFrame(false, false, 5000) // 5 segments of 1000 bytes
+	n, err := p.pa.SendBatch(0, [][]byte{f}, []Offload{o})
+	if n != 1 || err != nil {
+		t.Fatalf("SendBatch = %d, %v", n, err)
+	}
+	var segs [][]byte
+	b := NewBatch(16)
+	for deadline := time.Now().Add(5 * time.Second); len(segs) < 5 && time.Now().Before(deadline); {
+		k, err := p.pb.TryRecv(0, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range b.Frames[:k] {
+			segs = append(segs, bytes.Clone(g))
+		}
+	}
+	if len(segs) != 5 {
+		t.Fatalf("received %d frames, want 5 segments", len(segs))
+	}
+	for i, g := range segs {
+		if len(g) != 14+20+20+1000 {
+			t.Errorf("segment %d: %d bytes", i, len(g))
+		}
+		verifyL4(t, g, false, 34, 6)
+	}
+	if s := p.pa.Stats(); s.TxSegmented != 1 {
+		t.Errorf("TxSegmented = %d, want 1", s.TxSegmented)
 	}
 }

@@ -115,7 +115,7 @@ func (h *host) take() [][]byte {
 
 func (h *host) send(t *testing.T, frames ...[]byte) {
 	t.Helper()
-	if n, err := h.port.SendBatch(0, frames); err != nil || n != len(frames) {
+	if n, err := h.port.SendBatch(0, frames, nil); err != nil || n != len(frames) {
 		t.Fatalf("send: %d of %d: %v", n, len(frames), err)
 	}
 }
@@ -304,7 +304,7 @@ func TestHotSwapKeepsStateUnderTraffic(t *testing.T) {
 			default:
 			}
 			f := frame(h2.mac, h1.mac, fmt.Sprintf("s%d", i))
-			if n, _ := h1.port.SendBatch(0, [][]byte{f}); n == 1 {
+			if n, _ := h1.port.SendBatch(0, [][]byte{f}, nil); n == 1 {
 				sent++
 			}
 			time.Sleep(100 * time.Microsecond)
