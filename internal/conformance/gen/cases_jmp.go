@@ -147,6 +147,26 @@ func jumpSpecs() []*spec {
 			isa: u64(111),
 		},
 		&spec{
+			name: "ja32-beyond-16-bits",
+			what: []string{
+				"ja32 forward and backward over 32800 slots, more than ja's 16-bit offset reaches;",
+				"the padding is reachable only through a jump that is not taken",
+			},
+			asm: `
+				mov %r0, 1
+				jne %r0, 1, pad
+				ja32 fwd
+			back:
+				add %r0, 10
+				exit
+			pad:
+			` + strings.Repeat("lddw %r0, 0\n", 16400) + `
+			fwd:
+				add %r0, 100
+				ja32 back`,
+			isa: u64(111),
+		},
+		&spec{
 			name: "ja-offset-zero",
 			what: []string{"ja +0 and ja32 +0 fall through to the next instruction"},
 			asm:  "mov %r0, 3\nja +0\nja32 +0\nadd %r0, 4\nexit",
