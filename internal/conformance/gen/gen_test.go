@@ -83,6 +83,9 @@ func TestModel(t *testing.T) {
 // memory and expected answers (comments, which quote the kernel, may
 // differ between kernels and are only reported).
 func TestCorpusUpToDate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads every case into the kernel")
+	}
 	if err := kernel.Available(); err != nil {
 		t.Skipf("the kernel is the generator's oracle and is not usable here: %v", err)
 	}

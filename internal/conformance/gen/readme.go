@@ -49,8 +49,10 @@ Each file says, in its comments, which of these rules gave its answer.
 3. RFC 9669, where the kernel refuses a program the ISA defines: an immediate shift by
    the width or more, a division or modulo by an immediate zero, callx (Linux has no
    such instruction). The file quotes the verifier's refusal.
-4. RFC 9669, where this kernel is known to answer wrongly (a 32-bit cmpxchg whose r0
-   is used on a pruned path). The file gives the kernel's answer and why it is wrong.
+4. RFC 9669, where a kernel is known to answer wrongly: the file then gives the
+   kernel's answer and why it is wrong. No case needs this with the kernel named above
+   (Linux 6.18 once left r0's upper half set after a 32-bit cmpxchg whose 64-bit use
+   was on a pruned path; atomic32-cmpxchg-pruned-path checks that program).
 5. Errors (files named err-* and fault-*). The expected error is vswitch's: a program
    that breaks a rule decidable before running is refused at load time
    (`+"`invalid program: at insn N: REASON`"+`); one that breaks a rule while running stops
