@@ -147,8 +147,8 @@ func callSpecs() []*spec {
 		isa:    u64(0xff),
 		direct: true,
 	})
-	// callx: the register holds a helper id. Linux has no callx: these
-	// follow the callx group of bpf_conformance.
+	// callx: the register holds a helper id. Neither RFC 9669 nor Linux
+	// has callx: these follow the callx group of bpf_conformance.
 	out = append(out,
 		&spec{
 			name: "callx-helper",
@@ -163,7 +163,8 @@ func callSpecs() []*spec {
 				mov %r0, %r6
 				exit`,
 			isa:      u64(107),
-			isaWhy:   "callx calls the helper whose id is in its register, as bpf_conformance's callx group defines it",
+			isaWhy:   "callx calls the helper whose id is in its register",
+			isaSpec:  "the callx group of bpf_conformance, since callx is not in RFC 9669",
 			noKernel: "Linux has no callx instruction",
 		},
 		&spec{
@@ -175,7 +176,8 @@ func callSpecs() []*spec {
 				mov %r0, %r9
 				exit`,
 			isa:      u64(5),
-			isaWhy:   "callx calls the helper whose id is in its register, as bpf_conformance's callx group defines it",
+			isaWhy:   "callx calls the helper whose id is in its register",
+			isaSpec:  "the callx group of bpf_conformance, since callx is not in RFC 9669",
 			noKernel: "Linux has no callx instruction",
 		},
 	)

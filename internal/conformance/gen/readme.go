@@ -47,8 +47,9 @@ Each file says, in its comments, which of these rules gave its answer.
    works out the ISA's answer itself (internal/conformance/gen/model.go) and stops if
    the kernel disagrees.
 3. RFC 9669, where the kernel refuses a program the ISA defines: an immediate shift by
-   the width or more, a division or modulo by an immediate zero, callx (Linux has no
-   such instruction). The file quotes the verifier's refusal.
+   the width or more, a division or modulo by an immediate zero. The file quotes the
+   verifier's refusal. callx, which neither RFC 9669 nor Linux has, follows the callx
+   group of bpf_conformance (the register holds a helper id).
 4. RFC 9669, where a kernel is known to answer wrongly: the file then gives the
    kernel's answer and why it is wrong. No case needs this with the kernel named above
    (Linux 6.18 once left r0's upper half set after a 32-bit cmpxchg whose 64-bit use

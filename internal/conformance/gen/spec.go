@@ -22,6 +22,8 @@ type spec struct {
 	// it, isa is the expected result.
 	isa    *uint64
 	isaWhy string
+	// isaSpec names the specification isa comes from, if not RFC 9669.
+	isaSpec string
 	// kernelWrong, if set, says why this kernel's answer is known to be
 	// wrong: isa is then expected, whatever the kernel says.
 	kernelWrong string
@@ -42,6 +44,14 @@ type spec struct {
 }
 
 func u64(v uint64) *uint64 { return &v }
+
+// spec names where isa comes from.
+func (s *spec) spec() string {
+	if s.isaSpec != "" {
+		return s.isaSpec
+	}
+	return "RFC 9669"
+}
 
 // program assembles the case.
 func (s *spec) program() ([]asm.Instruction, error) {
@@ -66,7 +76,7 @@ func decide(s *spec, insns []asm.Instruction, kernelOK bool) (result, error) {
 		case s.err != "":
 			return result{err: s.err, source: []string{"Expected error: " + s.errWhy, "Not run in the kernel: " + s.noKernel}}, nil
 		case s.isa != nil:
-			return result{value: *s.isa, source: []string{"Expected: RFC 9669 (" + s.isaWhy + ")", "Not run in the kernel: " + s.noKernel}}, nil
+			return result{value: *s.isa, source: []string{"Expected: " + s.spec() + " (" + s.isaWhy + ").", "Not run in the kernel: " + s.noKernel}}, nil
 		}
 		return result{}, fmt.Errorf("%s: no kernel and no ISA answer", s.name)
 	}
@@ -95,7 +105,7 @@ func decide(s *spec, insns []asm.Instruction, kernelOK bool) (result, error) {
 			return result{}, fmt.Errorf("%s: the kernel refuses it (%s) and the case gives no ISA answer", s.name, k.refused)
 		}
 		return result{value: *s.isa, source: []string{
-			"Expected: RFC 9669 (" + s.isaWhy + ").",
+			"Expected: " + s.spec() + " (" + s.isaWhy + ").",
 			"The kernel refuses this program: " + k.refused,
 		}}, nil
 	}
@@ -107,7 +117,7 @@ func decide(s *spec, insns []asm.Instruction, kernelOK bool) (result, error) {
 			return result{}, fmt.Errorf("%s: the kernel now gives the ISA's answer %#x: drop kernelWrong", s.name, k.value)
 		}
 		return result{value: *s.isa, source: []string{
-			"Expected: RFC 9669 (" + s.isaWhy + ").",
+			"Expected: " + s.spec() + " (" + s.isaWhy + ").",
 			fmt.Sprintf("This kernel returns %#x, known to be wrong: %s", k.value, s.kernelWrong),
 		}}, nil
 	}
