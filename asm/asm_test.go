@@ -85,9 +85,16 @@ func TestLabels(t *testing.T) {
 	}
 }
 
-// Every program of the corpus disassembles and assembles back to the same slots.
-func TestCorpusRoundTrip(t *testing.T) {
-	cases, err := conformance.Load(conformance.Dir())
+// Every program of the own conformance corpus disassembles and assembles
+// back to the same slots.
+func TestCorpusRoundTrip(t *testing.T) { roundTripCorpus(t, conformance.OwnDir()) }
+
+// TestExternalCorpusRoundTrip: the same for the bpf_conformance corpus, when
+// it is on this machine.
+func TestExternalCorpusRoundTrip(t *testing.T) { roundTripCorpus(t, conformance.External(t)) }
+
+func roundTripCorpus(t *testing.T, dir string) {
+	cases, err := conformance.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

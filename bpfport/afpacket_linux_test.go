@@ -568,3 +568,40 @@ func TestAFPacketSuperFrame(t *testing.T) {
 		t.Errorf("%v allocations per super-frame sent and received, want 0", allocs)
 	}
 }
+
+// TestAFPacketTXRingSegments: a port with a transmit ring cannot pass a
+// super-frame on, so it sends its segments, finished.
+func TestAFPacketTXRingSegments(t *testing.T) {
+	p := newAFPair(t, 0, AFPacketConfig{TX: TXRing}, AFPacketConfig{})
+	if p.pa.Caps() != 0 {
+		t.Errorf("a TX ring port says it takes offloads")
+	}
+	f, o := gsoTestFrame(false, false, 5000) // 5 segments of 1000 bytes
+	n, err := p.pa.SendBatch(0, [][]byte{f}, []Offload{o})
+	if n != 1 || err != nil {
+		t.Fatalf("SendBatch = %d, %v", n, err)
+	}
+	var segs [][]byte
+	b := NewBatch(16)
+	for deadline := time.Now().Add(5 * time.Second); len(segs) < 5 && time.Now().Before(deadline); {
+		k, err := p.pb.TryRecv(0, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range b.Frames[:k] {
+			segs = append(segs, bytes.Clone(g))
+		}
+	}
+	if len(segs) != 5 {
+		t.Fatalf("received %d frames, want 5 segments", len(segs))
+	}
+	for i, g := range segs {
+		if len(g) != 14+20+20+1000 {
+			t.Errorf("segment %d: %d bytes", i, len(g))
+		}
+		verifyL4(t, g, false, 34, 6)
+	}
+	if s := p.pa.Stats(); s.TxSegmented != 1 {
+		t.Errorf("TxSegmented = %d, want 1", s.TxSegmented)
+	}
+}

@@ -159,14 +159,18 @@ func (d *downList) add(s *Switch, u *unit) {
 }
 
 // kick hands every listed queue to the epoll set, reported ready at once.
+// It holds the switch's mutex, so that no queue is detached (its fd closed
+// and perhaps reused) between the check and the re-arm.
 func (d *downList) kick(s *Switch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	d.mu.Lock()
 	units := d.units
 	d.units = nil
 	d.timer = nil
 	d.mu.Unlock()
 	for _, u := range units {
-		if !u.removed.Load() {
+		if !u.removed.Load() && !s.closed {
 			s.pl.Rearm(u.fd, uint64(u.id), true)
 		}
 	}

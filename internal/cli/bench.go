@@ -32,9 +32,9 @@ func (c *cmd) benchCommand() *cobra.Command {
 		Use:   "bench",
 		Short: "benchmark scenarios against the kernel's eBPF, the Linux bridge and Open vSwitch",
 		Long: `bench runs the benchmark scenarios (as root, in network namespaces it creates
-and removes) and prints one table; -j prints JSON; --plot draws the veth
-comparison as a bar chart. Scenarios: ` + strings.Join(scenario.All, ", ") + `.
-Switches of the veth scenario: ` + strings.Join(scenario.AllSubjects, ", ") + `.
+and removes) and prints one table; -j prints JSON; --plot draws the veth,
+hosts and scale comparisons as bar charts. Scenarios: ` + strings.Join(scenario.All, ", ") + `.
+Switches: ` + strings.Join(scenario.Switches(), ", ") + `.
 Progress goes to stderr (-q: none). On a shared machine run it under setsid
 so that it can raise its autogroup priority.`,
 		Example: `  vswitch bench --only vm,core
@@ -47,16 +47,16 @@ so that it can raise its autogroup priority.`,
 	f.StringVar(&p.only, "only", "", "scenarios, comma-separated: "+strings.Join(scenario.All, ",")+" (default all)")
 	f.DurationVar(&p.duration, "duration", 3*time.Second, "measurement window of each figure")
 	f.DurationVar(&p.warmup, "warmup", time.Second, "warm-up before each window")
-	f.StringVar(&p.switches, "switches", "", "veth switches, comma-separated (default all)")
+	f.StringVar(&p.switches, "switches", "", "switches of every scenario, comma-separated (default all)")
 	f.StringVar(&p.sizes, "sizes", "", "veth frame lengths without FCS, comma-separated (default 60,1514)")
 	f.StringVar(&p.flows, "flows", "", "veth flow counts, comma-separated (default 1,64)")
 	f.Float64Var(&p.rate, "latency-rate", 50000, "frames per second of the latency scenario")
 	f.IntVar(&p.runs, "runs", 1, "measure each core and veth figure this many times and keep the median")
-	f.StringVar(&p.plot, "plot", "", "write the veth comparison as a bar chart (.svg or .png)")
+	f.StringVar(&p.plot, "plot", "", "write the veth, hosts and scale comparisons as bar charts (.svg or .png)")
 	f.BoolVarP(&p.quiet, "quiet", "q", false, "no progress lines on stderr")
 	f.StringVar(&p.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (the in-process switch, pktgen) to FILE")
 	completeList(cc, "only", scenario.All)
-	completeList(cc, "switches", scenario.AllSubjects)
+	completeList(cc, "switches", scenario.Switches())
 	return cc
 }
 
@@ -94,8 +94,8 @@ func (c *cmd) bench(p benchParams) error {
 		Runs:        p.runs,
 		Log:         c.errw,
 	}
-	if p.plot != "" && len(o.Only) > 0 && !slices.Contains(o.Only, scenario.Veth) {
-		return usagef("--plot draws the %s comparison, which --only %s leaves out: add %s to --only, or drop --plot", scenario.Veth, p.only, scenario.Veth)
+	if p.plot != "" && len(o.Only) > 0 && !slices.ContainsFunc(o.Only, plotted) {
+		return usagef("--plot draws the %s comparisons, which --only %s leaves out: add one of them to --only, or drop --plot", strings.Join(plottedScenarios, ", "), p.only)
 	}
 	if p.quiet {
 		o.Log = nil
@@ -107,7 +107,7 @@ func (c *cmd) bench(p benchParams) error {
 		return err
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(c.errw, "vswitch bench: not root: the core and VM interpreter/JIT figures run, the kernel, veth and latency rows say why they were skipped (run it with sudo)")
+		fmt.Fprintln(c.errw, "vswitch bench: not root: the core and VM interpreter/JIT figures run, the kernel, veth, latency, hosts and scale rows say why they were skipped (run it with sudo)")
 	}
 	if p.cpuprofile != "" {
 		f, err := os.Create(p.cpuprofile)
@@ -130,8 +130,8 @@ func (c *cmd) bench(p benchParams) error {
 		fmt.Fprintf(c.errw, "vswitch bench: interrupted (%v): printing what was measured\n", err)
 	}
 	if p.plot != "" {
-		if len(t.Veth) == 0 {
-			fmt.Fprintf(c.errw, "vswitch bench: nothing to plot: no veth figures were measured (see the veth rows): %s not written\n", p.plot)
+		if !t.HasPlot() {
+			fmt.Fprintf(c.errw, "vswitch bench: nothing to plot: no %s figures were measured (see their rows): %s not written\n", strings.Join(plottedScenarios, ", "), p.plot)
 		} else if perr := t.WritePlotFile(p.plot); perr != nil {
 			return fmt.Errorf("plot: %w", perr)
 		} else {
@@ -150,6 +150,11 @@ func (c *cmd) bench(p benchParams) error {
 	}
 	return nil
 }
+
+// plottedScenarios are the scenarios --plot draws.
+var plottedScenarios = []string{scenario.Veth, scenario.Hosts, scenario.Scale}
+
+func plotted(s string) bool { return slices.Contains(plottedScenarios, s) }
 
 func intList(flagName, s string) ([]int, error) {
 	var out []int

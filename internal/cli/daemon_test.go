@@ -283,7 +283,7 @@ func TestPapercuts(t *testing.T) {
 		t.Errorf("needs_ksym.o: exit %d, %q", code, errOut)
 	}
 	// bench --plot with nothing to plot says so before measuring anything.
-	if _, errOut, code := run("bench", "--only", "vm,core", "--plot", filepath.Join(t.TempDir(), "x.png")); code != 2 || !strings.Contains(errOut, "--plot draws the veth comparison") {
+	if _, errOut, code := run("bench", "--only", "vm,core", "--plot", filepath.Join(t.TempDir(), "x.png")); code != 2 || !strings.Contains(errOut, "--plot draws the veth, hosts, scale comparisons") {
 		t.Errorf("bench --plot --only vm,core: exit %d, %q", code, errOut)
 	}
 	// daemon --netns takes a name, as pktgen does.

@@ -127,7 +127,7 @@ func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessa
 		if err := decode(&p); err != nil {
 			return nil, nil, err
 		}
-		r, err := d.Detach(p)
+		r, err := d.detach(p)
 		return r, nil, err
 	case control.MethodPortShow:
 		var p control.PortShowParams
@@ -303,8 +303,14 @@ func portError(err error) error {
 }
 
 // Detach removes a port. With IfExists, a port that is not attached is
-// no error: the result says it was absent.
-func (d *Daemon) Detach(p control.PortDetachParams) (control.PortDetachResult, error) {
+// no error.
+func (d *Daemon) Detach(p control.PortDetachParams) error {
+	_, err := d.detach(p)
+	return err
+}
+
+// detach is Detach whose result says whether the port was absent.
+func (d *Daemon) detach(p control.PortDetachParams) (control.PortDetachResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	err := d.sw.Detach(p.Name)
