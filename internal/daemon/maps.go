@@ -433,6 +433,13 @@ func (d *Daemon) Capture(p control.CaptureParams) (func(context.Context, io.Writ
 	}
 	lw := &latchWriter{}
 	stop, err := d.sw.Capture(idx, lw, bpfport.CaptureConfig{SnapLen: p.Snaplen})
+	// A capture whose client just left is released by its own connection's
+	// goroutine: give it a moment before refusing, so that stopping a
+	// capture and starting the next one at once works.
+	for deadline := time.Now().Add(time.Second); errors.Is(err, vswitch.ErrCaptureRunning) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		stop, err = d.sw.Capture(idx, lw, bpfport.CaptureConfig{SnapLen: p.Snaplen})
+	}
 	if err != nil {
 		if errors.Is(err, vswitch.ErrCaptureRunning) {
 			return nil, control.Errorf(control.CodeExists, "%v", err)
