@@ -57,6 +57,10 @@ type Daemon struct {
 	mu    sync.Mutex // serializes control operations
 	prog  *loaded
 	kinds map[string]string // port name -> type
+	xdp   map[string]*bpfport.AFXDP
+	// umems are the UMEMs the afxdp ports share, so that frames go from
+	// one to another by descriptor.
+	umems *bpfport.UMEMGroup
 }
 
 // loaded is an installed program with everything it owns.
@@ -83,6 +87,8 @@ func New(cfg Config) *Daemon {
 		sw:      vswitch.New(vswitch.Config{Batch: cfg.Batch, Workers: cfg.Workers, BusyPoll: cfg.BusyPoll, Logger: cfg.Logger}),
 		started: time.Now(),
 		kinds:   map[string]string{},
+		xdp:     map[string]*bpfport.AFXDP{},
+		umems:   bpfport.NewUMEMGroup(0),
 	}
 }
 
@@ -127,7 +133,8 @@ func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessa
 		if err := decode(&p); err != nil {
 			return nil, nil, err
 		}
-		return struct{}{}, nil, d.Detach(p)
+		r, err := d.detach(p)
+		return r, nil, err
 	case control.MethodPortShow:
 		var p control.PortShowParams
 		if err := decode(&p); err != nil {
@@ -184,8 +191,8 @@ func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessa
 		if err := decode(&p); err != nil {
 			return nil, nil, err
 		}
-		stream, err := d.RingbufStream(p.Name)
-		return nil, stream, err
+		r, stream, err := d.RingbufStream(p)
+		return r, stream, err
 	}
 	return nil, nil, bad("unknown method %q", method)
 }
@@ -224,10 +231,16 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 		}
 		pc.BusyPoll = bp
 	}
-	if p.RingFrames != 0 && (p.RingFrames < 8 || p.RingFrames > bpfport.MaxRingFrames) {
+	if typ == "afpacket" && p.RingFrames != 0 && (p.RingFrames < 8 || p.RingFrames > bpfport.MaxRingFrames) {
 		return control.Port{}, bad("port attach: --ring-size %d: want 8 to %d frames", p.RingFrames, bpfport.MaxRingFrames)
 	}
+	xdpCfg, err := afxdpConfig(typ, p)
+	if err != nil {
+		return control.Port{}, err
+	}
+	xdpCfg.Share = d.umems
 	var port bpfport.Port
+	var xp *bpfport.AFXDP
 	open := func() error {
 		var err error
 		switch typ {
@@ -237,6 +250,11 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 			if err == nil {
 				port = a
 			}
+		case "afxdp":
+			xp, err = bpfport.OpenAFXDP(p.Name, xdpCfg)
+			if err == nil {
+				port = xp
+			}
 		case "tap":
 			var t *bpfport.TAP
 			t, err = bpfport.OpenTAP(p.Name, bpfport.TAPConfig{Queues: p.Queues, NoCreate: !p.Create})
@@ -244,11 +262,10 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 				port = t
 			}
 		default:
-			return bad("port attach: unknown type %q (afpacket or tap)", typ)
+			return bad("port attach: unknown type %q (afpacket, afxdp or tap)", typ)
 		}
 		return err
 	}
-	var err error
 	if d.cfg.Netns != nil {
 		err = d.cfg.Netns.Run(open)
 	} else {
@@ -264,7 +281,36 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 	}
 	d.kinds[p.Name] = typ
 	d.log.Info("port attached", "port", p.Name, "type", typ, "index", idx, "queues", port.NumQueues())
+	if xp != nil {
+		d.xdp[p.Name] = xp
+		d.log.Info("AF_XDP port", "port", p.Name, "mode", xp.Info().String())
+		for _, n := range xp.Info().Notes {
+			d.log.Warn("AF_XDP port fall-back", "port", p.Name, "note", n)
+		}
+	}
 	return d.portInfo(idx), nil
+}
+
+// afxdpConfig reads the afxdp settings of p (and refuses them for other
+// port types).
+func afxdpConfig(typ string, p control.PortAttachParams) (bpfport.AFXDPConfig, error) {
+	var c bpfport.AFXDPConfig
+	if typ != "afxdp" {
+		if p.XDPMode != "" || p.ZeroCopy != "" {
+			return c, bad("port attach: --xdp-mode and --zero-copy are for --type afxdp")
+		}
+		return c, nil
+	}
+	var err error
+	if c.XDPMode, err = bpfport.ParseXDPMode(p.XDPMode); err != nil {
+		return c, bad("port attach: --%v", err)
+	}
+	if c.ZeroCopy, err = bpfport.ParseZeroCopy(p.ZeroCopy); err != nil {
+		return c, bad("port attach: --%v", err)
+	}
+	c.Queues = p.Queues
+	c.RingSize = p.RingFrames
+	return c, nil
 }
 
 // ParseBusyPoll reads a busy-poll window as the CLI and the protocol take
@@ -301,24 +347,32 @@ func portError(err error) error {
 	return control.Errorf(control.CodeInvalid, "%v", err)
 }
 
-// Detach removes a port.
+// Detach removes a port. With IfExists, a port that is not attached is
+// no error.
 func (d *Daemon) Detach(p control.PortDetachParams) error {
+	_, err := d.detach(p)
+	return err
+}
+
+// detach is Detach whose result says whether the port was absent.
+func (d *Daemon) detach(p control.PortDetachParams) (control.PortDetachResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	err := d.sw.Detach(p.Name)
 	if errors.Is(err, vswitch.ErrNoSuchPort) {
 		if p.IfExists {
-			return nil
+			return control.PortDetachResult{Absent: true}, nil
 		}
-		return control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show` (or use --if-exists)", p.Name)
+		return control.PortDetachResult{}, control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show` (or use --if-exists)", p.Name)
 	}
 	delete(d.kinds, p.Name)
+	delete(d.xdp, p.Name)
 	if err != nil {
 		d.log.Warn("port detached with an error", "port", p.Name, "err", err)
-		return nil
+		return control.PortDetachResult{}, nil
 	}
 	d.log.Info("port detached", "port", p.Name)
-	return nil
+	return control.PortDetachResult{}, nil
 }
 
 func (d *Daemon) portInfo(idx int) control.Port {
@@ -359,6 +413,10 @@ func (d *Daemon) controlPort(p vswitch.PortInfo, s *vswitch.PortStats) control.P
 	if s != nil {
 		cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
 			TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
+	}
+	if xp := d.xdp[p.Name]; xp != nil && d.kinds[p.Name] == "afxdp" {
+		info := xp.Info()
+		cp.XDP, cp.Notes = info.String(), info.Notes
 	}
 	return cp
 }
@@ -405,6 +463,11 @@ func (d *Daemon) Load(p control.ProgLoadParams) (control.Program, error) {
 		return control.Program{}, bad("prog load: unknown engine %q (jit or interp)", engine)
 	}
 	opts := loader.Options{CPUs: d.sw.Workers()}
+	if p.Section != "" {
+		// Only the program named (and what its program arrays reach): the
+		// object's other programs need not be runnable here.
+		opts.Programs = []string{p.Section}
+	}
 	switch p.Compat {
 	case "", "none":
 	case "vale-bpf":
@@ -585,11 +648,14 @@ func (d *Daemon) Dump(kind string) (control.TextResult, error) {
 	}
 	switch kind {
 	case "xlated", "":
-		return control.TextResult{Text: Xlated(l.prog)}, nil
+		return control.TextResult{Text: Xlated(l.prog, l.coll.Lines[l.name])}, nil
 	case "jited":
 		for _, c := range l.codes {
 			if c.Program() == l.prog {
-				return control.TextResult{Text: c.Listing().String()}, nil
+				listing := c.Listing()
+				listing.MapNames = MapNames(l.prog)
+				listing.Source = sourceLines(l.coll.Lines[l.name])
+				return control.TextResult{Text: listing.String()}, nil
 			}
 		}
 		return control.TextResult{}, control.Errorf(control.CodeUnsupported, "program %s runs on the interpreter: there is no machine code (load it with --engine jit)", l.name)
@@ -598,16 +664,52 @@ func (d *Daemon) Dump(kind string) (control.TextResult, error) {
 }
 
 // Xlated returns a program's disassembly, one instruction per line with
-// its slot index.
-func Xlated(p *vm.Program) string {
+// its slot index, maps by name and, where lines (by slot, from
+// loader.Collection.Lines) has them, the C source lines above the
+// instructions they start, as bpftool prints them.
+func Xlated(p *vm.Program, lines []loader.Line) string {
 	var b strings.Builder
-	insns := p.Instructions()
+	src := sourceLines(lines)
 	slot := 0
-	for _, line := range asmLines(insns) {
+	for _, line := range asmLines(p.Instructions(), MapNames(p)) {
+		if slot < len(src) && src[slot] != "" {
+			fmt.Fprintf(&b, "; %s\n", src[slot])
+		}
 		fmt.Fprintf(&b, "%5d: %s\n", slot, line.text)
 		slot += line.slots
 	}
 	return b.String()
+}
+
+// MapNames names p's maps by the index lddw map[N] uses.
+func MapNames(p *vm.Program) []string {
+	var names []string
+	for _, m := range p.Maps() {
+		name := ""
+		if s, ok := m.(interface{ Spec() maps.Spec }); ok {
+			name = s.Spec().Name
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// sourceLines renders line info by slot as "file.c:12: text", leaving
+// out a line that repeats the one before it.
+func sourceLines(lines []loader.Line) []string {
+	if lines == nil {
+		return nil
+	}
+	out := make([]string, len(lines))
+	var prev loader.Line
+	for pc, l := range lines {
+		if l.Text == "" || l == prev {
+			continue
+		}
+		out[pc] = fmt.Sprintf("%s:%d: %s", filepath.Base(l.File), l.Number, l.Text)
+		prev = l
+	}
+	return out
 }
 
 // Log returns the program's trace_printk lines.
