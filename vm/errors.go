@@ -31,7 +31,7 @@ const NumKinds = int(numKinds)
 var kindNames = [...]string{
 	KindRead:       "out-of-bounds read",
 	KindWrite:      "out-of-bounds write",
-	KindBudget:     "budget exhausted (instructions and helper work)",
+	KindBudget:     "instruction budget exhausted", // instructions and helper work: see Env.Budget
 	KindCallDepth:  "call depth exceeded",
 	KindHelper:     "helper failed",
 	KindBadHelper:  "call to unknown helper",
