@@ -12,6 +12,13 @@
 // described by Regions held in an Env, one per worker goroutine, which also
 // owns the stack (8 frames of 512 bytes).
 //
+// Forwarding programs run on frames: RunFrame runs one, RunFrames a batch
+// (with per-frame results by value and the switch's flood sets), RunRepeat
+// one frame many times, timed (prog run --repeat). In frame runs the
+// context's data and data_end are read-only. Load also runs a range
+// analysis (analyze.go) whose proofs let an engine drop the checks of
+// accesses it proved in bounds; the interpreter checks everything.
+//
 // # The budget: how long one run can take
 //
 // A run may not hold its worker for long: the Go scheduler never preempts
