@@ -50,6 +50,7 @@ const (
 	CodeExists      = "exists"      // already attached, key exists
 	CodeInvalid     = "invalid"     // refused: bad object, program fails validation
 	CodeUnsupported = "unsupported" // not available here
+	CodeBusy        = "busy"        // refused for now by an admission limit: try again
 	CodeInternal    = "internal"
 )
 
