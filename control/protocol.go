@@ -128,16 +128,19 @@ type PortShowParams struct {
 
 // Port describes an attached port.
 type Port struct {
-	Index    int        `json:"index"`
-	Name     string     `json:"name"`
-	Type     string     `json:"type"`
-	Queues   int        `json:"queues"`
-	MTU      int        `json:"mtu"`
-	Up       bool       `json:"up"`
-	Gone     bool       `json:"gone,omitempty"`
-	Error    string     `json:"error,omitempty"`
-	Attached time.Time  `json:"attached"`
-	Stats    *PortStats `json:"stats,omitempty"`
+	Index  int    `json:"index"`
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Queues int    `json:"queues"`
+	MTU    int    `json:"mtu"`
+	Up     bool   `json:"up"`
+	Gone   bool   `json:"gone,omitempty"`
+	// NotRestored marks a port of the daemon's saved state that could
+	// not be attached again at start (Error says why); it keeps its index.
+	NotRestored bool       `json:"not_restored,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	Attached    time.Time  `json:"attached"`
+	Stats       *PortStats `json:"stats,omitempty"`
 }
 
 // PortStats are a port's counters.
