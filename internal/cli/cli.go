@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/govswitch/vswitch/control"
 )
@@ -49,17 +50,19 @@ type exitError int
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 type cmd struct {
-	ctx    context.Context
-	out    io.Writer
-	errw   io.Writer
-	json   bool
-	socket string
+	ctx     context.Context
+	out     io.Writer
+	errw    io.Writer
+	json    bool
+	socket  string
+	timeout time.Duration
 }
 
-const usage = `usage: vswitch [-j] [--socket PATH] OBJECT VERB [ARGS]
+const usage = `usage: vswitch [-j] [--socket PATH] [--timeout DURATION] OBJECT VERB [ARGS]
 
   daemon [--socket PATH] [--config FILE] [--metrics ADDR] [--log-level L] [--log-format text|json]
          [--max-workers N] [--engine jit|interp] [--no-default-program] [--netns PATH]
+         [--state-dir DIR | --no-state]   (state kept in /var/lib/vswitch by default: docs/state.md)
   port attach IFACE [--type afpacket|tap] [--queues N] [--may-exist]
   port add NAME --type tap            create a TAP device and attach it
   port detach IFACE [--if-exists]
@@ -89,6 +92,7 @@ const usage = `usage: vswitch [-j] [--socket PATH] OBJECT VERB [ARGS]
   version
 
 -j prints JSON. The socket is --socket, else $VSWITCH_SOCKET, else /run/vswitch/vswitch.sock.
+--timeout bounds a call to the daemon (default 10s; a stream may stay silent while the daemon answers).
 `
 
 func (c *cmd) run(args []string) error {
@@ -106,6 +110,20 @@ func (c *cmd) run(args []string) error {
 			args = args[1:]
 		case strings.HasPrefix(a, "--socket="):
 			c.socket = strings.TrimPrefix(a, "--socket=")
+		case a == "--timeout" || strings.HasPrefix(a, "--timeout="):
+			v, ok := strings.CutPrefix(a, "--timeout=")
+			if !ok {
+				if len(args) < 2 {
+					return usagef("--timeout needs a duration, e.g. 30s")
+				}
+				v = args[1]
+				args = args[1:]
+			}
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return usagef("--timeout %q: want a positive duration, e.g. 30s", v)
+			}
+			c.timeout = d
 		case a == "-h" || a == "--help":
 			fmt.Fprint(c.out, usage)
 			return nil
@@ -154,7 +172,7 @@ func (c *cmd) run(args []string) error {
 }
 
 func (c *cmd) client() *control.Client {
-	return &control.Client{Path: control.SocketPath(c.socket)}
+	return &control.Client{Path: control.SocketPath(c.socket), Timeout: c.timeout}
 }
 
 func (c *cmd) call(method string, params, result any) error {

@@ -36,6 +36,8 @@ func (c *cmd) daemon(args []string) error {
 	fs.BoolVar(&rc.NoDefault, "no-default-program", false, "start without the built-in learning program")
 	fs.StringVar(&rc.Netns, "netns", "", "open ports in the network namespace at PATH")
 	fs.IntVar(&rc.Group, "group", 0, "numeric group allowed to use the socket")
+	fs.StringVar(&rc.StateDir, "state-dir", daemon.DefaultStateDir, "directory of the state kept across restarts")
+	fs.BoolVar(&rc.NoState, "no-state", false, "keep no state: a throw-away switch")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -129,6 +131,8 @@ func (c *cmd) port(args []string) error {
 
 func state(p control.Port) string {
 	switch {
+	case p.NotRestored:
+		return "not-restored"
 	case p.Gone:
 		return "gone"
 	case p.Up:
