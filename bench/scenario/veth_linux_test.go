@@ -8,15 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/govswitch/vswitch/internal/netenv"
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 func requireNetns(t *testing.T) {
 	t.Helper()
-	requireRoot(t)
-	if err := netenv.Check(); err != nil {
-		t.Skip(err)
-	}
+	testenv.Netns(t)
 }
 
 // TestRunVeth runs the veth plumbing with short windows: the ceiling,
