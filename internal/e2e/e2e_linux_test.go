@@ -23,6 +23,7 @@ import (
 	"github.com/govswitch/vswitch/internal/daemon"
 	"github.com/govswitch/vswitch/internal/demo"
 	"github.com/govswitch/vswitch/internal/netenv"
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 const etherTest = 0x88b5 // local experimental EtherType: no host kernel answers it
@@ -48,9 +49,7 @@ type host struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	if err := netenv.Check(); err != nil {
-		t.Skipf("end-to-end tests %v", err)
-	}
+	requireNetns(t)
 	topo, err := demo.Build(3)
 	if err != nil {
 		t.Fatal(err)
@@ -528,6 +527,13 @@ func TestCLICommands(t *testing.T) {
 	e.cli(t, "port", "detach", e.topo.Ports[2], "--if-exists")
 	e.cli(t, "attach", e.topo.Ports[2])
 	e.cli(t, "port", "attach", e.topo.Ports[2], "--may-exist")
+}
+
+// requireNetns skips the test without root or network namespaces (fails
+// it where the environment must have them, see testenv).
+func requireNetns(t *testing.T) {
+	t.Helper()
+	testenv.Netns(t)
 }
 
 func TestMain(m *testing.M) {
