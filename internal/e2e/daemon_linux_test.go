@@ -67,24 +67,38 @@ func TestMetrics(t *testing.T) {
 	e := setup(t)
 	h1 := e.hosts[0]
 	h1.send(t, frame(broadcast, h1.mac, "m"))
-	settle()
+	e.hosts[1].wait(t, 1)
+	e.hosts[2].wait(t, 1)
 	srv := httptest.NewServer(promhttp.HandlerFor(e.d.Registry(), promhttp.HandlerOpts{}))
 	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
+	wants := []string{
 		`vswitch_port_rx_packets_total{port="` + e.topo.Ports[0] + `"} 1`,
 		`vswitch_port_tx_packets_total{port="` + e.topo.Ports[1] + `"} 1`,
 		`vswitch_program_runs_total{engine="jit",program="learn"} 1`,
 		`vswitch_port_up{port="` + e.topo.Ports[2] + `"} 1`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %s", want)
+	}
+	// The counters follow the delivery of the frame: scrape until they
+	// show it.
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, m := range missing {
+		t.Errorf("metrics lack %s", m)
 	}
 }
 
