@@ -48,10 +48,11 @@ func TestDaemonProcess(t *testing.T) {
 	}
 	defer topo.Close()
 	sock := filepath.Join(t.TempDir(), "d.sock")
-	nsFile := os.NewFile(uintptr(topo.Switch.H), "netns")
+	ns := nsFile(t, topo)
+	defer ns.Close()
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "daemon", "--socket", sock, "--netns", "/proc/self/fd/3", "--no-state")
-		cmd.ExtraFiles = []*os.File{nsFile}
+		cmd.ExtraFiles = []*os.File{ns}
 		var log bytes.Buffer
 		cmd.Stderr = &log
 		if err := cmd.Start(); err != nil {

@@ -76,12 +76,13 @@ type daemonProc struct {
 func startDaemon(t *testing.T, topo *demo.Topology, sock string, args ...string) *daemonProc {
 	t.Helper()
 	bin := vswitchBinary(t)
-	nsFile := os.NewFile(uintptr(topo.Switch.H), "netns")
 	cmd := exec.Command(bin, append([]string{"daemon", "--socket", sock, "--netns", "/proc/self/fd/3"}, args...)...)
-	cmd.ExtraFiles = []*os.File{nsFile}
+	cmd.ExtraFiles = []*os.File{nsFile(t, topo)}
 	p := &daemonProc{cmd: cmd, log: &lockedBuffer{}, sock: sock}
 	cmd.Stderr = p.log
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	cmd.ExtraFiles[0].Close()
+	if err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
@@ -103,6 +104,18 @@ func startDaemon(t *testing.T, topo *demo.Topology, sock string, args ...string)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// nsFile opens the topology's switch namespace as a file of its own (to
+// hand to a process): wrapping the topology's descriptor in an *os.File
+// would close it when the file is collected.
+func nsFile(t *testing.T, topo *demo.Topology) *os.File {
+	t.Helper()
+	f, err := os.Open(filepath.Join("/proc/self/fd", itoa(int(topo.Switch.H))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // kill ends the daemon as SIGKILL does: nothing more is written.
