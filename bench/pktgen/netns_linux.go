@@ -11,14 +11,7 @@ import (
 // openPort opens the AF_PACKET port of o, inside o.Netns when set. The
 // sockets stay in that namespace; the calling thread does not.
 func openPort(o Options) (bpfport.Port, error) {
-	cfg := bpfport.AFPacketConfig{TX: o.TXMode}
-	if o.Config.Size > 1514 {
-		// Receive slots must hold jumbo frames.
-		cfg.FrameSize = 2048
-		for cfg.FrameSize < o.Config.Size+256 {
-			cfg.FrameSize <<= 1
-		}
-	}
+	cfg := portConfig(o)
 	if o.Netns == "" {
 		p, err := bpfport.OpenAFPacket(o.Iface, cfg)
 		if err != nil {
