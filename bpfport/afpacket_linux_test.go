@@ -21,7 +21,7 @@ type afPair struct {
 
 // newAFPair makes two namespaces joined by a veth pair and opens an
 // AF_PACKET port on each end.
-func newAFPair(t *testing.T, mtu int, cfgA, cfgB AFPacketConfig) *afPair {
+func newAFPair(t testing.TB, mtu int, cfgA, cfgB AFPacketConfig) *afPair {
 	t.Helper()
 	p := &afPair{nsA: nettest.NewNS(t), nsB: nettest.NewNS(t), a: nettest.Name("afa"), b: nettest.Name("afb")}
 	nettest.Veth(t, p.nsA, p.a, p.nsB, p.b, mtu)
@@ -30,7 +30,7 @@ func newAFPair(t *testing.T, mtu int, cfgA, cfgB AFPacketConfig) *afPair {
 	return p
 }
 
-func openAF(t *testing.T, ns *nettest.NS, name string, cfg AFPacketConfig) *AFPacket {
+func openAF(t testing.TB, ns *nettest.NS, name string, cfg AFPacketConfig) *AFPacket {
 	t.Helper()
 	var p *AFPacket
 	ns.Do(t, func() (err error) {
@@ -75,27 +75,28 @@ func TestAFPacketFrames(t *testing.T) {
 	}
 }
 
-func TestAFPacketOversize(t *testing.T) {
+// TestAFPacketLargeFrames: frames longer than a ring slot come through
+// the socket queue, whole and in order with the others; frames longer than
+// the MTU are refused on send.
+func TestAFPacketLargeFrames(t *testing.T) {
 	p := newAFPair(t, 9000, AFPacketConfig{}, AFPacketConfig{FrameSize: 2048})
-	// 2048-128 = 1920 bytes fit the receiver's slot; 4000 do not.
-	sendAll(t, p.pa, 0, [][]byte{testFrame(4000, 1), testFrame(1920, 2), testFrame(1921, 3), testFrame(60, 4)})
-	got := recvTest(t, p.pb, 0, 2, 2*time.Second)
-	if len(got) != 2 || len(got[0]) != 1920 || len(got[1]) != 60 {
-		t.Errorf("received %d frames, want the 1920 and 60 byte ones", len(got))
+	frames := [][]byte{testFrame(4000, 1), testFrame(1920, 2), testFrame(1921, 3), testFrame(60, 4),
+		vlanFrame(9018, 5), testFrame(9014, 6), testFrame(61, 7)}
+	sendAll(t, p.pa, 0, frames)
+	got := recvTest(t, p.pb, 0, len(frames), 3*time.Second)
+	if diff := cmp.Diff(frames, got); diff != "" {
+		t.Errorf("frames (-want +got):\n%s", diff)
 	}
-	if s := p.pb.Stats(); s.RxOversize != 2 {
-		t.Errorf("RxOversize = %d, want 2", s.RxOversize)
+	if s := p.pb.Stats(); s.RxOversize != 0 || s.RxKernelDrops != 0 {
+		t.Errorf("receiver stats %+v", s)
 	}
 	// Transmit: longer than MTU+14 (untagged) is refused and counted.
-	n, err := p.pa.SendBatch(0, [][]byte{testFrame(9015, 1), testFrame(10, 2), vlanFrame(9018, 3)})
+	n, err := p.pa.SendBatch(0, [][]byte{testFrame(9015, 1), testFrame(10, 2), vlanFrame(9019, 3)}, nil)
 	if n != 3 || err != nil {
 		t.Fatalf("SendBatch = %d, %v", n, err)
 	}
-	if s := p.pa.Stats(); s.TxOversize != 2 {
-		t.Errorf("TxOversize = %d, want 2", s.TxOversize)
-	}
-	if got := recvTest(t, p.pb, 0, 1, 2*time.Second); len(got) != 0 {
-		t.Errorf("tagged 9018-byte frame: slot is 1920, got %d frames", len(got))
+	if s := p.pa.Stats(); s.TxOversize != 3 {
+		t.Errorf("TxOversize = %d, want 3", s.TxOversize)
 	}
 }
 
@@ -207,7 +208,7 @@ func TestAFPacketLinkGone(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := p.pa.SendBatch(0, frames); err != nil && !errors.Is(err, ErrLinkDown) {
+			if _, err := p.pa.SendBatch(0, frames, nil); err != nil && !errors.Is(err, ErrLinkDown) {
 				txErr <- err
 				return
 			}
@@ -326,7 +327,7 @@ func TestAFPacketCloseWhileBlocked(t *testing.T) {
 	go p.pa.Close()
 	waitErr(t, errc, ErrClosed, time.Second)
 	t.Logf("blocked RecvBatch returned %v after Close started", time.Since(start))
-	if _, err := p.pa.SendBatch(0, [][]byte{testFrame(60, 0)}); !errors.Is(err, ErrClosed) {
+	if _, err := p.pa.SendBatch(0, [][]byte{testFrame(60, 0)}, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("SendBatch after Close: %v", err)
 	}
 	p.pa.Wake() // harmless after Close
@@ -362,9 +363,13 @@ func TestAFPacketErrors(t *testing.T) {
 		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"nosuch0" not found`) || !strings.Contains(err.Error(), "ip link") {
 			return fmt.Errorf("missing interface: %v", err)
 		}
-		_, err = OpenAFPacket("lo", AFPacketConfig{BlockSize: 5000})
-		if err == nil || !strings.Contains(err.Error(), "block size") {
-			return fmt.Errorf("bad block size: %v", err)
+		_, err = OpenAFPacket("lo", AFPacketConfig{RingFrames: 3})
+		if err == nil || !strings.Contains(err.Error(), "ring of 3 frames") {
+			return fmt.Errorf("bad ring size: %v", err)
+		}
+		_, err = OpenAFPacket("lo", AFPacketConfig{FrameSize: 5000})
+		if err == nil || !strings.Contains(err.Error(), "frame size") {
+			return fmt.Errorf("bad frame size: %v", err)
 		}
 		return nil
 	})
@@ -401,7 +406,7 @@ func TestAFPacketAllocs(t *testing.T) {
 	sendAll(t, p.pa, 0, frames)
 	recvTest(t, p.pb, 0, len(frames), time.Second)
 	allocs := testing.AllocsPerRun(200, func() {
-		p.pa.SendBatch(0, frames)
+		p.pa.SendBatch(0, frames, nil)
 		for got := 0; got < len(frames); {
 			n, err := p.pb.RecvBatch(0, b)
 			if err != nil {
@@ -436,6 +441,10 @@ func TestAFPacketTCP(t *testing.T) {
 	if s1s.RxBadOffload+s2s.RxBadOffload != 0 {
 		t.Errorf("GSO frames dropped")
 	}
+	// The hosts' offloads reached the ports and went on whole.
+	if s1s.RxOffload == 0 {
+		t.Errorf("no frame with offloads received from the sender: %+v", s1s)
+	}
 }
 
 // TestAFPacketStress sends numbered frames as fast as the transmit ring
@@ -443,7 +452,7 @@ func TestAFPacketTCP(t *testing.T) {
 // was sent, and that sent = received + kernel drops.
 func TestAFPacketStress(t *testing.T) {
 	const total = 200000
-	p := newAFPair(t, 0, AFPacketConfig{}, AFPacketConfig{NumBlocks: 4, BlockSize: 128 << 10})
+	p := newAFPair(t, 0, AFPacketConfig{}, AFPacketConfig{RingFrames: 64})
 	done := make(chan uint64, 1)
 	go func() {
 		frames := make([][]byte, 64)
@@ -457,7 +466,7 @@ func TestAFPacketStress(t *testing.T) {
 			for i := 0; i < k; i++ {
 				binary.BigEndian.PutUint32(frames[i][14:], seq+uint32(i))
 			}
-			n, err := p.pa.SendBatch(0, frames[:k])
+			n, err := p.pa.SendBatch(0, frames[:k], nil)
 			if err != nil {
 				break
 			}

@@ -1,6 +1,7 @@
 package bpfport
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"sync"
@@ -14,13 +15,13 @@ import (
 
 // CaptureConfig configures NewCapture. The zero value means defaults.
 type CaptureConfig struct {
-	// SnapLen is the most bytes kept of each frame (default: the port's
-	// MTU + 18, i.e. whole frames).
+	// SnapLen is the most bytes kept of each frame (default 262144, as
+	// tcpdump: whole frames, super-frames included).
 	SnapLen int
-	// Slots is the number of frames the capture buffer holds between the
-	// port and the writer goroutine (default 4096). When it is full, frames
+	// Buffer is the size in bytes of the capture buffer between the port
+	// and the writer goroutine (default 8 MiB). When it is full, frames
 	// are left out of the capture and counted, never waited for.
-	Slots int
+	Buffer int
 	// RxOnly and TxOnly restrict the capture to one direction (default both).
 	RxOnly, TxOnly bool
 }
@@ -33,24 +34,28 @@ type CaptureStats struct {
 }
 
 // Capture is a Port that forwards every call to the port it wraps and
-// copies the frames received and sent, with timestamps, to a pcap stream.
-// Copying happens on the caller's goroutine into a bounded buffer (one
-// memcpy per frame, no allocation); a separate goroutine writes the pcap
-// records. A slow writer never slows the port: frames that do not fit are
-// dropped from the capture and counted.
+// copies the frames received and sent, with timestamps, to a pcap stream:
+// what tcpdump on the interface would show (super-frames whole, as the
+// kernel hands them over). Copying happens on the caller's goroutine into
+// a bounded byte ring (one memcpy per frame, no allocation); a separate
+// goroutine writes the pcap records. A slow writer never slows the port:
+// frames that do not fit are dropped from the capture and counted.
+//
+// Timestamps never go backwards in the file: a received frame carries the
+// kernel's arrival time, which can be earlier than a frame already
+// recorded as sent; such a frame is recorded at the time of the last
+// record instead.
 type Capture struct {
 	p    Port
 	w    *pcapgo.Writer
 	cfg  CaptureConfig
-	slot int
+	snap int
 
-	mu   sync.Mutex // serializes producers
-	tail atomic.Uint64
-	head atomic.Uint64
-	data []byte
-	lens []int32
-	orig []int32
-	ts   []int64
+	mu     sync.Mutex // serializes producers
+	tail   atomic.Uint64
+	head   atomic.Uint64
+	buf    []byte
+	lastTS int64
 
 	sig      chan struct{}
 	stop     chan struct{}
@@ -62,28 +67,30 @@ type Capture struct {
 	captured, dropped, writeErrs atomic.Uint64
 }
 
+// A record in the ring: timestamp (8 bytes), captured length (4; -1 marks
+// the unused end of the ring before a wrap), original length (4), the
+// bytes, padding to 8.
+const capHdr = 16
+
 // NewCapture writes a pcap file header (nanosecond timestamps, Ethernet) to
 // w and returns a port wrapping p that copies its traffic to w. Stop ends
 // the capture and leaves p in use; Close ends it and closes p.
 func NewCapture(p Port, w io.Writer, cfg CaptureConfig) (*Capture, error) {
-	if cfg.Slots <= 0 {
-		cfg.Slots = 4096
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = 8 << 20
 	}
-	slot := max(p.MTU(), 1500) + 18
+	cfg.Buffer = (max(cfg.Buffer, 4096) + 7) &^ 7
 	if cfg.SnapLen <= 0 {
-		cfg.SnapLen = slot
+		cfg.SnapLen = 262144
 	}
-	slot = min(slot, cfg.SnapLen)
+	snap := min(cfg.SnapLen, cfg.Buffer/2-capHdr)
 	pw := pcapgo.NewWriterNanos(w)
 	if err := pw.WriteFileHeader(uint32(cfg.SnapLen), layers.LinkTypeEthernet); err != nil {
 		return nil, fmt.Errorf("capture %s: pcap header: %w", p.Name(), err)
 	}
 	c := &Capture{
-		p: p, w: pw, cfg: cfg, slot: slot,
-		data: make([]byte, cfg.Slots*slot),
-		lens: make([]int32, cfg.Slots),
-		orig: make([]int32, cfg.Slots),
-		ts:   make([]int64, cfg.Slots),
+		p: p, w: pw, cfg: cfg, snap: snap,
+		buf:  make([]byte, cfg.Buffer),
 		sig:  make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
@@ -100,40 +107,57 @@ func (c *Capture) CaptureStats() CaptureStats {
 	return CaptureStats{Captured: c.captured.Load(), Dropped: c.dropped.Load(), WriteErrors: c.writeErrs.Load()}
 }
 
-// record copies frames into the capture buffer; ts may be nil (now).
-func (c *Capture) record(frames [][]byte, ts []int64) {
+// record copies frames into the capture buffer; ts may be nil (now). keep,
+// when not nil, says which frames to record.
+func (c *Capture) record(frames [][]byte, ts []int64, keep func(i int) bool) {
 	if len(frames) == 0 || c.stopped.Load() {
 		return
 	}
-	var now int64
-	if ts == nil {
-		now = time.Now().UnixNano()
-	}
-	size := uint64(len(c.lens))
+	now := time.Now().UnixNano()
+	size := uint64(len(c.buf))
+	ne := binary.NativeEndian
+	var dropped uint64
 	c.mu.Lock()
 	tail := c.tail.Load()
-	free := size - (tail - c.head.Load())
-	k := 0
-	for ; k < len(frames) && free > 0; k++ {
-		f := frames[k]
-		i := tail % size
-		l := min(len(f), c.slot)
-		off := int(i) * c.slot
-		copy(c.data[off:off+l], f)
-		c.lens[i] = int32(l)
-		c.orig[i] = int32(len(f))
-		if ts != nil {
-			c.ts[i] = ts[k]
-		} else {
-			c.ts[i] = now
+	head := c.head.Load()
+	for k, f := range frames {
+		if keep != nil && !keep(k) {
+			continue
 		}
-		tail++
-		free--
+		l := min(len(f), c.snap)
+		need := uint64(capHdr+l+7) &^ 7
+		pos := tail % size
+		skip := uint64(0)
+		if pos+need > size {
+			skip = size - pos // the record does not fit before the end: wrap
+		}
+		if tail+skip+need-head > size {
+			dropped++
+			continue
+		}
+		if skip > 0 {
+			ne.PutUint32(c.buf[pos+8:], 0xffffffff)
+			tail += skip
+			pos = 0
+		}
+		t := now
+		if ts != nil {
+			t = ts[k]
+		}
+		if t < c.lastTS {
+			t = c.lastTS
+		}
+		c.lastTS = t
+		ne.PutUint64(c.buf[pos:], uint64(t))
+		ne.PutUint32(c.buf[pos+8:], uint32(l))
+		ne.PutUint32(c.buf[pos+12:], uint32(len(f)))
+		copy(c.buf[pos+capHdr:], f[:l])
+		tail += need
 	}
 	c.tail.Store(tail)
 	c.mu.Unlock()
-	if rest := len(frames) - k; rest > 0 {
-		c.dropped.Add(uint64(rest))
+	if dropped > 0 {
+		c.dropped.Add(dropped)
 	}
 	select {
 	case c.sig <- struct{}{}:
@@ -143,7 +167,8 @@ func (c *Capture) record(frames [][]byte, ts []int64) {
 
 func (c *Capture) writer() {
 	defer close(c.done)
-	size := uint64(len(c.lens))
+	size := uint64(len(c.buf))
+	ne := binary.NativeEndian
 	for {
 		stopping := false
 		select {
@@ -152,15 +177,20 @@ func (c *Capture) writer() {
 			stopping = true
 		}
 		head, tail := c.head.Load(), c.tail.Load()
-		for ; head != tail; head++ {
-			i := head % size
-			off := int(i) * c.slot
-			ci := gopacket.CaptureInfo{
-				Timestamp:     time.Unix(0, c.ts[i]),
-				CaptureLength: int(c.lens[i]),
-				Length:        int(c.orig[i]),
+		for head != tail {
+			pos := head % size
+			l := ne.Uint32(c.buf[pos+8:])
+			if l == 0xffffffff {
+				head += size - pos
+				c.head.Store(head)
+				continue
 			}
-			if err := c.w.WritePacket(ci, c.data[off:off+int(c.lens[i])]); err != nil {
+			ci := gopacket.CaptureInfo{
+				Timestamp:     time.Unix(0, int64(ne.Uint64(c.buf[pos:]))),
+				CaptureLength: int(l),
+				Length:        int(ne.Uint32(c.buf[pos+12:])),
+			}
+			if err := c.w.WritePacket(ci, c.buf[pos+capHdr:pos+capHdr+uint64(l)]); err != nil {
 				c.writeErrs.Add(1)
 				if c.werr == nil {
 					c.werr = err
@@ -168,7 +198,8 @@ func (c *Capture) writer() {
 			} else {
 				c.captured.Add(1)
 			}
-			c.head.Store(head + 1)
+			head += uint64(capHdr+l+7) &^ 7
+			c.head.Store(head)
 		}
 		if stopping {
 			return
@@ -202,16 +233,39 @@ func (c *Capture) NumQueues() int { return c.p.NumQueues() }
 func (c *Capture) RecvBatch(q int, b *Batch) (int, error) {
 	n, err := c.p.RecvBatch(q, b)
 	if n > 0 && !c.cfg.TxOnly {
-		c.record(b.Frames[:n], b.Timestamps[:n])
+		c.record(b.Frames[:n], b.Timestamps[:n], nil)
 	}
 	return n, err
 }
 
-// SendBatch implements Port and captures the frames the port consumed.
-func (c *Capture) SendBatch(q int, frames [][]byte) (int, error) {
-	n, err := c.p.SendBatch(q, frames)
+// TryRecv implements Port and captures the received frames.
+func (c *Capture) TryRecv(q int, b *Batch) (int, error) {
+	n, err := c.p.TryRecv(q, b)
+	if n > 0 && !c.cfg.TxOnly {
+		c.record(b.Frames[:n], b.Timestamps[:n], nil)
+	}
+	return n, err
+}
+
+// PollFD implements Port.
+func (c *Capture) PollFD(q int) int { return c.p.PollFD(q) }
+
+// Release implements Port.
+func (c *Capture) Release(q int) { c.p.Release(q) }
+
+// Arm implements Port.
+func (c *Capture) Arm(q int) bool { return c.p.Arm(q) }
+
+// Caps implements Port.
+func (c *Capture) Caps() Caps { return c.p.Caps() }
+
+// SendBatch implements Port and captures the frames the port sent (not
+// those it consumed by dropping them as oversize).
+func (c *Capture) SendBatch(q int, frames [][]byte, offl []Offload) (int, error) {
+	n, err := c.p.SendBatch(q, frames, offl)
 	if n > 0 && !c.cfg.RxOnly {
-		c.record(frames[:n], nil)
+		mtu := c.p.MTU()
+		c.record(frames[:n], nil, func(i int) bool { return TxAccepts(frames[i], offloadAt(offl, i), mtu) })
 	}
 	return n, err
 }

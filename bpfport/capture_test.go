@@ -85,7 +85,7 @@ func TestCaptureDropsInsteadOfBlocking(t *testing.T) {
 	w := blockingWriter{release: make(chan struct{})}
 	hdr := make(chan *Capture, 1)
 	go func() { // the file header write blocks too
-		c, _ := NewCapture(a, w, CaptureConfig{Slots: 8})
+		c, _ := NewCapture(a, w, CaptureConfig{Buffer: 8 * 80})
 		hdr <- c
 	}()
 	w.release <- struct{}{}
@@ -105,8 +105,9 @@ func TestCaptureDropsInsteadOfBlocking(t *testing.T) {
 		t.Fatal("SendBatch blocked on the capture writer")
 	}
 	s := c.CaptureStats()
-	if s.Dropped < 100-8-1 {
-		t.Errorf("dropped %d, want at least %d", s.Dropped, 100-8-1)
+	// The 4096-byte minimum buffer holds 4096/80 records of 60-byte frames.
+	if s.Dropped < 100-4096/80-1 {
+		t.Errorf("dropped %d, want at least %d", s.Dropped, 100-4096/80-1)
 	}
 	close(w.release)
 	c.Close()
@@ -124,8 +125,8 @@ func TestCaptureAllocs(t *testing.T) {
 	}
 	bt := NewBatch(64)
 	allocs := testing.AllocsPerRun(200, func() {
-		c.SendBatch(0, frames)
-		b.SendBatch(0, frames)
+		c.SendBatch(0, frames, nil)
+		b.SendBatch(0, frames, nil)
 		b.RecvBatch(0, bt)
 		c.RecvBatch(0, bt)
 	})

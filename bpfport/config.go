@@ -1,9 +1,6 @@
 package bpfport
 
-import (
-	"fmt"
-	"time"
-)
+import "fmt"
 
 // FanoutMode selects how PACKET_FANOUT spreads received frames over the
 // queues of an AF_PACKET port. The zero value selects FanoutHash.
@@ -40,22 +37,21 @@ func (m FanoutMode) String() string {
 }
 
 // TXMode selects how an AF_PACKET port transmits. The zero value selects
-// TXRing.
+// TXSendmmsg.
 //
-// Measured with bench/portbench (one worker, batches of 256, veth, 2 vCPU
-// VM heavily loaded by other jobs, medians of 3 runs of 2 s, same run as
-// trafgen): 60-byte frames: ring 0.458 Mpps, sendmmsg 0.452, trafgen 0.410;
-// 1514-byte frames: ring 0.435, sendmmsg 0.416, trafgen 0.401. The ring is
-// slightly ahead at both sizes (one copy into shared memory, the kernel
-// attaches the pages to the skb; sendmmsg pays per-message syscall work and
-// a copy), so it is the default; the difference is within the noise of a
-// loaded machine.
+// sendmmsg(2) on the receive socket, with a virtio_net_hdr per frame, is
+// the default: it takes super-frames and partial checksums as they are
+// (the kernel or the device finishes them), costs no ring memory, and was
+// within noise of the ring on 64- and 1514-byte frames (bench/portbench:
+// 0.452 against 0.458 Mpps, 0.416 against 0.435). PACKET_TX_RING stays for
+// the packet generator, which sends small finished frames as fast as it
+// can; a ring port finishes and segments offloaded frames in software.
 type TXMode uint8
 
 const (
-	TXDefault  TXMode = iota // TXRing
-	TXRing                   // PACKET_TX_RING: copy into an mmap'ed ring, one sendto() kick per batch
-	TXSendmmsg               // sendmmsg(2): one syscall per batch, the kernel copies each frame
+	TXDefault  TXMode = iota // TXSendmmsg
+	TXRing                   // PACKET_TX_RING on a socket of its own: copy into an mmap'ed ring, one sendto() kick per batch
+	TXSendmmsg               // sendmmsg(2): one syscall per batch, offloads passed on
 )
 
 func (m TXMode) String() string {
@@ -77,29 +73,44 @@ type AFPacketConfig struct {
 	Queues int
 	// Fanout is the fanout mode when Queues > 1 (default FanoutHash).
 	Fanout FanoutMode
-	// BlockSize is the size of one TPACKET_V3 receive block in bytes: a
-	// multiple of the page size, at least 128 KiB so that a 64 KiB GSO
-	// frame fits (default 256 KiB).
-	BlockSize int
-	// NumBlocks is the number of receive blocks per queue (default 16).
-	NumBlocks int
-	// FrameSize bounds received frames: a frame longer than FrameSize-128
-	// bytes (the kernel's TPACKET, virtio and VLAN headroom) is dropped and
-	// counted in Stats.RxOversize. It is also the transmit ring's slot
-	// size. Default: the interface MTU + 146, rounded up to a power of
-	// two, at least 2048.
+	// RingFrames is the number of slots of each queue's TPACKET_V2
+	// receive ring (default DefaultRingFrames, at most MaxRingFrames). The
+	// ring is memory of the port whether it is busy or idle (RingFrames x
+	// FrameSize bytes); frames arriving while it is full are dropped by
+	// the kernel and counted (Stats.RxKernelDrops): raise it for a port
+	// that drops.
+	RingFrames int
+	// FrameSize is the size of a receive ring slot: a multiple of 16 from
+	// 256 to 65536 (default 256: frames up to 180 bytes, which covers
+	// 64-byte frames, TCP acknowledgements, ARP and small ICMP). Frames
+	// that do not fit a slot (full-size frames, super-frames) are queued on
+	// the socket instead, up to RcvBuf bytes, and copied out on receive:
+	// the ring holds many small frames for little memory, and the queue
+	// costs memory only while frames wait in it. In TXRing mode the
+	// transmit ring's slots are MTU + 146 bytes rounded up to a power of
+	// two (at least 2048).
 	FrameSize int
-	// BlockTimeout is how long the kernel waits before handing over a
-	// partly filled receive block: the worst-case added latency at low
-	// rates (default 1ms, the kernel's granularity).
-	BlockTimeout time.Duration
-	// TXFrames is the number of transmit ring slots per queue (default 1024).
+	// RcvBuf bounds the bytes of frames queued on the socket because they
+	// do not fit a slot (default 4 MiB; memory is used only while frames
+	// are queued).
+	RcvBuf int
+	// TXFrames is the number of transmit ring slots per queue in TXRing
+	// mode (default 1024).
 	TXFrames int
-	// TX selects the transmit method (default TXRing; see TXMode).
+	// TX selects the transmit method (default TXSendmmsg; see TXMode).
 	TX TXMode
 	// NoPromisc leaves the interface's promiscuous mode alone.
 	NoPromisc bool
+
+	txFrameSize int
 }
+
+// Receive ring sizes of AF_PACKET ports.
+const (
+	DefaultRingFrames = 1024
+	DefaultFrameSize  = 256
+	MaxRingFrames     = 1 << 16
+)
 
 // TAPConfig configures OpenTAP. The zero value means defaults.
 type TAPConfig struct {
@@ -110,15 +121,15 @@ type TAPConfig struct {
 	MTU int
 	// NoCreate makes OpenTAP fail instead of creating a missing device.
 	NoCreate bool
-	// Batch is the number of receive buffers per queue, the most frames
-	// one RecvBatch returns (default 64).
-	Batch int
+	// NoOffload opens the device without IFF_VNET_HDR offloads: the host
+	// stack then segments and finishes checksums before handing frames
+	// over (slower for TCP; for peers that cannot take offloads).
+	NoOffload bool
 }
 
 const (
-	rxHeadroom = 128 // TPACKET3 header + sockaddr_ll + virtio_net_hdr + VLAN tag, rounded
-	defBlock   = 256 << 10
-	minBlock   = 128 << 10
+	rxHeadroom = 128 // TPACKET2 header + sockaddr_ll + virtio_net_hdr + VLAN tag, rounded
+	defRcvBuf  = 4 << 20
 )
 
 func (c AFPacketConfig) withDefaults(mtu int) (AFPacketConfig, error) {
@@ -134,32 +145,30 @@ func (c AFPacketConfig) withDefaults(mtu int) (AFPacketConfig, error) {
 	if c.Fanout > FanoutRollover {
 		return c, fmt.Errorf("unknown fanout mode %v", c.Fanout)
 	}
-	if c.BlockSize <= 0 {
-		c.BlockSize = defBlock
+	if c.RingFrames <= 0 {
+		c.RingFrames = DefaultRingFrames
 	}
-	if c.BlockSize < minBlock || c.BlockSize%4096 != 0 {
-		return c, fmt.Errorf("block size %d: must be a multiple of 4096 and at least %d", c.BlockSize, minBlock)
-	}
-	if c.NumBlocks <= 0 {
-		c.NumBlocks = 16
+	if c.RingFrames < 8 || c.RingFrames > MaxRingFrames {
+		return c, fmt.Errorf("ring of %d frames: want 8 to %d", c.RingFrames, MaxRingFrames)
 	}
 	if c.FrameSize <= 0 {
-		c.FrameSize = 2048
-		for c.FrameSize < mtu+18+rxHeadroom {
-			c.FrameSize <<= 1
-		}
+		c.FrameSize = DefaultFrameSize
 	}
-	if c.FrameSize < 256 || c.FrameSize%16 != 0 || c.FrameSize > c.BlockSize {
-		return c, fmt.Errorf("frame size %d: must be a multiple of 16 between 256 and the block size", c.FrameSize)
+	c.txFrameSize = 2048
+	for c.txFrameSize < mtu+18+rxHeadroom && c.txFrameSize < 1<<16 {
+		c.txFrameSize <<= 1
 	}
-	if c.BlockTimeout <= 0 {
-		c.BlockTimeout = time.Millisecond
+	if c.FrameSize < 256 || c.FrameSize%16 != 0 || c.FrameSize > 1<<16 {
+		return c, fmt.Errorf("frame size %d: must be a multiple of 16 from 256 to 65536", c.FrameSize)
+	}
+	if c.RcvBuf <= 0 {
+		c.RcvBuf = defRcvBuf
 	}
 	if c.TXFrames <= 0 {
 		c.TXFrames = 1024
 	}
 	if c.TX == TXDefault {
-		c.TX = TXRing
+		c.TX = TXSendmmsg
 	}
 	if c.TX > TXSendmmsg {
 		return c, fmt.Errorf("unknown transmit mode %v", c.TX)

@@ -26,13 +26,13 @@ func bridge(t *testing.T, x, y Port) {
 			if err != nil {
 				return
 			}
-			frames := b.Frames[:n]
+			frames, offl := b.Frames[:n], b.Offloads[:n]
 			for tries := 0; len(frames) > 0 && tries < 100; tries++ {
-				k, err := to.SendBatch(0, frames)
+				k, err := to.SendBatch(0, frames, offl)
 				if err != nil {
 					return
 				}
-				frames = frames[k:]
+				frames, offl = frames[k:], offl[k:]
 				if len(frames) > 0 {
 					time.Sleep(50 * time.Microsecond)
 				}

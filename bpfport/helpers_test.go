@@ -77,7 +77,7 @@ func sendAll(t *testing.T, p Port, q int, frames [][]byte) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for len(frames) > 0 {
-		n, err := p.SendBatch(q, frames)
+		n, err := p.SendBatch(q, frames, nil)
 		if err != nil {
 			t.Fatalf("%s: SendBatch: %v", p.Name(), err)
 		}

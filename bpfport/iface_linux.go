@@ -154,24 +154,95 @@ func eventfdDrain(fd int) {
 	unix.Read(fd, buf[:])
 }
 
-// pollIn waits until fd is readable or has an error, or wakefd is
-// signalled. It returns fd's revents and whether wakefd fired.
-func pollIn(fds *[2]unix.PollFd, fd, wakefd int) (revents int16, woke bool, err error) {
-	fds[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-	fds[1] = unix.PollFd{Fd: int32(wakefd), Events: unix.POLLIN}
+// waiter makes a queue's TryRecv blocking for RecvBatch callers: an
+// eventfd (made on the first blocking call, so that ports served by the
+// switch's worker pool never have one) that Wake signals.
+type waiter struct {
+	fd   atomic.Int32 // eventfd, -1 until the first RecvBatch
+	req  atomic.Bool  // a Wake not yet seen
+	pfds [2]unix.PollFd
+}
+
+func (w *waiter) init() { w.fd.Store(-1) }
+
+func (w *waiter) wake() {
+	w.req.Store(true)
+	if fd := w.fd.Load(); fd >= 0 {
+		eventfdSignal(int(fd))
+	}
+}
+
+func (w *waiter) close() {
+	if fd := w.fd.Swap(-1); fd >= 0 {
+		unix.Close(int(fd))
+	}
+}
+
+// wait blocks until fd is readable or has an error, or Wake is called.
+// It reports whether it was woken.
+func (w *waiter) wait(fd int) (woke bool, err error) {
+	if w.fd.Load() < 0 {
+		efd, err := newEventfd()
+		if err != nil {
+			return false, err
+		}
+		w.fd.Store(int32(efd))
+	}
+	if w.req.Swap(false) {
+		return true, nil
+	}
+	w.pfds[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	w.pfds[1] = unix.PollFd{Fd: w.fd.Load(), Events: unix.POLLIN}
 	for {
-		_, err = unix.Poll(fds[:], -1)
-		if err == unix.EINTR {
+		_, err = unix.Poll(w.pfds[:], -1)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	if w.pfds[1].Revents != 0 {
+		eventfdDrain(int(w.fd.Load()))
+		w.req.Store(false)
+		return true, nil
+	}
+	return false, nil
+}
+
+// receiver is what recvBlocking needs of a port.
+type receiver interface {
+	TryRecv(q int, b *Batch) (int, error)
+	Arm(q int) bool
+	Name() string
+}
+
+// recvBlocking is RecvBatch for ports whose queues have a pollable fd.
+func recvBlocking(p receiver, q int, b *Batch, w *waiter, fd int, st *ifaceState) (int, error) {
+	for {
+		n, err := p.TryRecv(q, b)
+		if n > 0 || err != nil {
+			return n, err
+		}
+		if !p.Arm(q) {
 			continue
 		}
+		st.fdMu.RLock()
+		if st.fdsClosed {
+			st.fdMu.RUnlock()
+			return 0, ErrClosed
+		}
+		woke, err := w.wait(fd)
+		st.fdMu.RUnlock()
+		if st.closed.Load() {
+			return 0, ErrClosed
+		}
 		if err != nil {
-			return 0, false, err
+			return 0, fmt.Errorf("port %s: poll: %w", p.Name(), err)
 		}
-		if fds[1].Revents != 0 {
-			eventfdDrain(wakefd)
-			woke = true
+		if woke {
+			return 0, nil
 		}
-		return fds[0].Revents, woke, nil
 	}
 }
 

@@ -2,45 +2,166 @@ package bpfport
 
 import "encoding/binary"
 
-// Software completion of offloads. Frames that a local sender (veth peer,
-// TAP, a GRO-ing NIC) hands to a packet socket can carry a partial checksum
-// (only the pseudo-header sum is filled in) or be one GSO "super frame"
-// carrying many MSS-sized segments. A switch must forward finished frames,
-// so the receive path completes them using the virtio_net_hdr the kernel
-// prepends with PACKET_VNET_HDR / IFF_VNET_HDR.
+// Offloads. Frames that a local sender (veth peer, TAP, a GRO-ing NIC)
+// hands to a packet socket can carry a partial checksum (only the
+// pseudo-header sum is filled in) or be one GSO "super-frame" carrying many
+// MSS-sized segments; the kernel describes them with the virtio_net_hdr it
+// prepends with PACKET_VNET_HDR / IFF_VNET_HDR. The switch passes them on
+// whole to ports that take them (AF_PACKET and TAP: the kernel, or the
+// device, finishes them as late as possible, as for the Linux bridge) and
+// finishes them in software only for ports that cannot (virtual ports, a
+// TX ring).
 
-// virtio_net_hdr field values (include/uapi/linux/virtio_net.h).
-const (
-	vnetHdrLen        = 10
-	vnetFlagNeedsCsum = 1
-	gsoNone           = 0
-	gsoTCPv4          = 1
-	gsoUDP            = 3 // UFO: IP fragmentation, not supported
-	gsoTCPv6          = 4
-	gsoUDPL4          = 5
-	gsoECN            = 0x80
-)
-
-// vnetHdr is a decoded virtio_net_hdr (native byte order, as the kernel
-// writes it for packet sockets and TAP).
-type vnetHdr struct {
-	flags      uint8
-	gsoType    uint8
-	hdrLen     uint16
-	gsoSize    uint16
-	csumStart  uint16
-	csumOffset uint16
+// Offload is a frame's pending offload work, as struct virtio_net_hdr
+// describes it (include/uapi/linux/virtio_net.h): a partial checksum the
+// receiver of the frame must finish (Flags&OffloadNeedsCsum: the 16-bit
+// field at CsumStart+CsumOffset holds the pseudo-header sum, the checksum
+// covers the frame from CsumStart), and/or a GSO super-frame (GSOType not
+// GSONone) to be cut into segments of GSOSize payload bytes. The zero value
+// is a finished frame.
+type Offload struct {
+	Flags      uint8
+	GSOType    uint8
+	HdrLen     uint16 // length of the headers (a hint; the segmenter computes its own)
+	GSOSize    uint16 // payload bytes per segment (MSS)
+	CsumStart  uint16
+	CsumOffset uint16
 }
 
-func parseVnetHdr(b []byte) vnetHdr {
+// Offload flags and GSO types (virtio_net_hdr values).
+const (
+	OffloadNeedsCsum = 1
+	GSONone          = 0
+	GSOTCPv4         = 1
+	GSOUDP           = 3 // UFO (IP fragmentation): not supported, such frames are dropped
+	GSOTCPv6         = 4
+	GSOUDPL4         = 5
+	GSOECN           = 0x80
+)
+
+// vnetHdrLen is the size of struct virtio_net_hdr.
+const vnetHdrLen = 10
+
+// Pending reports whether the frame is not finished.
+func (o Offload) Pending() bool { return o.Flags != 0 || o.GSOType != 0 }
+
+// GSO reports whether the frame is a super-frame.
+func (o Offload) GSO() bool { return o.GSOType&^GSOECN != GSONone }
+
+// parseVnetHdr decodes a virtio_net_hdr (native byte order, as the kernel
+// writes it for packet sockets and TAP).
+func parseVnetHdr(b []byte) Offload {
 	_ = b[9]
-	return vnetHdr{
-		flags:      b[0],
-		gsoType:    b[1],
-		hdrLen:     binary.NativeEndian.Uint16(b[2:]),
-		gsoSize:    binary.NativeEndian.Uint16(b[4:]),
-		csumStart:  binary.NativeEndian.Uint16(b[6:]),
-		csumOffset: binary.NativeEndian.Uint16(b[8:]),
+	return Offload{
+		Flags:      b[0],
+		GSOType:    b[1],
+		HdrLen:     binary.NativeEndian.Uint16(b[2:]),
+		GSOSize:    binary.NativeEndian.Uint16(b[4:]),
+		CsumStart:  binary.NativeEndian.Uint16(b[6:]),
+		CsumOffset: binary.NativeEndian.Uint16(b[8:]),
+	}
+}
+
+// putVnetHdr encodes o into b[:10].
+func putVnetHdr(b []byte, o Offload) {
+	_ = b[9]
+	b[0], b[1] = o.Flags, o.GSOType
+	binary.NativeEndian.PutUint16(b[2:], o.HdrLen)
+	binary.NativeEndian.PutUint16(b[4:], o.GSOSize)
+	binary.NativeEndian.PutUint16(b[6:], o.CsumStart)
+	binary.NativeEndian.PutUint16(b[8:], o.CsumOffset)
+}
+
+// MaxSuperFrame is the longest super-frame ports accept: a 64 KiB IP
+// packet behind an Ethernet header and a VLAN tag.
+const MaxSuperFrame = 65535 + 18
+
+// WireLen is the length of the longest frame f puts on the wire: its own
+// length when it is finished, its largest segment (headers plus GSOSize)
+// when it is a super-frame. It returns -1 for a super-frame whose headers
+// do not describe it (it cannot be segmented).
+func WireLen(f []byte, o Offload) int {
+	if !o.GSO() {
+		return len(f)
+	}
+	g, ok := parseGSO(f, o)
+	if !ok {
+		return -1
+	}
+	return g.segLen(f, 0)
+}
+
+// TxAccepts reports whether a port whose MTU is mtu sends f: at least an
+// Ethernet header, at most MTU+14 bytes on the wire (MTU+18 with a VLAN
+// tag), where a super-frame's segments count, not the super-frame.
+func TxAccepts(f []byte, o Offload, mtu int) bool {
+	if len(f) < 14 {
+		return false
+	}
+	if o.GSO() && len(f) > MaxSuperFrame {
+		return false
+	}
+	l := WireLen(f, o)
+	if l < 0 {
+		return false
+	}
+	if l <= mtu+14 {
+		return true
+	}
+	if l > mtu+18 {
+		return false
+	}
+	et := binary.BigEndian.Uint16(f[12:])
+	return et == 0x8100 || et == 0x88a8
+}
+
+// offloadAt returns offl[i], or a finished frame's Offload when offl is nil.
+func offloadAt(offl []Offload, i int) Offload {
+	if offl == nil {
+		return Offload{}
+	}
+	return offl[i]
+}
+
+// SoftSegments returns how many finished frames a port that cannot take
+// offloads sends for f, or 0 if f cannot be finished (a super-frame whose
+// headers do not describe it, or a checksum outside the frame).
+func SoftSegments(f []byte, o Offload) int {
+	if o.GSO() {
+		g, ok := parseGSO(f, o)
+		if !ok {
+			return 0
+		}
+		return g.nseg
+	}
+	if o.Flags&OffloadNeedsCsum != 0 && int(o.CsumStart)+int(o.CsumOffset)+2 > len(f) {
+		return 0
+	}
+	return 1
+}
+
+// SoftSegmentLen is the length of finished frame i of f (see SoftSegments).
+func SoftSegmentLen(f []byte, o Offload, i int) int {
+	if o.GSO() {
+		g, _ := parseGSO(f, o)
+		return g.segLen(f, i)
+	}
+	return len(f)
+}
+
+// WriteSoftSegment writes finished frame i of f into dst, whose length is
+// SoftSegmentLen(f, o, i): segment i of a super-frame with its IP and
+// transport checksums, or f with its partial checksum finished. f is not
+// modified.
+func WriteSoftSegment(dst, f []byte, o Offload, i int) {
+	if o.GSO() {
+		g, _ := parseGSO(f, o)
+		g.writeSegment(dst, f, i)
+		return
+	}
+	copy(dst, f)
+	if o.Flags&OffloadNeedsCsum != 0 {
+		finishChecksum(dst, int(o.CsumStart), int(o.CsumOffset))
 	}
 }
 
@@ -103,15 +224,15 @@ type gsoFrame struct {
 }
 
 // parseGSO validates a GSO frame and returns its layout.
-func parseGSO(f []byte, h vnetHdr) (gsoFrame, bool) {
+func parseGSO(f []byte, h Offload) (gsoFrame, bool) {
 	var g gsoFrame
-	t := h.gsoType &^ gsoECN
+	t := h.GSOType &^ GSOECN
 	switch t {
-	case gsoTCPv4, gsoTCPv6, gsoUDPL4:
+	case GSOTCPv4, GSOTCPv6, GSOUDPL4:
 	default:
 		return g, false
 	}
-	if len(f) < 14 || h.gsoSize == 0 {
+	if len(f) < 14 || h.GSOSize == 0 {
 		return g, false
 	}
 	l3 := 12
@@ -134,7 +255,7 @@ func parseGSO(f []byte, h vnetHdr) (gsoFrame, bool) {
 	default:
 		return g, false
 	}
-	l4 := int(h.csumStart)
+	l4 := int(h.CsumStart)
 	if !g.ipv6 {
 		l4 = l3 + int(f[l3]&0xf)*4
 		if l4 < l3+20 {
@@ -143,7 +264,7 @@ func parseGSO(f []byte, h vnetHdr) (gsoFrame, bool) {
 	} else if l4 < l3+40 {
 		return g, false
 	}
-	if t == gsoUDPL4 {
+	if t == GSOUDPL4 {
 		g.udp = true
 		g.hdrLen = l4 + 8
 	} else {
@@ -158,7 +279,7 @@ func parseGSO(f []byte, h vnetHdr) (gsoFrame, bool) {
 	if g.hdrLen > len(f) || g.hdrLen < l4+8 {
 		return g, false
 	}
-	g.l3, g.l4, g.mss = l3, l4, int(h.gsoSize)
+	g.l3, g.l4, g.mss = l3, l4, int(h.GSOSize)
 	g.nseg = (len(f) - g.hdrLen + g.mss - 1) / g.mss
 	if g.nseg == 0 {
 		g.nseg = 1

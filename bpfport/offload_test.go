@@ -8,7 +8,7 @@ import (
 
 // gsoTestFrame builds a GSO frame (IPv4 or IPv6, TCP or UDP) with payload
 // bytes and a partial transport checksum, as the kernel hands it over.
-func gsoTestFrame(ipv6, udp bool, payload int) ([]byte, vnetHdr) {
+func gsoTestFrame(ipv6, udp bool, payload int) ([]byte, Offload) {
 	var f []byte
 	f = append(f, 2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1)
 	l3 := 14
@@ -53,14 +53,14 @@ func gsoTestFrame(ipv6, udp bool, payload int) ([]byte, vnetHdr) {
 	for i := 0; i < payload; i++ {
 		f = append(f, byte(i*7))
 	}
-	h := vnetHdr{flags: vnetFlagNeedsCsum, gsoSize: 1000, csumStart: uint16(l4)}
+	h := Offload{Flags: OffloadNeedsCsum, GSOSize: 1000, CsumStart: uint16(l4)}
 	switch {
 	case udp:
-		h.gsoType, h.csumOffset = gsoUDPL4, 6
+		h.GSOType, h.CsumOffset = GSOUDPL4, 6
 	case ipv6:
-		h.gsoType, h.csumOffset = gsoTCPv6, 16
+		h.GSOType, h.CsumOffset = GSOTCPv6, 16
 	default:
-		h.gsoType, h.csumOffset = gsoTCPv4, 16
+		h.GSOType, h.CsumOffset = GSOTCPv4, 16
 	}
 	return f, h
 }
@@ -138,7 +138,7 @@ func TestSegmentGSO(t *testing.T) {
 func TestFinishChecksum(t *testing.T) {
 	f, h := gsoTestFrame(false, false, 501)
 	// Partial checksum as the kernel leaves it: the pseudo-header sum.
-	l4 := int(h.csumStart)
+	l4 := int(h.CsumStart)
 	binary.BigEndian.PutUint16(f[24:], ^csumFold(csumAdd(0, f[14:34])))
 	ps := csumAdd(0, f[26:34]) + 6 + uint64(len(f)-l4)
 	binary.BigEndian.PutUint16(f[l4+16:], csumFold(ps))
@@ -153,11 +153,11 @@ func TestFinishChecksum(t *testing.T) {
 
 func FuzzSegmentGSO(f *testing.F) {
 	fr, h := gsoTestFrame(false, false, 3000)
-	f.Add(fr, h.gsoType, h.gsoSize, h.csumStart)
+	f.Add(fr, h.GSOType, h.GSOSize, h.CsumStart)
 	fr, h = gsoTestFrame(true, true, 100)
-	f.Add(fr, h.gsoType, h.gsoSize, h.csumStart)
+	f.Add(fr, h.GSOType, h.GSOSize, h.CsumStart)
 	f.Fuzz(func(t *testing.T, frame []byte, gsoType uint8, gsoSize, csumStart uint16) {
-		h := vnetHdr{flags: 1, gsoType: gsoType, gsoSize: gsoSize, csumStart: csumStart}
+		h := Offload{Flags: 1, GSOType: gsoType, GSOSize: gsoSize, CsumStart: csumStart}
 		g, ok := parseGSO(frame, h)
 		if !ok {
 			return

@@ -17,7 +17,12 @@ type unsupported struct{}
 func (unsupported) Name() string                       { return "" }
 func (unsupported) NumQueues() int                     { return 0 }
 func (unsupported) RecvBatch(int, *Batch) (int, error) { return 0, ErrNotSupported }
-func (unsupported) SendBatch(int, [][]byte) (int, error) {
+func (unsupported) TryRecv(int, *Batch) (int, error)   { return 0, ErrNotSupported }
+func (unsupported) PollFD(int) int                     { return -1 }
+func (unsupported) Release(int)                        {}
+func (unsupported) Arm(int) bool                       { return false }
+func (unsupported) Caps() Caps                         { return 0 }
+func (unsupported) SendBatch(int, [][]byte, []Offload) (int, error) {
 	return 0, ErrNotSupported
 }
 func (unsupported) Wake()        {}

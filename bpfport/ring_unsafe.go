@@ -54,3 +54,29 @@ func retireMapping(b []byte) {
 	_, _ = unix.MmapPtr(-1, 0, unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)),
 		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED)
 }
+
+// recvmmsg receives up to len(msgs) messages in one system call and
+// returns how many it received.
+func recvmmsg(fd int, msgs []mmsghdr, flags int) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])),
+		uintptr(len(msgs)), uintptr(flags), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// writev2 writes a and b as one frame (a virtio_net_hdr and the frame to
+// a TAP device) in one system call, without allocating.
+func writev2(fd int, iov *[2]unix.Iovec, a, b []byte) error {
+	setIovec(&iov[0], a)
+	setIovec(&iov[1], b)
+	_, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), 2)
+	if e != 0 {
+		return e
+	}
+	return nil
+}

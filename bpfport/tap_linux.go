@@ -14,11 +14,13 @@ import (
 // device are received, frames sent are injected into the stack as if they
 // arrived on the device.
 //
-// The device is opened without IFF_VNET_HDR and with all offloads off
-// (TUNSETOFFLOAD 0), so the kernel finishes checksums and segments before
-// handing frames over: what the port receives is always wire-ready. The
-// kernel reads and writes one frame per system call on a TAP file; the
-// port batches by reading until the device is empty or the batch full.
+// The device is opened with IFF_VNET_HDR and checksum and TSO offloads on
+// (TUNSETOFFLOAD), so the host's stack hands over super-frames and partial
+// checksums as they are, and takes them back the same way: TCP through a
+// TAP port costs one system call per super-frame, not per segment, and a
+// VM's virtio-net offloads work end to end. The kernel reads and writes one
+// frame per system call on a TAP file; the port batches by reading into the
+// receiver's arena until the device is empty or the batch full.
 type TAP struct {
 	ifaceState // link, MTU, gone, fds closed: MTU and Up
 	name       string
@@ -26,17 +28,22 @@ type TAP struct {
 	queues     []*tapQueue
 	stats      []queueStats
 	created    bool
+	offload    bool
 }
 
 type tapQueue struct {
-	rxMu   sync.Mutex
-	txMu   sync.Mutex
-	fd     int
-	wakefd int
-	bufs   [][]byte
-	pfds   [2]unix.PollFd
-	_      [64]byte
+	rxMu sync.Mutex
+	txMu sync.Mutex
+	fd   int
+	w    waiter
+	iov  [2]unix.Iovec
+	hdr  [vnetHdrLen]byte
+	_    [64]byte
 }
+
+// tapRoom is the arena space one read may fill: a virtio_net_hdr and the
+// longest super-frame, rounded.
+const tapRoom = vnetHdrLen + MaxSuperFrame + 64
 
 // OpenTAP opens the TAP device name in the calling thread's network
 // namespace, creating it if it does not exist (unless cfg.NoCreate), and
@@ -47,9 +54,6 @@ func OpenTAP(name string, cfg TAPConfig) (*TAP, error) {
 	}
 	if cfg.Queues <= 0 {
 		cfg.Queues = 1
-	}
-	if cfg.Batch <= 0 {
-		cfg.Batch = 64
 	}
 	existed := false
 	if l, err := netlink.LinkByName(name); err == nil {
@@ -65,9 +69,9 @@ func OpenTAP(name string, cfg TAPConfig) (*TAP, error) {
 	} else if cfg.NoCreate {
 		return nil, fmt.Errorf("tap %q not found: create it with \"ip tuntap add %s mode tap\" or allow creation: %w", name, name, ErrNotFound)
 	}
-	t := &TAP{name: name, stats: make([]queueStats, cfg.Queues), created: !existed}
+	t := &TAP{name: name, stats: make([]queueStats, cfg.Queues), created: !existed, offload: !cfg.NoOffload}
 	t.ctl = ifctl{fd: -1}
-	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
 	if cfg.Queues > 1 {
 		flags |= unix.IFF_MULTI_QUEUE
 	}
@@ -106,17 +110,18 @@ func OpenTAP(name string, cfg TAPConfig) (*TAP, error) {
 		mtu = l.Attrs().MTU
 	}
 	t.mtu.Store(int64(mtu))
-	// Receive buffers: one byte more than the longest frame, so a frame
-	// that fills the buffer was truncated and is counted as oversize.
-	size := max(mtu, 1500) + 18 + 1
-	for _, tq := range t.queues {
-		tq.bufs = make([][]byte, cfg.Batch)
-		for i := range tq.bufs {
-			tq.bufs[i] = make([]byte, size)
-		}
-	}
 	return t, nil
 }
+
+// tapOffloads are the offloads a TAP port takes from the host's stack:
+// partial checksums, TCP segmentation (IPv4, IPv6, with ECN), and UDP
+// segmentation where the kernel knows it (6.2 and later).
+const (
+	tapOffloads    = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN
+	tunFUSO4       = 0x20
+	tunFUSO6       = 0x40
+	tapOffloadsUSO = tapOffloads | tunFUSO4 | tunFUSO6
+)
 
 func openTapQueue(name string, flags uint16, cfg TAPConfig) (*tapQueue, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
@@ -126,7 +131,8 @@ func openTapQueue(name string, flags uint16, cfg TAPConfig) (*tapQueue, error) {
 		}
 		return nil, fmt.Errorf("tap %s: open /dev/net/tun: %w", name, permErr(err))
 	}
-	tq := &tapQueue{fd: fd, wakefd: -1}
+	tq := &tapQueue{fd: fd}
+	tq.w.init()
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return tq, err
@@ -143,12 +149,15 @@ func openTapQueue(name string, flags uint16, cfg TAPConfig) (*tapQueue, error) {
 		}
 		return tq, fmt.Errorf("tap %s: TUNSETIFF: %w", name, permErr(err))
 	}
-	// No offloads: the kernel hands over finished, MTU-sized frames.
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
-		return tq, fmt.Errorf("tap %s: TUNSETOFFLOAD: %w", name, err)
+	off := 0
+	if !cfg.NoOffload {
+		off = tapOffloadsUSO
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, off); err != nil {
+			off = tapOffloads // an older kernel without UDP segmentation
+		}
 	}
-	if tq.wakefd, err = newEventfd(); err != nil {
-		return tq, err
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, off); err != nil {
+		return tq, fmt.Errorf("tap %s: TUNSETOFFLOAD: %w", name, err)
 	}
 	return tq, nil
 }
@@ -164,6 +173,14 @@ func (t *TAP) NumQueues() int { return len(t.queues) }
 // Stats returns the port's counters.
 func (t *TAP) Stats() Stats { return sumStats(t.stats) }
 
+// Caps implements Port: the host's stack takes offloaded frames.
+func (t *TAP) Caps() Caps {
+	if t.offload {
+		return CapOffload
+	}
+	return 0
+}
+
 // Wake makes blocked RecvBatch calls return 0, nil.
 func (t *TAP) Wake() {
 	t.fdMu.RLock()
@@ -172,7 +189,7 @@ func (t *TAP) Wake() {
 		return
 	}
 	for _, tq := range t.queues {
-		eventfdSignal(tq.wakefd)
+		tq.w.wake()
 	}
 }
 
@@ -187,81 +204,96 @@ func (t *TAP) ioError(err error) error {
 	return e
 }
 
-// RecvBatch implements Port. Frames are copied from the device into
-// per-queue buffers owned by the port; they stay valid until the next
-// RecvBatch on the same queue.
+// PollFD implements Port: the queue's file.
+func (t *TAP) PollFD(q int) int {
+	if uint(q) >= uint(len(t.queues)) {
+		return -1
+	}
+	return t.queues[q].fd
+}
+
+// RecvBatch implements Port.
 func (t *TAP) RecvBatch(q int, b *Batch) (int, error) {
+	if uint(q) >= uint(len(t.queues)) {
+		return 0, badQueue(t.name, q, len(t.queues))
+	}
+	return recvBlocking(t, q, b, &t.queues[q].w, t.queues[q].fd, &t.ifaceState)
+}
+
+// TryRecv implements Port. Frames are read from the device into b.Arena.
+func (t *TAP) TryRecv(q int, b *Batch) (int, error) {
 	if uint(q) >= uint(len(t.queues)) {
 		return 0, badQueue(t.name, q, len(t.queues))
 	}
 	tq := t.queues[q]
 	tq.rxMu.Lock()
 	defer tq.rxMu.Unlock()
-	max := min(len(b.Frames), len(b.Timestamps), len(tq.bufs))
-	st := &t.stats[q]
-	for {
-		if t.closed.Load() {
-			return 0, ErrClosed
-		}
-		if t.gone.Load() {
-			return 0, t.goneError()
-		}
-		n := 0
-		var bytes, oversize uint64
-		var rerr error
-		var now int64
-		for n < max {
-			buf := tq.bufs[n]
-			k, err := unix.Read(tq.fd, buf)
-			if err != nil {
-				if err != unix.EAGAIN && err != unix.EINTR {
-					rerr = err
-				}
-				break
-			}
-			if k >= len(buf) {
-				oversize++
-				continue
-			}
-			if now == 0 {
-				now = time.Now().UnixNano()
-			}
-			b.Frames[n] = buf[:k:k]
-			b.Timestamps[n] = now
-			bytes += uint64(k)
-			n++
-		}
-		if oversize > 0 {
-			st.rxOversize.Add(oversize)
-		}
-		if n > 0 {
-			st.rxPackets.Add(uint64(n))
-			st.rxBytes.Add(bytes)
-			return n, nil
-		}
-		if rerr != nil {
-			return 0, t.ioError(rerr)
-		}
-		rev, woke, err := pollIn(&tq.pfds, tq.fd, tq.wakefd)
-		if t.closed.Load() {
-			return 0, ErrClosed
-		}
-		if err != nil {
-			return 0, fmt.Errorf("port %s: poll: %w", t.name, err)
-		}
-		if woke {
-			return 0, nil
-		}
-		if rev&(unix.POLLERR|unix.POLLHUP) != 0 {
-			return 0, t.ioError(unix.EBADFD)
-		}
+	if t.closed.Load() {
+		return 0, ErrClosed
 	}
+	if t.gone.Load() {
+		return 0, t.goneError()
+	}
+	max := b.Len()
+	st := &t.stats[q]
+	n, arena := 0, 0
+	var bytes, offl, oversize uint64
+	var rerr error
+	var now int64
+	for n < max && arena+tapRoom <= len(b.Arena) {
+		buf := b.Arena[arena : arena+tapRoom]
+		k, err := unix.Read(tq.fd, buf)
+		if err != nil {
+			if err != unix.EAGAIN && err != unix.EINTR {
+				rerr = err
+			}
+			break
+		}
+		if k < vnetHdrLen+14 || k >= len(buf) {
+			oversize++
+			continue
+		}
+		if now == 0 {
+			now = time.Now().UnixNano()
+		}
+		o := parseVnetHdr(buf)
+		if o.Pending() {
+			offl++
+		}
+		b.Frames[n] = buf[vnetHdrLen:k:k]
+		b.Offloads[n] = o
+		b.Timestamps[n] = now
+		bytes += uint64(k - vnetHdrLen)
+		n++
+		arena += (k + 63) &^ 63
+	}
+	if oversize > 0 {
+		st.rxOversize.Add(oversize)
+	}
+	if offl > 0 {
+		st.rxOffload.Add(offl)
+	}
+	if n > 0 {
+		st.rxPackets.Add(uint64(n))
+		st.rxBytes.Add(bytes)
+		return n, nil
+	}
+	if rerr != nil {
+		return 0, t.ioError(rerr)
+	}
+	return 0, nil
 }
 
-// SendBatch implements Port: one write per frame. frames[:n] were consumed
-// (written, or dropped and counted as oversize); frames[n:] found the
-// device's queue full.
-func (t *TAP) SendBatch(q int, frames [][]byte) (int, error) {
+// Release implements Port: frames live in the receiver's arena.
+func (t *TAP) Release(q int) {}
+
+// Arm implements Port: the device's queue is level-triggered.
+func (t *TAP) Arm(q int) bool { return !t.closed.Load() }
+
+// SendBatch implements Port: one write per frame, with its virtio_net_hdr.
+// frames[:n] were consumed (written, or dropped and counted);
+// frames[n:] found the device's queue full.
+func (t *TAP) SendBatch(q int, frames [][]byte, offl []Offload) (int, error) {
 	if uint(q) >= uint(len(t.queues)) {
 		return 0, badQueue(t.name, q, len(t.queues))
 	}
@@ -278,13 +310,15 @@ func (t *TAP) SendBatch(q int, frames [][]byte) (int, error) {
 	var werr error
 	for ; i < len(frames); i++ {
 		f := frames[i]
-		if txTooLong(f, mtu) {
+		o := offloadAt(offl, i)
+		if !TxAccepts(f, o, mtu) {
 			oversize++
 			continue
 		}
-		_, err := unix.Write(tq.fd, f)
+		putVnetHdr(tq.hdr[:], o)
+		err := writev2(tq.fd, &tq.iov, tq.hdr[:], f)
 		for err == unix.EINTR {
-			_, err = unix.Write(tq.fd, f)
+			err = writev2(tq.fd, &tq.iov, tq.hdr[:], f)
 		}
 		if err != nil {
 			if err == unix.EAGAIN || err == unix.ENOBUFS {
@@ -338,9 +372,7 @@ func (t *TAP) release() {
 	if !t.fdsClosed {
 		for _, tq := range t.queues {
 			unix.Close(tq.fd)
-			if tq.wakefd >= 0 {
-				unix.Close(tq.wakefd)
-			}
+			tq.w.close()
 		}
 		t.ctl.close()
 		t.fdsClosed = true

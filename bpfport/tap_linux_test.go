@@ -180,7 +180,7 @@ func TestTAPLinkGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitErr(t, errc, ErrLinkGone, 2*time.Second)
-	if _, err := tp.SendBatch(0, [][]byte{testFrame(60, 1)}); !errors.Is(err, ErrLinkGone) {
+	if _, err := tp.SendBatch(0, [][]byte{testFrame(60, 1)}, nil); !errors.Is(err, ErrLinkGone) {
 		t.Errorf("SendBatch after delete: %v", err)
 	}
 }
@@ -198,8 +198,8 @@ func TestTAPAllocs(t *testing.T) {
 	sendAll(t, ap, 0, frames)
 	recvTest(t, tp, 0, len(frames), time.Second)
 	allocs := testing.AllocsPerRun(100, func() {
-		tp.SendBatch(0, frames)
-		ap.SendBatch(0, frames)
+		tp.SendBatch(0, frames, nil)
+		ap.SendBatch(0, frames, nil)
 		for got := 0; got < len(frames); {
 			n, err := tp.RecvBatch(0, b)
 			if err != nil {

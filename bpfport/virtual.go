@@ -65,8 +65,9 @@ type queueStats struct {
 	rxPackets, rxBytes, rxOversize atomic.Uint64
 	txPackets, txBytes, txOversize atomic.Uint64
 	txRingFull, txErrors           atomic.Uint64
-	rxSegmented, rxBadOffload      atomic.Uint64
-	_                              [48]byte
+	rxOffload, txSegmented         atomic.Uint64
+	rxBadOffload                   atomic.Uint64
+	_                              [40]byte
 }
 
 func sumStats(qs []queueStats) Stats {
@@ -81,7 +82,8 @@ func sumStats(qs []queueStats) Stats {
 		s.TxOversize += q.txOversize.Load()
 		s.TxRingFull += q.txRingFull.Load()
 		s.TxErrors += q.txErrors.Load()
-		s.RxSegmented += q.rxSegmented.Load()
+		s.RxOffload += q.rxOffload.Load()
+		s.TxSegmented += q.txSegmented.Load()
 		s.RxBadOffload += q.rxBadOffload.Load()
 	}
 	return s
@@ -95,11 +97,13 @@ type vring struct {
 	_    [56]byte
 
 	// consumer side
-	held       uint64 // slots lent to the caller by the last RecvBatch
+	held       uint64 // slots lent to the caller by the last receive
 	waiting    atomic.Bool
 	wakeReq    atomic.Bool
+	armed      atomic.Bool // the consumer waits for notify
 	sig        chan struct{}
-	_          [32]byte
+	notify     int // eventfd the switch polls, -1 where there is none
+	_          [24]byte
 	producerGo atomic.Bool // the producing end was closed
 
 	mask uint64
@@ -110,20 +114,34 @@ type vring struct {
 }
 
 func newVring(size, slot int) *vring {
-	return &vring{
-		sig:  make(chan struct{}, 1),
-		mask: uint64(size - 1),
-		slot: slot,
-		data: make([]byte, size*slot),
-		lens: make([]int32, size),
-		ts:   make([]int64, size),
+	r := &vring{
+		sig:    make(chan struct{}, 1),
+		notify: newNotifyFD(),
+		mask:   uint64(size - 1),
+		slot:   slot,
+		data:   make([]byte, size*slot),
+		lens:   make([]int32, size),
+		ts:     make([]int64, size),
 	}
+	closeNotifyWhenUnused(r)
+	return r
 }
 
 func (r *vring) signal() {
 	select {
 	case r.sig <- struct{}{}:
 	default:
+	}
+}
+
+// kick tells a consumer waiting on the ring (RecvBatch, or the switch
+// polling notify) that there is something to see.
+func (r *vring) kick() {
+	if r.waiting.Load() {
+		r.signal()
+	}
+	if r.armed.Load() && r.armed.CompareAndSwap(true, false) {
+		notifySignal(r.notify)
 	}
 }
 
@@ -159,56 +177,119 @@ func (p *Virtual) Up() bool { return !p.closed.Load() && !p.rx[0].producerGo.Loa
 // Stats returns the port's counters.
 func (p *Virtual) Stats() Stats { return sumStats(p.stats) }
 
+// Caps implements Port: a virtual port takes finished frames only; frames
+// with offloads are finished and segmented in software on send.
+func (p *Virtual) Caps() Caps { return 0 }
+
+// PollFD implements Port: an eventfd signalled when frames arrive while
+// the consumer is armed (-1 where eventfds do not exist).
+func (p *Virtual) PollFD(q int) int {
+	if uint(q) >= uint(len(p.rx)) {
+		return -1
+	}
+	return p.rx[q].notify
+}
+
+// Release implements Port.
+func (p *Virtual) Release(q int) {
+	if uint(q) < uint(len(p.rx)) {
+		p.rx[q].release()
+	}
+}
+
+// release hands the slots lent by the last receive back to the producer.
+func (r *vring) release() uint64 {
+	head := r.head.Load()
+	if r.held != 0 {
+		head += r.held
+		r.held = 0
+		r.head.Store(head)
+	}
+	return head
+}
+
+// Arm implements Port.
+func (p *Virtual) Arm(q int) bool {
+	if uint(q) >= uint(len(p.rx)) {
+		return false
+	}
+	r := p.rx[q]
+	head := r.release()
+	notifyDrain(r.notify)
+	r.armed.Store(true)
+	if r.tail.Load() != head || p.closed.Load() || r.producerGo.Load() || r.wakeReq.Load() {
+		r.armed.Store(false)
+		return false
+	}
+	return true
+}
+
+// TryRecv implements Port.
+func (p *Virtual) TryRecv(q int, b *Batch) (int, error) {
+	if uint(q) >= uint(len(p.rx)) {
+		return 0, badQueue(p.name, q, len(p.rx))
+	}
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
+	r := p.rx[q]
+	head := r.release()
+	if n := p.take(q, r, head, b); n > 0 {
+		return n, nil
+	}
+	if r.producerGo.Load() {
+		if r.tail.Load() != head {
+			return p.take(q, r, head, b), nil
+		}
+		return 0, fmt.Errorf("virtual port %s: peer closed: %w", p.name, ErrLinkGone)
+	}
+	return 0, nil
+}
+
+// take lends the frames between head and the ring's tail.
+func (p *Virtual) take(q int, r *vring, head uint64, b *Batch) int {
+	avail := r.tail.Load() - head
+	if avail == 0 {
+		return 0
+	}
+	n := min(avail, uint64(b.Len()))
+	var bytes uint64
+	for i := uint64(0); i < n; i++ {
+		idx := (head + i) & r.mask
+		off := int(idx) * r.slot
+		l := int(r.lens[idx])
+		b.Frames[i] = r.data[off : off+l : off+l]
+		b.Timestamps[i] = r.ts[idx]
+		b.Offloads[i] = Offload{}
+		bytes += uint64(l)
+	}
+	r.held = n
+	st := &p.stats[q]
+	st.rxPackets.Add(n)
+	st.rxBytes.Add(bytes)
+	return int(n)
+}
+
 // RecvBatch implements Port.
 func (p *Virtual) RecvBatch(q int, b *Batch) (int, error) {
 	if uint(q) >= uint(len(p.rx)) {
 		return 0, badQueue(p.name, q, len(p.rx))
 	}
 	r := p.rx[q]
-	head := r.head.Load()
-	if r.held != 0 {
-		head += r.held
-		r.held = 0
-		r.head.Store(head) // hand the slots back to the producer
-	}
-	max := uint64(len(b.Frames))
-	if l := uint64(len(b.Timestamps)); l < max {
-		max = l
-	}
 	for spins := 0; ; spins++ {
-		if p.closed.Load() {
-			return 0, ErrClosed
-		}
-		tail := r.tail.Load()
-		if avail := tail - head; avail > 0 {
-			n := min(avail, max)
-			var bytes uint64
-			for i := uint64(0); i < n; i++ {
-				idx := (head + i) & r.mask
-				off := int(idx) * r.slot
-				l := int(r.lens[idx])
-				b.Frames[i] = r.data[off : off+l : off+l]
-				b.Timestamps[i] = r.ts[idx]
-				bytes += uint64(l)
-			}
-			r.held = n
-			st := &p.stats[q]
-			st.rxPackets.Add(n)
-			st.rxBytes.Add(bytes)
-			return int(n), nil
+		n, err := p.TryRecv(q, b)
+		if n > 0 || err != nil {
+			return n, err
 		}
 		if r.wakeReq.Swap(false) {
 			return 0, nil
-		}
-		if r.producerGo.Load() {
-			return 0, fmt.Errorf("virtual port %s: peer closed: %w", p.name, ErrLinkGone)
 		}
 		if spins < 64 {
 			continue // a producer on another core is likely about to publish
 		}
 		// Park: announce, re-check, then sleep until signalled.
 		r.waiting.Store(true)
-		if r.tail.Load() == head && !r.wakeReq.Load() && !p.closed.Load() && !r.producerGo.Load() {
+		if r.tail.Load() == r.head.Load() && !r.wakeReq.Load() && !p.closed.Load() && !r.producerGo.Load() {
 			<-r.sig
 		}
 		r.waiting.Store(false)
@@ -216,9 +297,10 @@ func (p *Virtual) RecvBatch(q int, b *Batch) (int, error) {
 }
 
 // SendBatch implements Port. It returns n such that frames[:n] were
-// consumed: copied into the peer's ring, or dropped and counted as
-// TxOversize. frames[n:] were refused because the ring is full.
-func (p *Virtual) SendBatch(q int, frames [][]byte) (int, error) {
+// consumed: copied into the peer's ring (a frame with offloads finished and
+// segmented on the way), or dropped and counted as TxOversize. frames[n:]
+// were refused because the ring is full.
+func (p *Virtual) SendBatch(q int, frames [][]byte, offl []Offload) (int, error) {
 	if uint(q) >= uint(len(p.tx)) {
 		return 0, badQueue(p.name, q, len(p.tx))
 	}
@@ -234,38 +316,68 @@ func (p *Virtual) SendBatch(q int, frames [][]byte) (int, error) {
 	tail := r.tail.Load()
 	free := uint64(len(r.lens)) - (tail - r.head.Load())
 	now := time.Now().UnixNano()
-	maxLen := p.mtu + 18
-	var sent, bytes, oversize uint64
+	var sent, slots, bytes, oversize, errs, segmented uint64
 	i := 0
 	for ; i < len(frames); i++ {
 		f := frames[i]
-		if len(f) > maxLen || len(f) < 14 {
+		o := offloadAt(offl, i)
+		if !TxAccepts(f, o, p.mtu) {
 			oversize++
 			continue
 		}
-		if sent == free {
-			break
+		if !o.Pending() {
+			if slots == free {
+				break
+			}
+			idx := (tail + slots) & r.mask
+			off := int(idx) * r.slot
+			copy(r.data[off:off+len(f)], f)
+			r.lens[idx] = int32(len(f))
+			r.ts[idx] = now
+			slots++
+		} else {
+			nseg := SoftSegments(f, o)
+			if nseg == 0 {
+				errs++
+				continue
+			}
+			if slots+uint64(nseg) > free {
+				break
+			}
+			for s := 0; s < nseg; s++ {
+				idx := (tail + slots) & r.mask
+				off := int(idx) * r.slot
+				l := SoftSegmentLen(f, o, s)
+				WriteSoftSegment(r.data[off:off+l], f, o, s)
+				r.lens[idx] = int32(l)
+				r.ts[idx] = now
+				slots++
+			}
+			if o.GSO() {
+				segmented++
+			}
 		}
-		idx := (tail + sent) & r.mask
-		off := int(idx) * r.slot
-		copy(r.data[off:off+len(f)], f)
-		r.lens[idx] = int32(len(f))
-		r.ts[idx] = now
 		sent++
 		bytes += uint64(len(f))
 	}
-	if sent > 0 {
-		r.tail.Store(tail + sent)
+	if slots > 0 {
+		r.tail.Store(tail + slots)
 	}
 	mu.Unlock()
-	if sent > 0 && r.waiting.Load() {
-		r.signal()
+	if slots > 0 {
+		r.kick()
 	}
 	st := &p.stats[q]
 	st.txPackets.Add(sent)
 	st.txBytes.Add(bytes)
 	if oversize > 0 {
 		st.txOversize.Add(oversize)
+	}
+	if errs > 0 {
+		st.txErrors.Add(errs)
+	}
+	if segmented > 0 {
+		st.txSegmented.Add(segmented)
 	}
 	if rest := len(frames) - i; rest > 0 {
 		st.txRingFull.Add(uint64(rest))
@@ -278,6 +390,7 @@ func (p *Virtual) Wake() {
 	for _, r := range p.rx {
 		r.wakeReq.Store(true)
 		r.signal()
+		notifySignal(r.notify)
 	}
 }
 
@@ -288,10 +401,12 @@ func (p *Virtual) Close() error {
 	}
 	for _, r := range p.rx {
 		r.signal()
+		notifySignal(r.notify)
 	}
 	for _, r := range p.tx {
 		r.producerGo.Store(true)
 		r.signal()
+		notifySignal(r.notify)
 	}
 	return nil
 }

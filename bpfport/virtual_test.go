@@ -29,17 +29,18 @@ func TestVirtualRoundTrip(t *testing.T) {
 	a, b := NewVirtualPair("a", "b", VirtualConfig{RingSize: 8, MTU: 9000})
 	defer a.Close()
 	defer b.Close()
-	sizes := []int{14, 60, 1514, 9018}
+	sizes := []int{14, 60, 1514, 9014}
 	var frames [][]byte
 	for i, n := range sizes {
 		frames = append(frames, testFrame(n, uint32(i)))
 	}
+	frames = append(frames, vlanFrame(9018, 4)) // MTU + 18 only with a tag
 	for _, dir := range []struct {
 		name     string
 		from, to *Virtual
 	}{{"a->b", a, b}, {"b->a", b, a}} {
 		t.Run(dir.name, func(t *testing.T) {
-			n, err := dir.from.SendBatch(0, frames)
+			n, err := dir.from.SendBatch(0, frames, nil)
 			if err != nil || n != len(frames) {
 				t.Fatalf("SendBatch = %d, %v; want %d, nil", n, err, len(frames))
 			}
@@ -61,7 +62,7 @@ func TestVirtualOversizeAndFull(t *testing.T) {
 	defer b.Close()
 	frames := [][]byte{testFrame(60, 1), testFrame(1519, 2), testFrame(10, 3), testFrame(60, 4),
 		testFrame(60, 5), testFrame(60, 6), testFrame(60, 7)}
-	n, err := a.SendBatch(0, frames)
+	n, err := a.SendBatch(0, frames, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestVirtualWakeAndClose(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	a.Close() // peer gone
 	wait(ErrLinkGone)
-	if _, err := b.SendBatch(0, [][]byte{testFrame(60, 0)}); !errors.Is(err, ErrLinkGone) {
+	if _, err := b.SendBatch(0, [][]byte{testFrame(60, 0)}, nil); !errors.Is(err, ErrLinkGone) {
 		t.Errorf("SendBatch to closed peer: %v, want ErrLinkGone", err)
 	}
 
@@ -147,7 +148,7 @@ func TestVirtualConcurrent(t *testing.T) {
 			}
 			deadline := time.Now().Add(10 * time.Second)
 			for sent := 0; sent < perQueue && time.Now().Before(deadline); {
-				n, err := a.SendBatch(q, frames[:min(16, perQueue-sent)])
+				n, err := a.SendBatch(q, frames[:min(16, perQueue-sent)], nil)
 				if err != nil {
 					errs <- err
 					return
@@ -198,7 +199,7 @@ func TestVirtualAllocs(t *testing.T) {
 	}
 	bt := NewBatch(64)
 	allocs := testing.AllocsPerRun(1000, func() {
-		a.SendBatch(0, frames)
+		a.SendBatch(0, frames, nil)
 		b.RecvBatch(0, bt)
 	})
 	if allocs != 0 {
@@ -228,7 +229,7 @@ func benchVirtual(b *testing.B, size, batch int) {
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		k := min(batch, b.N-done)
-		x.SendBatch(0, frames[:k])
+		x.SendBatch(0, frames[:k], nil)
 		n, _ := y.RecvBatch(0, bt)
 		done += n
 	}

@@ -113,6 +113,13 @@ type PortAttachParams struct {
 	Create   bool   `json:"create,omitempty"`
 	MayExist bool   `json:"may_exist,omitempty"`
 	Queues   int    `json:"queues,omitempty"`
+	// BusyPoll is how long a worker keeps polling the port after its last
+	// frame, as a Go duration ("50us", "2ms"); "0" for none; empty for the
+	// daemon's default.
+	BusyPoll string `json:"busy_poll,omitempty"`
+	// RingFrames is the number of receive ring slots per queue of an
+	// afpacket port (default 128).
+	RingFrames int `json:"ring_frames,omitempty"`
 }
 
 // PortDetachParams detach a port.
@@ -139,6 +146,8 @@ type Port struct {
 	// not be attached again at start (Error says why); it keeps its index.
 	NotRestored bool       `json:"not_restored,omitempty"`
 	Error       string     `json:"error,omitempty"`
+	Offload     bool       `json:"offload"`   // takes super-frames and partial checksums as they are
+	BusyPoll    string     `json:"busy_poll"` // the port's busy-poll window
 	Attached    time.Time  `json:"attached"`
 	Stats       *PortStats `json:"stats,omitempty"`
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/govswitch/vswitch/bpfport"
-	"github.com/govswitch/vswitch/vm"
 )
 
 // port is an attached port.
@@ -20,11 +19,32 @@ type port struct {
 	name     string
 	kind     string
 	queues   int
-	maxFrame int
+	caps     bpfport.Caps
+	busyPoll int64 // ns a worker keeps polling a queue after its last frame (0: none)
 	attached time.Time
-	workers  []*worker
+	units    []*unit
 	gone     atomic.Bool
 	goneErr  atomic.Pointer[string]
+
+	// maxFrame is MTU + FrameOverhead, refreshed when a frame exceeds it
+	// (the MTU may have been raised) at most every mtuRecheck.
+	maxFrame   atomic.Int64
+	mtuChecked atomic.Int64
+
+	rx     []rxCounters // by worker
+	txBase txCounters   // workers' tx counts for this index at attach time
+}
+
+const mtuRecheck = int64(10 * time.Millisecond)
+
+// PortConfig configures AttachPort. The zero value means defaults.
+type PortConfig struct {
+	// Kind is what `port show` reports (afpacket, tap, virtual, ...).
+	Kind string
+	// BusyPoll is how long a worker keeps polling the port's queues after
+	// the last frame before it gives them back: 0 means the switch's
+	// default (Config.BusyPoll), a negative value none.
+	BusyPoll time.Duration
 }
 
 // PortInfo describes an attached port.
@@ -37,17 +57,29 @@ type PortInfo struct {
 	Up       bool
 	Gone     bool   // the interface disappeared; the port no longer forwards
 	Error    string // why it is gone
+	Offload  bool   // the port takes super-frames and partial checksums as they are
+	BusyPoll time.Duration
 	Attached time.Time
 }
 
-// Attach adds p at the lowest free index and starts one worker per queue.
-// kind is what `port show` reports (afpacket, tap, virtual). The switch owns
-// p from now on: Detach and Close close it.
+// Attach adds p at the lowest free index with default settings; kind is
+// what `port show` reports. See AttachPort.
 func (s *Switch) Attach(p bpfport.Port, kind string) (int, error) {
+	return s.AttachPort(p, PortConfig{Kind: kind})
+}
+
+// AttachPort adds p at the lowest free index: its queues join the switch's
+// epoll set, served by the worker pool (no goroutine of their own). The
+// switch owns p from now on: Detach and Close close it. On error p is left
+// open for the caller.
+func (s *Switch) AttachPort(p bpfport.Port, cfg PortConfig) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return -1, ErrClosed
+	}
+	if s.pl == nil {
+		return -1, fmt.Errorf("port %s: the switch has no poller (see its log): %w", p.Name(), ErrClosed)
 	}
 	idx := -1
 	for i := range s.ports {
@@ -63,36 +95,67 @@ func (s *Switch) Attach(p bpfport.Port, kind string) (int, error) {
 		return -1, fmt.Errorf("port %s: %w (%d ports)", p.Name(), ErrFull, MaxPorts)
 	}
 	nq := max(p.NumQueues(), 1)
-	var ids []int
-	for id, used := range s.ids {
-		if !used && len(ids) < nq {
-			ids = append(ids, id)
+	busy := cfg.BusyPoll
+	if busy == 0 {
+		busy = s.cfg.BusyPoll
+	}
+	pt := &port{idx: idx, p: p, name: p.Name(), kind: cfg.Kind, queues: nq, caps: p.Caps(),
+		busyPoll: max(int64(busy), 0), attached: time.Now(), rx: make([]rxCounters, len(s.workers))}
+	pt.maxFrame.Store(int64(p.MTU() + FrameOverhead))
+	for _, w := range s.workers {
+		t := &w.tx[idx]
+		pt.txBase.packets.Store(pt.txBase.packets.Load() + t.packets.Load())
+		pt.txBase.bytes.Store(pt.txBase.bytes.Load() + t.bytes.Load())
+		pt.txBase.dropped.Store(pt.txBase.dropped.Load() + t.dropped.Load())
+	}
+	for q := 0; q < nq; q++ {
+		fd := p.PollFD(q)
+		if fd < 0 {
+			s.freeUnits(pt)
+			return -1, fmt.Errorf("port %s: queue %d cannot be polled", p.Name(), q)
 		}
-	}
-	if len(ids) < nq {
-		return -1, fmt.Errorf("port %s: %w: no room for %d more workers (limit %d)", p.Name(), ErrFull, nq, s.cfg.MaxWorkers)
-	}
-	pt := &port{idx: idx, p: p, name: p.Name(), kind: kind, queues: nq,
-		maxFrame: p.MTU() + FrameOverhead, attached: time.Now()}
-	for q, id := range ids {
-		s.ids[id] = true
-		env := vm.NewEnv()
-		env.CPU = id
-		pt.workers = append(pt.workers, &worker{s: s, id: id, in: pt, q: q, env: env,
-			batch: bpfport.NewBatch(s.cfg.Batch)})
+		u := &unit{port: pt, q: q, fd: fd}
+		u.owner.Store(-1)
+		if !s.units.alloc(u) {
+			s.freeUnits(pt)
+			return -1, fmt.Errorf("port %s: %w: no room for %d more queues", p.Name(), ErrFull, nq-q)
+		}
+		pt.units = append(pt.units, u)
 	}
 	pt.io.Store(&p)
 	s.ports[idx].Store(pt)
 	s.refreshActive()
-	for _, w := range pt.workers {
-		s.workers.Add(1)
-		go w.run()
+	for i, u := range pt.units {
+		// Registered, then reported ready at once: a worker takes a first
+		// look and arms the queue (Arm) when it gives it back.
+		err := s.pl.Add(u.fd, uint64(u.id))
+		if err == nil {
+			s.pl.Rearm(u.fd, uint64(u.id), true)
+		}
+		if err != nil {
+			for _, v := range pt.units[:i] {
+				v.removed.Store(true)
+				s.pl.Del(v.fd)
+			}
+			s.ports[idx].Store(nil)
+			s.refreshActive()
+			s.synchronize()
+			s.freeUnits(pt)
+			return -1, fmt.Errorf("port %s: %w", p.Name(), err)
+		}
 	}
 	return idx, nil
 }
 
-// Detach stops the workers of the port with the given name, removes it and
-// closes it.
+func (s *Switch) freeUnits(pt *port) {
+	for _, u := range pt.units {
+		s.units.free(u.id)
+	}
+	pt.units = nil
+}
+
+// Detach removes the port with the given name and closes it, once no
+// worker can touch it any more.
 func (s *Switch) Detach(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -107,55 +170,16 @@ func (s *Switch) Detach(name string) error {
 func (s *Switch) detachLocked(p *port) error {
 	s.ports[p.idx].Store(nil)
 	s.refreshActive()
-	for _, w := range p.workers {
-		w.stop.Store(true)
+	for _, u := range p.units {
+		u.removed.Store(true)
+		s.pl.Del(u.fd)
 	}
-	p.p.Wake()
-	// Wait for its workers to leave, and for every other worker to finish
-	// the batch it may have started with a reference to p.
-	s.quiesce(p)
-	err := p.p.Close()
-	for _, w := range p.workers {
-		s.ids[w.id] = false
-	}
-	return err
-}
-
-// quiesce waits (boundedly) until p's workers have exited and every other
-// worker has passed a batch boundary.
-func (s *Switch) quiesce(p *port) {
-	type seen struct {
-		w   *worker
-		seq uint64
-	}
-	var others []seen
-	for i := range s.ports {
-		if q := s.ports[i].Load(); q != nil {
-			for _, w := range q.workers {
-				others = append(others, seen{w, w.seq.Load()})
-			}
-		}
-	}
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		done := true
-		for _, w := range p.workers {
-			if !w.exited.Load() {
-				done = false
-				p.p.Wake()
-			}
-		}
-		for _, o := range others {
-			if o.w.busy.Load() && o.w.seq.Load() == o.seq {
-				done = false
-			}
-		}
-		if done {
-			return
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-	s.log.Warn("port detach: workers did not stop in time; closing anyway", "port", p.name)
+	// After this no worker is in a round that saw the port: the ones that
+	// hold its queues drop them at their next look (removed), none sends
+	// to it (it is out of ports and the flood list).
+	s.synchronize()
+	s.freeUnits(p)
+	return p.p.Close()
 }
 
 // markGone takes a port whose interface disappeared out of forwarding.
@@ -168,17 +192,29 @@ func (s *Switch) markGone(p *port, err error) {
 	s.log.Warn("port is gone; forwarding goes on among the other ports", "port", p.name, "err", msg)
 	// The flood list is rebuilt without taking s.mu: a control operation
 	// holding it may be waiting for this very worker.
-	s.activeMu.Lock()
-	s.rebuildActive()
-	s.activeMu.Unlock()
+	s.refreshActive()
+}
+
+// refreshMTU re-reads the port's MTU (at most every mtuRecheck) and
+// reports whether it changed maxFrame.
+func (p *port) refreshMTU(now int64) bool {
+	last := p.mtuChecked.Load()
+	if now-last < mtuRecheck || !p.mtuChecked.CompareAndSwap(last, now) {
+		return false
+	}
+	m := int64(p.p.MTU() + FrameOverhead)
+	return p.maxFrame.Swap(m) != m
 }
 
 // Ports describes the attached ports in index order.
 func (s *Switch) Ports() []PortInfo {
 	var out []PortInfo
 	for _, p := range s.allPorts() {
+		mtu := p.p.MTU()
+		p.maxFrame.Store(int64(mtu + FrameOverhead))
 		info := PortInfo{Index: p.idx, Name: p.name, Kind: p.kind, Queues: p.queues,
-			MTU: p.p.MTU(), Up: p.p.Up() && !p.gone.Load(), Gone: p.gone.Load(), Attached: p.attached}
+			MTU: mtu, Up: p.p.Up() && !p.gone.Load(), Gone: p.gone.Load(),
+			Offload: p.caps&bpfport.CapOffload != 0, BusyPoll: time.Duration(p.busyPoll), Attached: p.attached}
 		if e := p.goneErr.Load(); e != nil {
 			info.Error = *e
 		}
@@ -209,9 +245,13 @@ func (s *Switch) Port(idx int) (bpfport.Port, error) {
 	return p.p, nil
 }
 
+// ErrCaptureRunning is returned by Capture for a port already captured.
+var ErrCaptureRunning = fmt.Errorf("a capture is already running")
+
 // Capture copies the frames port idx receives and sends to w as pcap,
 // until the returned stop function is called. One capture per port runs
-// at a time.
+// at a time. Every frame the port receives or sends after Capture returns
+// is captured.
 func (s *Switch) Capture(idx int, w io.Writer, cfg bpfport.CaptureConfig) (stop func() error, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -219,21 +259,27 @@ func (s *Switch) Capture(idx int, w io.Writer, cfg bpfport.CaptureConfig) (stop 
 		return nil, fmt.Errorf("port %d: %w", idx, ErrNoSuchPort)
 	}
 	p := s.ports[idx].Load()
+	if p.capture.Load() != nil {
+		return nil, fmt.Errorf("port %s: %w: stop it first (one capture per port)", p.name, ErrCaptureRunning)
+	}
 	c, err := bpfport.NewCapture(p.p, w, cfg)
 	if err != nil {
 		return nil, err
 	}
-	if !p.capture.CompareAndSwap(nil, c) {
-		c.Stop()
-		return nil, fmt.Errorf("port %s: a capture is already running", p.name)
-	}
+	p.capture.Store(c)
 	var cp bpfport.Port = c
 	p.io.Store(&cp)
+	// Every worker now goes through the wrapper: a worker that loaded the
+	// bare port before the swap has finished its round.
+	s.synchronize()
 	var once sync.Once
 	return func() error {
 		var err error
 		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
 			p.io.Store(&p.p)
+			s.synchronize()
 			p.capture.Store(nil)
 			err = c.Stop()
 		})

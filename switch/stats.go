@@ -48,27 +48,26 @@ type ProgramStats struct {
 
 // PortStats sums the counters of every attached port.
 func (s *Switch) PortStats() []PortStats {
-	ports := s.allPorts()
-	var workers []*worker
-	for _, p := range ports {
-		workers = append(workers, p.workers...)
-	}
 	var out []PortStats
-	for _, p := range ports {
+	for _, p := range s.allPorts() {
 		st := PortStats{Index: p.idx, Name: p.name, Port: p.p.Stats()}
-		for _, w := range p.workers {
-			st.RxPackets += w.rx.packets.Load()
-			st.RxBytes += w.rx.bytes.Load()
+		for i := range p.rx {
+			rx := &p.rx[i]
+			st.RxPackets += rx.packets.Load()
+			st.RxBytes += rx.bytes.Load()
 			for r := range st.Drops {
-				st.Drops[r] += w.rx.drops[r].Load()
+				st.Drops[r] += rx.drops[r].Load()
 			}
 		}
-		for _, w := range workers {
+		for _, w := range s.workers {
 			t := &w.tx[p.idx]
 			st.TxPackets += t.packets.Load()
 			st.TxBytes += t.bytes.Load()
 			st.Drops[DropTxFull] += t.dropped.Load()
 		}
+		st.TxPackets -= p.txBase.packets.Load()
+		st.TxBytes -= p.txBase.bytes.Load()
+		st.Drops[DropTxFull] -= p.txBase.dropped.Load()
 		out = append(out, st)
 	}
 	return out

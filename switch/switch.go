@@ -1,27 +1,52 @@
 // Package vswitch is the switch core: ports, the workers that serve them,
 // and the forwarding program they run on every frame, VALE style.
 //
-// Each receive queue of each port is served by one worker goroutine. A
-// worker takes a batch of frames (up to Config.Batch), runs the program on
-// each with the context of the program ABI (vm.PacketContext), groups the
-// frames by destination and hands every group to its port in one SendBatch.
+// # Workers
+//
+// A bounded pool of worker goroutines (Config.Workers, one per CPU by
+// default) serves every receive queue of every port, as Open vSwitch's PMD
+// threads poll many ports each. An idle queue costs no goroutine and no OS
+// thread: its file descriptor sits in one epoll set of the switch, and an
+// idle worker waits for that set through Go's netpoller (a parked
+// goroutine). A worker that is handed a ready queue takes a batch of frames
+// from it (up to Config.Batch), runs the program on each with the context
+// of the program ABI (vm.PacketContext), groups the frames by destination
+// and hands every group to its port in one SendBatch. It keeps serving the
+// queues it holds round-robin, one batch each per round, and keeps polling
+// a queue for a busy-poll window after its last frame (Config.BusyPoll),
+// so that a reply or the next frame of a flow is taken without a wake-up;
+// then it gives the queue back to the epoll set. A queue is held by at
+// most one worker at a time; a worker holding two busy queues while
+// another is idle hands one over.
+//
 // The program's return value picks the destination: 0..253 a port index,
 // 254 every port but the ingress one, 255 and above drop. A destination
-// that is the ingress port or an empty slot drops the frame.
+// that is the ingress port or an empty slot drops the frame. Frames with
+// offloads (GSO super-frames, partial checksums) are passed on whole: the
+// destination port finishes them if it cannot take them.
+//
+// # Program and port lifetime
 //
 // The program is swapped atomically between batches: a frame is run
-// entirely by the old or entirely by the new program. Counters are kept
-// per worker without locks and summed when read.
+// entirely by the old or entirely by the new program. The switch keeps an
+// epoch counter: a worker publishes the epoch it saw before it looks at the
+// program or a port, and publishes zero when it waits; the old program (its
+// machine code) is closed, and a detached port is closed, only once every
+// worker has published a later epoch or zero. No deadline ever closes what
+// a worker may still run. Counters are kept per worker without locks and
+// summed when read.
 package vswitch
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/govswitch/vswitch/bpfport"
 	"github.com/govswitch/vswitch/vm"
 )
 
@@ -34,12 +59,17 @@ const (
 
 // Frame size limits: frames shorter than an Ethernet header are runts;
 // frames longer than the port's MTU plus Ethernet and VLAN headers are
-// oversize. Neither reaches the program.
+// oversize (for a super-frame: its segments). Neither reaches the program.
 const (
-	MinFrame       = 14
-	FrameOverhead  = 14 + 4
-	DefaultBatch   = 256
-	DefaultWorkers = 256
+	MinFrame      = 14
+	FrameOverhead = 14 + 4
+	DefaultBatch  = 256
+	// DefaultBusyPoll is how long a worker keeps polling a queue after its
+	// last frame before it gives the queue back and may sleep. See
+	// ARCHITECTURE.md for why this value.
+	DefaultBusyPoll = 200 * time.Microsecond
+	// MaxWorkers bounds Config.Workers.
+	MaxWorkers = 256
 )
 
 // Errors of the switch's control methods.
@@ -52,13 +82,17 @@ var (
 
 // Config configures a Switch. The zero value means defaults.
 type Config struct {
-	// Batch is the largest number of frames a worker takes at once
-	// (default 256).
+	// Batch is the largest number of frames a worker takes from a queue
+	// at once (default 256).
 	Batch int
-	// MaxWorkers bounds the number of workers (port queues) and so the
-	// CPU indexes programs see (default 256). Per-CPU maps need this many
-	// slots.
-	MaxWorkers int
+	// Workers is the number of worker goroutines, and so the number of
+	// CPU indexes programs see and of per-CPU map slots (default
+	// GOMAXPROCS, at most MaxWorkers).
+	Workers int
+	// BusyPoll is the default busy-poll window of ports (see PortConfig):
+	// 0 means DefaultBusyPoll, a negative value none (a worker gives a
+	// queue back as soon as it is empty).
+	BusyPoll time.Duration
 	// Logger receives rate-limited warnings; nil discards them.
 	Logger *slog.Logger
 }
@@ -67,8 +101,12 @@ func (c Config) withDefaults() Config {
 	if c.Batch <= 0 {
 		c.Batch = DefaultBatch
 	}
-	if c.MaxWorkers <= 0 {
-		c.MaxWorkers = DefaultWorkers
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	c.Workers = min(c.Workers, MaxWorkers)
+	if c.BusyPoll == 0 {
+		c.BusyPoll = DefaultBusyPoll
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -82,8 +120,8 @@ type Program struct {
 	Engine string      // "jit" or "interp"
 	Runner vm.Runner   // what runs it
 	VM     *vm.Program // the validated program
-	// Close is called when the program is replaced or the switch closes
-	// (to release JIT code); may be nil.
+	// Close is called when the program is replaced or the switch closes,
+	// once no worker can run it any more (to release JIT code); may be nil.
 	Close func()
 	// FloodMap, when set, restricts floods: it is the program's
 	// vswitch_flood map (per-CPU array, one entry, struct vswitch_portset:
@@ -128,26 +166,59 @@ type Switch struct {
 
 	mu     sync.Mutex // serializes control operations
 	ports  [MaxPorts]atomic.Pointer[port]
-	active atomic.Pointer[[]*port] // attached, up ports in index order, for flooding
+	active atomic.Pointer[[]*port] // attached ports that are not gone, in index order, for flooding
 	// activeMu serializes rebuilds of active.
 	activeMu sync.Mutex
 	prog     atomic.Pointer[installed]
 	nextID   uint64
-	ids      []bool // worker ids in use
 	closed   bool
-	workers  sync.WaitGroup
-	faultLg  rateLimiter
+
+	// epoch grows with every synchronize; workers publish what they saw.
+	epoch    atomic.Uint64
+	workers  []*worker
+	running  sync.WaitGroup
+	retiring sync.WaitGroup // program retirements in flight
+	stopping atomic.Bool
+	idle     atomic.Int32 // workers waiting for a ready queue
+
+	pl    *bpfport.Poller
+	units unitTable
+	down  downList
+
+	faultLg rateLimiter
 }
 
 // New returns a switch with no ports and no program: until a program is
-// installed every frame is dropped and counted.
+// installed every frame is dropped and counted. Its workers start at once
+// and wait, costing nothing, until a port has frames.
 func New(cfg Config) *Switch {
 	cfg = cfg.withDefaults()
-	s := &Switch{cfg: cfg, log: cfg.Logger, ids: make([]bool, cfg.MaxWorkers)}
+	s := &Switch{cfg: cfg, log: cfg.Logger}
+	s.epoch.Store(1)
 	empty := []*port{}
 	s.active.Store(&empty)
+	pl, err := bpfport.NewPoller()
+	if err != nil {
+		// Without an epoll set (an exhausted fd table) the switch cannot
+		// serve ports; Attach says so.
+		s.log.Error("switch: cannot create its poller; ports cannot be attached", "err", err.Error())
+	}
+	s.pl = pl
+	for i := 0; i < cfg.Workers; i++ {
+		w := newWorker(s, i)
+		s.workers = append(s.workers, w)
+	}
+	if pl != nil {
+		for _, w := range s.workers {
+			s.running.Add(1)
+			go w.run()
+		}
+	}
 	return s
 }
+
+// Workers returns the number of workers (per-CPU map slots).
+func (s *Switch) Workers() int { return s.cfg.Workers }
 
 // SetProgram installs p, replacing the current program atomically: every
 // batch a worker starts after SetProgram returns runs p. The previous
@@ -159,35 +230,39 @@ func (s *Switch) SetProgram(p *Program) {
 	var in *installed
 	if p != nil {
 		s.nextID++
-		in = &installed{prog: p, id: s.nextID, loaded: time.Now(), counters: make([]progCounters, s.cfg.MaxWorkers)}
+		in = &installed{prog: p, id: s.nextID, loaded: time.Now(), counters: make([]progCounters, s.cfg.Workers)}
 	}
 	old := s.prog.Swap(in)
 	if old != nil && old.prog.Close != nil {
-		s.retire(old)
+		s.retiring.Add(1)
+		go func() {
+			defer s.retiring.Done()
+			s.synchronize()
+			old.prog.Close()
+		}()
 	}
 }
 
-// retire closes an old program once every worker has moved past it:
-// workers publish the id of the program their current batch runs.
-func (s *Switch) retire(old *installed) {
-	go func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			busy := false
-			for _, p := range s.allPorts() {
-				for _, w := range p.workers {
-					if w.running.Load() == old.id {
-						busy = true
-					}
-				}
-			}
-			if !busy {
+// synchronize returns once every worker has left whatever it was doing
+// when synchronize was called: each has published a newer epoch or zero
+// (waiting). Anything unpublished before the call (a program swapped out,
+// a port removed) is then out of every worker's reach. It waits as long as
+// that takes: a batch is bounded by the programs' run budget.
+func (s *Switch) synchronize() {
+	e := s.epoch.Add(1)
+	for _, w := range s.workers {
+		for spins := 0; ; spins++ {
+			v := w.epoch.Load()
+			if v == 0 || v >= e {
 				break
 			}
-			time.Sleep(time.Millisecond)
+			if spins < 100 {
+				runtime.Gosched()
+			} else {
+				time.Sleep(50 * time.Microsecond)
+			}
 		}
-		old.prog.Close()
-	}()
+	}
 }
 
 // ProgramID returns the id of the installed program (0 if none). Ids grow
@@ -221,10 +296,6 @@ func (s *Switch) allPorts() []*port {
 func (s *Switch) refreshActive() {
 	s.activeMu.Lock()
 	defer s.activeMu.Unlock()
-	s.rebuildActive()
-}
-
-func (s *Switch) rebuildActive() {
 	var ps []*port
 	for i := range s.ports {
 		if p := s.ports[i].Load(); p != nil && !p.gone.Load() {
@@ -234,7 +305,9 @@ func (s *Switch) rebuildActive() {
 	s.active.Store(&ps)
 }
 
-// Close detaches every port (closing them) and uninstalls the program.
+// Close detaches every port (closing them), stops the workers and
+// uninstalls the program. It waits for the batches in flight, which the
+// programs' run budget bounds.
 func (s *Switch) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -249,10 +322,19 @@ func (s *Switch) Close() error {
 		}
 	}
 	old := s.prog.Swap(nil)
+	s.stopping.Store(true)
 	s.mu.Unlock()
-	s.workers.Wait()
+	if s.pl != nil {
+		s.pl.Wake()
+	}
+	s.running.Wait()
+	s.retiring.Wait()
+	s.down.stop()
 	if old != nil && old.prog.Close != nil {
 		old.prog.Close()
+	}
+	if s.pl != nil {
+		s.pl.Close()
 	}
 	return errors.Join(errs...)
 }
@@ -266,14 +348,6 @@ func (r *rateLimiter) allow(interval time.Duration) bool {
 	now := time.Now().UnixNano()
 	last := r.last.Load()
 	return now-last >= int64(interval) && r.last.CompareAndSwap(last, now)
-}
-
-func (s *Switch) warnFault(p *installed, err error) {
-	if !s.faultLg.allow(5 * time.Second) {
-		return
-	}
-	s.log.Warn("forwarding program fault (frame dropped; further faults are counted, warnings rate-limited)",
-		"program", p.prog.Name, "err", err.Error())
 }
 
 // String describes a drop reason.

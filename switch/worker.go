@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,21 +15,22 @@ type DropReason int
 
 // Drop reasons, counted per ingress port (TxFull per egress port).
 const (
-	DropProgram   DropReason = iota // the program returned 255 or more
-	DropNoPort                      // destination slot empty or its port gone
-	DropIngress                     // destination is the ingress port
-	DropTxFull                      // the destination refused the frame (ring full, error)
-	DropFault                       // the program faulted
-	DropRunt                        // shorter than an Ethernet header
-	DropOversize                    // longer than MTU + headers
-	DropNoProgram                   // no program installed
+	DropProgram    DropReason = iota // the program returned 255 or more
+	DropNoPort                       // destination slot empty or its port gone
+	DropIngress                      // destination is the ingress port
+	DropTxFull                       // the destination refused the frame (ring full, error)
+	DropFault                        // the program faulted
+	DropRunt                         // shorter than an Ethernet header
+	DropOversize                     // longer than MTU + headers (a super-frame: its segments)
+	DropNoProgram                    // no program installed
+	DropBadOffload                   // a super-frame whose headers do not describe it
 	NumDropReasons
 )
 
 var dropNames = [...]string{
 	DropProgram: "program", DropNoPort: "no_port", DropIngress: "ingress",
 	DropTxFull: "tx_full", DropFault: "fault", DropRunt: "runt",
-	DropOversize: "oversize", DropNoProgram: "no_program",
+	DropOversize: "oversize", DropNoProgram: "no_program", DropBadOffload: "bad_offload",
 }
 
 // counter is a single-writer counter: the owning worker adds with Load and
@@ -44,126 +46,349 @@ func (c *counter) add(n uint64) {
 type rxCounters struct {
 	packets, bytes counter
 	drops          [NumDropReasons]counter
+	_              [40]byte
 }
 
 type txCounters struct {
 	packets, bytes, dropped counter
 }
 
-// outQueue collects the frames of one batch for one destination.
-type outQueue struct {
-	frames [][]byte
-	rings  []uint8
-	mixed  bool // frames go to different rings
+// unit is one receive queue of one port: what the epoll set reports and a
+// worker holds.
+type unit struct {
+	id      int32
+	port    *port
+	q       int
+	fd      int
+	owner   atomic.Int32 // the worker holding it, -1 when none
+	removed atomic.Bool  // its port was detached
+	last    int64        // when its holder last had a frame from it
 }
 
-// worker serves one receive queue of one port.
-type worker struct {
-	s     *Switch
-	id    int
-	in    *port
-	q     int
-	env   *vm.Env
-	batch *bpfport.Batch
-
-	stop    atomic.Bool
-	exited  atomic.Bool
-	busy    atomic.Bool   // inside a batch
-	seq     atomic.Uint64 // batches started
-	running atomic.Uint64 // id of the program of the current batch, 0 when idle
-
-	rx rxCounters
-	tx [MaxPorts]txCounters // by destination
-
-	zeroKey [4]byte
-
-	out   [MaxPorts]*outQueue
-	dests []uint8 // destinations with frames in this batch
+// unitTable maps epoll ids to units. Slots are written under the switch's
+// mutex and read by workers.
+type unitTable struct {
+	slots [MaxPorts * 64]atomic.Pointer[unit]
+	free_ []int32
+	next  int32
 }
 
-func (w *worker) run() {
-	defer w.s.workers.Done()
-	defer w.exited.Store(true)
-	downSince := time.Time{}
-	for !w.stop.Load() {
-		n, err := (*w.in.io.Load()).RecvBatch(w.q, w.batch)
-		if w.stop.Load() {
-			return
-		}
-		switch {
-		case err == nil:
-			downSince = time.Time{}
-			if n > 0 {
-				w.process(w.batch.Frames[:n])
-			}
-		case errors.Is(err, bpfport.ErrClosed):
-			return
-		case errors.Is(err, bpfport.ErrLinkGone):
-			w.s.markGone(w.in, err)
-			return
-		case errors.Is(err, bpfport.ErrLinkDown):
-			if downSince.IsZero() {
-				downSince = time.Now()
-				w.s.log.Warn("port link is down; waiting for it to come back", "port", w.in.name)
-			}
-			time.Sleep(20 * time.Millisecond)
-		default:
-			if w.s.faultLg.allow(5 * time.Second) {
-				w.s.log.Warn("receive error", "port", w.in.name, "queue", w.q, "err", err.Error())
-			}
-			time.Sleep(time.Millisecond)
+func (t *unitTable) alloc(u *unit) bool {
+	var id int32
+	if n := len(t.free_); n > 0 {
+		id, t.free_ = t.free_[n-1], t.free_[:n-1]
+	} else if int(t.next) < len(t.slots) {
+		id = t.next
+		t.next++
+	} else {
+		return false
+	}
+	u.id = id
+	t.slots[id].Store(u)
+	return true
+}
+
+func (t *unitTable) free(id int32) {
+	t.slots[id].Store(nil)
+	t.free_ = append(t.free_, id)
+}
+
+func (t *unitTable) get(id uint64) *unit {
+	if id >= uint64(len(t.slots)) {
+		return nil
+	}
+	return t.slots[id].Load()
+}
+
+// downList holds queues whose link is down (or that failed): the kernel
+// does not signal them, so they are handed to a worker every
+// downRecheck until they work again or go away.
+type downList struct {
+	mu      sync.Mutex
+	units   []*unit
+	timer   *time.Timer
+	stopped bool
+}
+
+const downRecheck = 50 * time.Millisecond
+
+func (d *downList) add(s *Switch, u *unit) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return
+	}
+	d.units = append(d.units, u)
+	if d.timer == nil {
+		d.timer = time.AfterFunc(downRecheck, func() { d.kick(s) })
+	}
+}
+
+// kick hands every listed queue to the epoll set, reported ready at once.
+func (d *downList) kick(s *Switch) {
+	d.mu.Lock()
+	units := d.units
+	d.units = nil
+	d.timer = nil
+	d.mu.Unlock()
+	for _, u := range units {
+		if !u.removed.Load() {
+			s.pl.Rearm(u.fd, uint64(u.id), true)
 		}
 	}
 }
 
-// process runs the program on a batch of frames and sends them on. It
-// does not allocate once every destination has been seen.
-func (w *worker) process(frames [][]byte) {
-	w.busy.Store(true)
-	w.seq.Add(1)
-	defer w.busy.Store(false)
+func (d *downList) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopped = true
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.units = nil
+}
 
+// outQueue collects the frames of one batch for one destination.
+type outQueue struct {
+	frames [][]byte
+	offl   []bpfport.Offload
+	rings  []uint8
+	mixed  bool // frames go to different rings
+}
+
+// worker is one goroutine of the pool.
+type worker struct {
+	s     *Switch
+	id    int
+	env   *vm.Env
+	batch *bpfport.Batch
+	// epoch is what the worker saw of Switch.epoch when it began its
+	// current round, 0 while it waits.
+	epoch atomic.Uint64
+	_     [56]byte
+
+	active []*unit
+	evs    []bpfport.PollEvent
+
+	tx [MaxPorts]txCounters // by destination
+
+	zeroKey [4]byte
+	out     [MaxPorts]*outQueue
+	dests   []uint8 // destinations with frames in this batch
+}
+
+func newWorker(s *Switch, id int) *worker {
+	env := vm.NewEnv()
+	env.CPU = id
+	return &worker{s: s, id: id, env: env, batch: bpfport.NewBatch(s.cfg.Batch),
+		evs: make([]bpfport.PollEvent, 16)}
+}
+
+// monotonic time in ns, for busy-poll windows.
+var clockBase = time.Now()
+
+func nanotime() int64 { return int64(time.Since(clockBase)) }
+
+// testHookAfterLoad, when set by a test, runs between a worker's load of
+// the program and its use, to widen that window.
+var testHookAfterLoad func()
+
+// maxHeld bounds the queues one worker holds at once.
+const maxHeld = 64
+
+func (w *worker) run() {
+	defer w.s.running.Done()
+	s := w.s
+	for !s.stopping.Load() {
+		if len(w.active) == 0 {
+			w.waitReady()
+			continue
+		}
+		w.epoch.Store(s.epoch.Load())
+		if len(w.active) < maxHeld {
+			w.take(s.pl.Poll(w.evs[:min(len(w.evs), maxHeld-len(w.active))]))
+		}
+		w.round()
+	}
+	w.epoch.Store(0)
+	for _, u := range w.active {
+		u.owner.Store(-1)
+	}
+	w.active = w.active[:0]
+}
+
+// waitReady parks the worker until a queue is ready (or the switch stops),
+// and takes it.
+func (w *worker) waitReady() {
+	s := w.s
+	w.epoch.Store(0)
+	s.idle.Add(1)
+	defer s.idle.Add(-1)
+	_ = s.pl.Wait(func() bool {
+		if s.stopping.Load() {
+			return true
+		}
+		// Publish the epoch before looking at the events: an id seen here
+		// must still name its unit when take looks it up.
+		w.epoch.Store(s.epoch.Load())
+		if n := s.pl.Poll(w.evs[:1]); n > 0 && w.take(n) > 0 {
+			return true
+		}
+		w.epoch.Store(0)
+		return s.stopping.Load()
+	})
+}
+
+// take adopts the units of the first n events; it returns how many.
+func (w *worker) take(n int) int {
+	got := 0
+	now := nanotime()
+	for i := 0; i < n; i++ {
+		id := bpfport.EventID(&w.evs[i])
+		if id == bpfport.WakeID {
+			continue
+		}
+		u := w.s.units.get(id)
+		if u == nil || u.removed.Load() || !u.owner.CompareAndSwap(-1, int32(w.id)) {
+			continue
+		}
+		u.last = now
+		w.active = append(w.active, u)
+		got++
+	}
+	return got
+}
+
+// round serves each held queue once.
+func (w *worker) round() {
+	s := w.s
+	now := nanotime()
+	busy := 0
+	for i := 0; i < len(w.active); {
+		u := w.active[i]
+		if u.removed.Load() {
+			w.drop(i)
+			continue
+		}
+		io := *u.port.io.Load()
+		n, err := io.TryRecv(u.q, w.batch)
+		if n > 0 {
+			w.process(u.port, w.batch.Frames[:n], w.batch.Offloads[:n])
+			u.last = now
+			busy++
+			// A worker holding two busy queues while another waits hands
+			// one over.
+			if busy > 1 && s.idle.Load() > 0 {
+				io.Release(u.q)
+				w.drop(i)
+				s.pl.Rearm(u.fd, uint64(u.id), true)
+				continue
+			}
+			i++
+			continue
+		}
+		if err != nil {
+			w.drop(i)
+			w.recvError(u, err)
+			continue
+		}
+		if now-u.last >= u.port.busyPoll && io.Arm(u.q) {
+			w.drop(i)
+			s.pl.Rearm(u.fd, uint64(u.id), false)
+			continue
+		}
+		i++
+	}
+}
+
+// drop stops holding active[i] (order is not kept).
+func (w *worker) drop(i int) {
+	u := w.active[i]
+	last := len(w.active) - 1
+	w.active[i] = w.active[last]
+	w.active[last] = nil
+	w.active = w.active[:last]
+	u.owner.Store(-1)
+}
+
+func (w *worker) recvError(u *unit, err error) {
+	s := w.s
+	switch {
+	case errors.Is(err, bpfport.ErrClosed):
+		// Being detached.
+	case errors.Is(err, bpfport.ErrLinkGone):
+		s.markGone(u.port, err)
+	case errors.Is(err, bpfport.ErrLinkDown):
+		if s.faultLg.allow(5 * time.Second) {
+			s.log.Warn("port link is down; waiting for it to come back", "port", u.port.name)
+		}
+		s.down.add(s, u)
+	default:
+		if s.faultLg.allow(5 * time.Second) {
+			s.log.Warn("receive error", "port", u.port.name, "queue", u.q, "err", err.Error())
+		}
+		s.down.add(s, u)
+	}
+}
+
+// process runs the program on a batch of frames from in and sends them
+// on. It does not allocate once every destination has been seen.
+func (w *worker) process(in *port, frames [][]byte, offl []bpfport.Offload) {
+	rx := &in.rx[w.id]
 	var drops [NumDropReasons]uint64
 	var rxBytes uint64
 	for _, f := range frames {
 		rxBytes += uint64(len(f))
 	}
-	w.rx.packets.add(uint64(len(frames)))
-	w.rx.bytes.add(rxBytes)
+	rx.packets.add(uint64(len(frames)))
+	rx.bytes.add(rxBytes)
 
-	in := w.s.prog.Load()
-	if in == nil {
-		w.rx.drops[DropNoProgram].add(uint64(len(frames)))
+	inst := w.s.prog.Load()
+	if testHookAfterLoad != nil {
+		testHookAfterLoad()
+	}
+	if inst == nil {
+		rx.drops[DropNoProgram].add(uint64(len(frames)))
 		return
 	}
-	w.running.Store(in.id)
-	defer w.running.Store(0)
-	pc := &in.counters[w.id]
+	pc := &inst.counters[w.id]
 	var runs, insns uint64
-	ingress := w.in.idx
-	runner := in.prog.Runner
+	ingress := in.idx
+	runner := inst.prog.Runner
 	env := w.env
 	// One clock read per batch: bpf_ktime_get_ns returns the batch's time.
 	env.Clock = vm.Ktime()
-	for _, f := range frames {
+	maxFrame := int(in.maxFrame.Load())
+	for k, f := range frames {
+		o := offl[k]
 		if len(f) < MinFrame {
 			drops[DropRunt]++
 			continue
 		}
-		if len(f) > w.in.maxFrame {
-			drops[DropOversize]++
-			continue
+		if l := len(f); l > maxFrame || o.GSO() {
+			wl := bpfport.WireLen(f, o)
+			if wl < 0 {
+				drops[DropBadOffload]++
+				continue
+			}
+			if wl > maxFrame {
+				// The MTU may have been raised since attach.
+				if !in.refreshMTU(nanotime()) || wl > int(in.maxFrame.Load()) {
+					drops[DropOversize]++
+					continue
+				}
+				maxFrame = int(in.maxFrame.Load())
+			}
 		}
 		ret, err := env.RunFrame(runner, f, uint32(ingress))
 		runs++
 		insns += env.Executed
 		if err != nil {
 			drops[DropFault]++
-			var e *vm.Error
-			if errors.As(err, &e) {
+			if e, ok := err.(*vm.Error); ok {
 				pc.faults[e.Kind].Store(pc.faults[e.Kind].Load() + 1)
 			}
-			w.s.warnFault(in, err)
+			w.warnFault(inst, err)
 			continue
 		}
 		ring := env.MD.RingNr
@@ -179,16 +404,16 @@ func (w *worker) process(frames [][]byte) {
 				drops[DropNoPort]++
 				continue
 			}
-			w.enqueue(p, f, ring)
+			w.enqueue(p, f, o, ring)
 		case ret == Flood:
 			var set [4]uint64
-			if fm := in.prog.FloodMap; fm != nil {
+			if fm := inst.prog.FloodMap; fm != nil {
 				set = takeFloodSet(fm.LookupAddr(w.zeroKey[:], w.id))
 			}
 			all := set == [4]uint64{}
 			for _, p := range *w.s.active.Load() {
 				if p.idx != ingress && (all || set[p.idx>>6]>>(p.idx&63)&1 != 0) {
-					w.enqueue(p, f, ring)
+					w.enqueue(p, f, o, ring)
 				}
 			}
 		default:
@@ -198,27 +423,37 @@ func (w *worker) process(frames [][]byte) {
 	pc.runs.Store(pc.runs.Load() + runs)
 	pc.insns.Store(pc.insns.Load() + insns)
 	for r, n := range drops {
-		w.rx.drops[r].add(n)
+		rx.drops[r].add(n)
 	}
 	w.flush()
 }
 
-func (w *worker) enqueue(p *port, f []byte, ring uint8) {
+func (w *worker) warnFault(p *installed, err error) {
+	if !w.s.faultLg.allow(5 * time.Second) {
+		return
+	}
+	w.s.log.Warn("forwarding program fault (frame dropped; further faults are counted, warnings rate-limited)",
+		"program", p.prog.Name, "err", err.Error())
+}
+
+func (w *worker) enqueue(p *port, f []byte, o bpfport.Offload, ring uint8) {
 	if int(ring) >= p.queues {
 		ring = uint8(p.queues - 1)
 	}
-	o := w.out[p.idx]
-	if o == nil {
-		o = &outQueue{frames: make([][]byte, 0, w.s.cfg.Batch), rings: make([]uint8, 0, w.s.cfg.Batch)}
-		w.out[p.idx] = o
+	oq := w.out[p.idx]
+	if oq == nil {
+		n := w.s.cfg.Batch
+		oq = &outQueue{frames: make([][]byte, 0, n), offl: make([]bpfport.Offload, 0, n), rings: make([]uint8, 0, n)}
+		w.out[p.idx] = oq
 	}
-	if len(o.frames) == 0 {
+	if len(oq.frames) == 0 {
 		w.dests = append(w.dests, uint8(p.idx))
-	} else if o.rings[0] != ring {
-		o.mixed = true
+	} else if oq.rings[0] != ring {
+		oq.mixed = true
 	}
-	o.frames = append(o.frames, f)
-	o.rings = append(o.rings, ring)
+	oq.frames = append(oq.frames, f)
+	oq.offl = append(oq.offl, o)
+	oq.rings = append(oq.rings, ring)
 }
 
 func (w *worker) flush() {
@@ -228,25 +463,25 @@ func (w *worker) flush() {
 		if p == nil {
 			w.tx[d].dropped.add(uint64(len(o.frames)))
 		} else if !o.mixed {
-			w.send(p, int(o.rings[0]), o.frames)
+			w.send(p, int(o.rings[0]), o.frames, o.offl)
 		} else {
 			for i := 0; i < len(o.frames); {
 				j := i + 1
 				for j < len(o.frames) && o.rings[j] == o.rings[i] {
 					j++
 				}
-				w.send(p, int(o.rings[i]), o.frames[i:j])
+				w.send(p, int(o.rings[i]), o.frames[i:j], o.offl[i:j])
 				i = j
 			}
 		}
 		clear(o.frames)
-		o.frames, o.rings, o.mixed = o.frames[:0], o.rings[:0], false
+		o.frames, o.offl, o.rings, o.mixed = o.frames[:0], o.offl[:0], o.rings[:0], false
 	}
 	w.dests = w.dests[:0]
 }
 
-func (w *worker) send(p *port, q int, frames [][]byte) {
-	n, _ := (*p.io.Load()).SendBatch(q, frames)
+func (w *worker) send(p *port, q int, frames [][]byte, offl []bpfport.Offload) {
+	n, _ := (*p.io.Load()).SendBatch(q, frames, offl)
 	var bytes uint64
 	for _, f := range frames[:n] {
 		bytes += uint64(len(f))

@@ -27,7 +27,7 @@ func TestAFPacketTxRx(t *testing.T) {
 	defer pa.Close()
 	// The sink's ring as `pktgen --mode rx` has it: a sink descheduled on
 	// a loaded machine must not drop frames itself.
-	sinkCfg := portConfig(Options{Config: Config{Mode: Receive, Size: 9000}})
+	sinkCfg := bpfport.AFPacketConfig{RingFrames: sinkRing, RcvBuf: sinkRcvBuf}
 	nsB.Do(t, func() (err error) { pb, err = bpfport.OpenAFPacket(ifB, sinkCfg); return })
 	defer pb.Close()
 

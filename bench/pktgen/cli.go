@@ -358,32 +358,3 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
-
-// The receive ring of a sink (Receive mode): 64 blocks of 256 KiB, handed
-// over 10 ms after their first frame at the latest. A
-// sink descheduled for a while (a loaded machine) must not lose frames in
-// its own ring, or the loss it reports is its own: with the port's
-// default ring (16 blocks, 1 ms) a 20 kpps stream overflows it after a
-// 16 ms stall; this one holds about 640 ms at that rate and about 90,000
-// frames of 64 bytes at any rate. Latency is unaffected: it comes from
-// the kernel's receive timestamps.
-const (
-	sinkBlocks       = 64
-	sinkBlockTimeout = 10 * time.Millisecond
-)
-
-// portConfig is the AF_PACKET configuration of o's port.
-func portConfig(o Options) bpfport.AFPacketConfig {
-	cfg := bpfport.AFPacketConfig{TX: o.TXMode}
-	if o.Config.Size > 1514 {
-		// Receive slots must hold jumbo frames.
-		cfg.FrameSize = 2048
-		for cfg.FrameSize < o.Config.Size+256 {
-			cfg.FrameSize <<= 1
-		}
-	}
-	if o.Config.Mode == Receive {
-		cfg.NumBlocks, cfg.BlockTimeout = sinkBlocks, sinkBlockTimeout
-	}
-	return cfg
-}

@@ -313,3 +313,10 @@ func ipOr(a, def netip.Addr, what string) (netip.Addr, error) {
 	}
 	return a, nil
 }
+
+// The sink's receive buffers: a measurement tool absorbs bursts rather than
+// drop (16384 small frames in the ring, 64 MiB of larger ones queued).
+const (
+	sinkRing   = 16384
+	sinkRcvBuf = 64 << 20
+)

@@ -11,7 +11,7 @@ import (
 // openPort opens the AF_PACKET port of o, inside o.Netns when set. The
 // sockets stay in that namespace; the calling thread does not.
 func openPort(o Options) (bpfport.Port, error) {
-	cfg := portConfig(o)
+	cfg := bpfport.AFPacketConfig{TX: o.TXMode, RingFrames: sinkRing, RcvBuf: sinkRcvBuf}
 	if o.Netns == "" {
 		p, err := bpfport.OpenAFPacket(o.Iface, cfg)
 		if err != nil {

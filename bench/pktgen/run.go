@@ -128,7 +128,7 @@ func (g *generator) fill(k int, t int64) [][]byte {
 // transmit ring is full. It returns early only on ctx's end or an error.
 func (g *generator) send(done <-chan struct{}, frames [][]byte) error {
 	for len(frames) > 0 {
-		n, err := g.port.SendBatch(g.cfg.Queue, frames)
+		n, err := g.port.SendBatch(g.cfg.Queue, frames, nil)
 		g.sent += uint64(n)
 		frames = frames[n:]
 		if err != nil {

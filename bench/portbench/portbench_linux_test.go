@@ -156,7 +156,7 @@ func sender(p bpfport.Port, f []byte, batch int) (stop func()) {
 		worker(0)
 		defer close(done)
 		for !quit.Load() {
-			if _, err := p.SendBatch(0, frames); err != nil {
+			if _, err := p.SendBatch(0, frames, nil); err != nil {
 				return
 			}
 		}

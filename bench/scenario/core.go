@@ -87,7 +87,7 @@ func coreFrame(dst, src [6]byte) []byte {
 // rings take them and drains B. The rate is what it received over the
 // window.
 func measureCore(ctx context.Context, o Options, r *CoreResult) error {
-	d := daemon.New(daemon.Config{MaxWorkers: 8})
+	d := daemon.New(daemon.Config{Workers: r.Workers})
 	defer d.Close()
 	if _, err := d.LoadDefault(r.Engine); err != nil {
 		return err
@@ -108,7 +108,7 @@ func measureCore(ctx context.Context, o Options, r *CoreResult) error {
 	}
 	// Teach the switch where B is.
 	bcast := [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-	if _, err := hostB.SendBatch(0, [][]byte{coreFrame(bcast, coreMACB)}); err != nil {
+	if _, err := hostB.SendBatch(0, [][]byte{coreFrame(bcast, coreMACB)}, nil); err != nil {
 		return err
 	}
 	if err := waitLearned(d, coreMACB, 2*time.Second); err != nil {
@@ -134,7 +134,7 @@ func measureCore(ctx context.Context, o Options, r *CoreResult) error {
 		for !stop.Load() {
 			sent := 0
 			for q := 0; q < r.Workers; q++ {
-				n, err := hostA.SendBatch(q, frames)
+				n, err := hostA.SendBatch(q, frames, nil)
 				if err != nil {
 					return
 				}

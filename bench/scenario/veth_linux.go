@@ -220,7 +220,7 @@ func announceSink(t *topo) error {
 	copy(f, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	copy(f[6:], sinkMAC)
 	f[12], f[13] = 0x88, 0xb5
-	_, err := p.SendBatch(0, [][]byte{f})
+	_, err := p.SendBatch(0, [][]byte{f}, nil)
 	return err
 }
 
@@ -626,7 +626,7 @@ func measureLatency(ctx context.Context, o Options, name string, r *LatencyResul
 	defer s.teardown()
 	var sink *bpfport.AFPacket
 	if err := t.sink.Run(func() (err error) {
-		sink, err = bpfport.OpenAFPacket(devSink, bpfport.AFPacketConfig{NoPromisc: true})
+		sink, err = bpfport.OpenAFPacket(devSink, bpfport.AFPacketConfig{NoPromisc: true, RingFrames: 16384, RcvBuf: 64 << 20})
 		return err
 	}); err != nil {
 		return fmt.Errorf("sink port: %w", err)

@@ -31,7 +31,9 @@ func (c *cmd) daemon(args []string) error {
 	fs.StringVar(&rc.Metrics, "metrics", "", "serve Prometheus metrics on ADDR")
 	fs.StringVar(&rc.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&rc.LogFormat, "log-format", "text", "text or json")
-	fs.IntVar(&rc.MaxWorkers, "max-workers", 64, "most port queues (and per-CPU map slots)")
+	fs.IntVar(&rc.Workers, "workers", 0, "worker goroutines serving every port, and per-CPU map slots (default one per CPU)")
+	fs.IntVar(&rc.Workers, "max-workers", 0, "old name of --workers")
+	fs.StringVar(&rc.BusyPoll, "busy-poll", "", "how long a worker keeps polling a port after its last frame (default 200us; 0: none)")
 	fs.StringVar(&rc.Engine, "engine", "", "engine of the default program: jit or interp")
 	fs.BoolVar(&rc.NoDefault, "no-default-program", false, "start without the built-in learning program")
 	fs.StringVar(&rc.Netns, "netns", "", "open ports in the network namespace at PATH")
@@ -81,7 +83,9 @@ func (c *cmd) port(args []string) error {
 	verb, args := args[0], args[1:]
 	fs := flag.NewFlagSet("port", flag.ContinueOnError)
 	typ := fs.String("type", "", "afpacket or tap")
-	queues := fs.Int("queues", 0, "queues (workers)")
+	queues := fs.Int("queues", 0, "queues")
+	busyPoll := fs.String("busy-poll", "", "busy-poll window of this port (e.g. 50us, 2ms; 0: none)")
+	ringSize := fs.Int("ring-size", 0, "receive ring slots per queue (afpacket; default 128)")
 	mayExist := fs.Bool("may-exist", false, "")
 	ifExists := fs.Bool("if-exists", false, "")
 	stats := fs.Bool("s", false, "with counters")
@@ -94,7 +98,8 @@ func (c *cmd) port(args []string) error {
 		if len(pos) != 1 {
 			return usagef("port %s: want one interface name", verb)
 		}
-		p := control.PortAttachParams{Name: pos[0], Type: *typ, Queues: *queues, MayExist: *mayExist}
+		p := control.PortAttachParams{Name: pos[0], Type: *typ, Queues: *queues, MayExist: *mayExist,
+			BusyPoll: *busyPoll, RingFrames: *ringSize}
 		if verb == "add" {
 			if *typ != "tap" {
 				return usagef("port add creates TAP devices: use --type tap (attach existing interfaces with port attach)")
@@ -141,18 +146,32 @@ func state(p control.Port) string {
 	return "down"
 }
 
+func offload(p control.Port) string {
+	if p.Offload {
+		return "tso,csum"
+	}
+	return "-"
+}
+
+func busyPoll(p control.Port) string {
+	if p.BusyPoll == "" || strings.HasPrefix(p.BusyPoll, "-") {
+		return "0"
+	}
+	return p.BusyPoll
+}
+
 func printPorts(w io.Writer, ports []control.Port, stats bool) {
 	if stats {
 		fmt.Fprintln(w, "INDEX\tNAME\tTYPE\tSTATE\tRX_PACKETS\tRX_BYTES\tTX_PACKETS\tTX_BYTES\tDROPS")
 	} else {
-		fmt.Fprintln(w, "INDEX\tNAME\tTYPE\tQUEUES\tMTU\tSTATE")
+		fmt.Fprintln(w, "INDEX\tNAME\tTYPE\tQUEUES\tMTU\tSTATE\tOFFLOAD\tBUSY_POLL")
 	}
 	for _, p := range ports {
 		if stats && p.Stats != nil {
 			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", p.Index, p.Name, p.Type, state(p),
 				p.Stats.RxPackets, p.Stats.RxBytes, p.Stats.TxPackets, p.Stats.TxBytes, kv(p.Stats.Drops))
 		} else {
-			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t%s\n", p.Index, p.Name, p.Type, p.Queues, p.MTU, state(p))
+			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", p.Index, p.Name, p.Type, p.Queues, p.MTU, state(p), offload(p), busyPoll(p))
 		}
 	}
 }

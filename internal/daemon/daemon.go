@@ -32,8 +32,12 @@ import (
 
 // Config configures a daemon. The zero value means defaults.
 type Config struct {
-	// MaxWorkers bounds port queues (and per-CPU map slots); default 64.
-	MaxWorkers int
+	// Workers is the number of worker goroutines serving every port, and
+	// the number of per-CPU map slots; default one per CPU.
+	Workers int
+	// BusyPoll is the default busy-poll window of ports (0: the switch's
+	// default, negative: none).
+	BusyPoll time.Duration
 	// Batch is the switch's batch size; default 256.
 	Batch int
 	// Netns, when set, is the network namespace ports are opened in.
@@ -80,16 +84,13 @@ type loaded struct {
 
 // New returns a daemon with an empty switch.
 func New(cfg Config) *Daemon {
-	if cfg.MaxWorkers <= 0 {
-		cfg.MaxWorkers = 64
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Daemon{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		sw:         vswitch.New(vswitch.Config{Batch: cfg.Batch, MaxWorkers: cfg.MaxWorkers, Logger: cfg.Logger}),
+		sw:         vswitch.New(vswitch.Config{Batch: cfg.Batch, Workers: cfg.Workers, BusyPoll: cfg.BusyPoll, Logger: cfg.Logger}),
 		started:    time.Now(),
 		kinds:      map[string]string{},
 		unrestored: map[string]string{},
@@ -232,13 +233,24 @@ func (d *Daemon) attachLocked(p control.PortAttachParams, record bool) (control.
 	if typ == "" {
 		typ = "afpacket"
 	}
+	pc := vswitch.PortConfig{Kind: typ}
+	if p.BusyPoll != "" {
+		bp, err := ParseBusyPoll(p.BusyPoll)
+		if err != nil {
+			return control.Port{}, bad("port attach: %v", err)
+		}
+		pc.BusyPoll = bp
+	}
+	if p.RingFrames != 0 && (p.RingFrames < 8 || p.RingFrames > bpfport.MaxRingFrames) {
+		return control.Port{}, bad("port attach: --ring-size %d: want 8 to %d frames", p.RingFrames, bpfport.MaxRingFrames)
+	}
 	var port bpfport.Port
 	open := func() error {
 		var err error
 		switch typ {
 		case "afpacket":
 			var a *bpfport.AFPacket
-			a, err = bpfport.OpenAFPacket(p.Name, bpfport.AFPacketConfig{Queues: p.Queues})
+			a, err = bpfport.OpenAFPacket(p.Name, bpfport.AFPacketConfig{Queues: p.Queues, RingFrames: p.RingFrames})
 			if err == nil {
 				port = a
 			}
@@ -262,7 +274,7 @@ func (d *Daemon) attachLocked(p control.PortAttachParams, record bool) (control.
 	if err != nil {
 		return control.Port{}, portError(err)
 	}
-	idx, err := d.sw.Attach(port, typ)
+	idx, err := d.sw.AttachPort(port, pc)
 	if err != nil {
 		port.Close()
 		return control.Port{}, control.Errorf(control.CodeInvalid, "%v", err)
@@ -276,6 +288,20 @@ func (d *Daemon) attachLocked(p control.PortAttachParams, record bool) (control.
 	d.kinds[p.Name] = typ
 	d.log.Info("port attached", "port", p.Name, "type", typ, "index", idx, "queues", port.NumQueues())
 	return d.portInfo(idx, false), nil
+}
+
+// ParseBusyPoll reads a busy-poll window as the CLI and the protocol take
+// it: a Go duration ("50us", "2ms"), "0" for none (returned as -1, the
+// switch's "none").
+func ParseBusyPoll(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("busy-poll %q: want a duration such as 50us or 2ms, or 0 for none", s)
+	}
+	if d == 0 {
+		return -1, nil
+	}
+	return d, nil
 }
 
 func (d *Daemon) portGone(idx int) bool {
@@ -349,7 +375,7 @@ func (d *Daemon) Ports(stats bool) []control.Port {
 	var out []control.Port
 	for _, p := range d.sw.Ports() {
 		cp := control.Port{Index: p.Index, Name: p.Name, Type: p.Kind, Queues: p.Queues, MTU: p.MTU,
-			Up: p.Up, Gone: p.Gone, Error: p.Error, Attached: p.Attached}
+			Up: p.Up, Gone: p.Gone, Error: p.Error, Offload: p.Offload, BusyPoll: p.BusyPoll.String(), Attached: p.Attached}
 		if why, ok := d.unrestored[p.Name]; ok {
 			cp.Up, cp.Gone, cp.NotRestored = false, true, true
 			cp.Error = "not restored at start: " + why + ": attach it again once the interface exists"
@@ -367,7 +393,7 @@ func portCounters(s bpfport.Stats) map[string]uint64 {
 	m := map[string]uint64{
 		"rx_packets": s.RxPackets, "rx_bytes": s.RxBytes, "tx_packets": s.TxPackets, "tx_bytes": s.TxBytes,
 		"rx_oversize": s.RxOversize, "rx_kernel_drops": s.RxKernelDrops, "rx_bad_offload": s.RxBadOffload,
-		"rx_segmented": s.RxSegmented, "tx_oversize": s.TxOversize, "tx_ring_full": s.TxRingFull, "tx_errors": s.TxErrors,
+		"rx_offload": s.RxOffload, "tx_segmented": s.TxSegmented, "tx_oversize": s.TxOversize, "tx_ring_full": s.TxRingFull, "tx_errors": s.TxErrors,
 	}
 	for k, v := range m {
 		if v == 0 {
@@ -409,7 +435,7 @@ func (d *Daemon) loadLocked(p control.ProgLoadParams, record bool) (control.Prog
 	if engine != "jit" && engine != "interp" {
 		return control.Program{}, bad("prog load: unknown engine %q (jit or interp)", engine)
 	}
-	opts := loader.Options{CPUs: d.cfg.MaxWorkers}
+	opts := loader.Options{CPUs: d.sw.Workers()}
 	switch p.Compat {
 	case "", "none":
 	case "vale-bpf":

@@ -81,7 +81,11 @@ func (d *Daemon) restore(sv *saved, fc *FileConfig, noDefault bool, engine strin
 		json.Unmarshal(sp.Params, &p) // checked when read
 		for ; next < sp.Index; next++ {
 			name := fmt.Sprintf("(hole %d)", next)
-			if _, err := d.sw.Attach(newPlaceholder(name, nil), "hole"); err != nil {
+			ph, err := newPlaceholder(name, nil)
+			if err == nil {
+				_, err = d.sw.Attach(ph, "hole")
+			}
+			if err != nil {
 				return fmt.Errorf("restoring port indices: %w", err)
 			}
 			holes = append(holes, name)
@@ -96,7 +100,11 @@ func (d *Daemon) restore(sv *saved, fc *FileConfig, noDefault bool, engine strin
 			if kind == "" {
 				kind = "afpacket"
 			}
-			if _, err := d.sw.Attach(newPlaceholder(p.Name, fmt.Errorf("%w: not restored at start: %s", bpfport.ErrLinkGone, why)), kind); err != nil {
+			ph, err := newPlaceholder(p.Name, fmt.Errorf("%w: not restored at start: %s", bpfport.ErrLinkGone, why))
+			if err == nil {
+				_, err = d.sw.Attach(ph, kind)
+			}
+			if err != nil {
 				return fmt.Errorf("restoring port %s: %w", p.Name, err)
 			}
 			d.unrestored[p.Name] = why
@@ -275,24 +283,41 @@ func (d *Daemon) SaveSnapshot() error {
 }
 
 // placeholder holds an index: of a saved port that could not be attached
-// again (gone set: its worker reports the link gone at once, so the port
-// is out of forwarding), or of a hole between saved ports while they are
-// restored. It never receives and drops what it is sent.
+// again (gone set: it polls ready at once and reports the link gone, so
+// the switch takes it out of forwarding), or of a hole between saved ports
+// while they are restored. It never receives and drops what it is sent.
+// Its poll descriptor is the read end of a pipe.
 type placeholder struct {
 	name   string
 	gone   error
-	wake   chan struct{}
-	closed chan struct{}
+	r, w   *os.File
+	fd     int
 	once   sync.Once
+	closed chan struct{}
 }
 
-func newPlaceholder(name string, gone error) *placeholder {
-	return &placeholder{name: name, gone: gone, wake: make(chan struct{}, 1), closed: make(chan struct{})}
+func newPlaceholder(name string, gone error) (*placeholder, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("placeholder for port %s: %w", name, err)
+	}
+	p := &placeholder{name: name, gone: gone, r: r, w: w, fd: int(r.Fd()), closed: make(chan struct{})}
+	if gone != nil {
+		w.Write([]byte{1}) // readable: the switch looks at once
+	}
+	return p, nil
 }
 
 func (p *placeholder) Name() string   { return p.name }
 func (p *placeholder) NumQueues() int { return 1 }
 func (p *placeholder) RecvBatch(q int, b *bpfport.Batch) (int, error) {
+	if n, err := p.TryRecv(q, b); n > 0 || err != nil {
+		return n, err
+	}
+	<-p.closed
+	return 0, bpfport.ErrClosed
+}
+func (p *placeholder) TryRecv(q int, b *bpfport.Batch) (int, error) {
 	select {
 	case <-p.closed:
 		return 0, bpfport.ErrClosed
@@ -301,21 +326,24 @@ func (p *placeholder) RecvBatch(q int, b *bpfport.Batch) (int, error) {
 	if p.gone != nil {
 		return 0, p.gone
 	}
-	select {
-	case <-p.wake:
-		return 0, nil
-	case <-p.closed:
-		return 0, bpfport.ErrClosed
-	}
+	return 0, nil
 }
-func (p *placeholder) SendBatch(q int, frames [][]byte) (int, error) { return 0, nil }
-func (p *placeholder) Wake() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+func (p *placeholder) PollFD(q int) int { return p.fd }
+func (p *placeholder) Release(q int)    {}
+func (p *placeholder) Arm(q int) bool   { return true }
+func (p *placeholder) SendBatch(q int, frames [][]byte, offl []bpfport.Offload) (int, error) {
+	return len(frames), nil // dropped
 }
+func (p *placeholder) Caps() bpfport.Caps   { return 0 }
+func (p *placeholder) Wake()                {}
 func (p *placeholder) MTU() int             { return 1500 }
 func (p *placeholder) Up() bool             { return false }
 func (p *placeholder) Stats() bpfport.Stats { return bpfport.Stats{} }
-func (p *placeholder) Close() error         { p.once.Do(func() { close(p.closed) }); return nil }
+func (p *placeholder) Close() error {
+	p.once.Do(func() {
+		close(p.closed)
+		p.w.Close()
+		p.r.Close()
+	})
+	return nil
+}

@@ -27,7 +27,8 @@ type RunConfig struct {
 	LogFormat  string // text (default) or json
 	ConfigFile string // optional declarative config (FileConfig as JSON)
 	Metrics    string // address for Prometheus metrics, e.g. 127.0.0.1:9464 (default off)
-	MaxWorkers int
+	Workers    int    // worker goroutines (default one per CPU)
+	BusyPoll   string // default busy-poll window of ports ("" default, "0" none)
 	Engine     string // default engine of the default program
 	NoDefault  bool   // start without the built-in learning program
 	Netns      string // path of a network namespace to open ports in
@@ -94,7 +95,14 @@ func Run(ctx context.Context, rc RunConfig) error {
 			return fmt.Errorf("config %s: %w", rc.ConfigFile, err)
 		}
 	}
-	cfg := Config{MaxWorkers: rc.MaxWorkers, Logger: log}
+	cfg := Config{Workers: rc.Workers, Logger: log}
+	if rc.BusyPoll != "" {
+		bp, err := ParseBusyPoll(rc.BusyPoll)
+		if err != nil {
+			return fmt.Errorf("--%v", err)
+		}
+		cfg.BusyPoll = bp
+	}
 	if rc.Netns != "" {
 		ns, err := netenv.Open(rc.Netns)
 		if err != nil {

@@ -129,7 +129,7 @@ func (h *host) take() [][]byte {
 
 func (h *host) send(t *testing.T, frames ...[]byte) {
 	t.Helper()
-	if n, err := h.port.SendBatch(0, frames); err != nil || n != len(frames) {
+	if n, err := h.port.SendBatch(0, frames, nil); err != nil || n != len(frames) {
 		t.Fatalf("send: %d of %d: %v", n, len(frames), err)
 	}
 }
@@ -144,19 +144,6 @@ func frame(dst, src net.HardwareAddr, tag string) []byte {
 }
 
 var broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-
-// waitUntil polls cond until it holds, failing the test after a generous
-// bound.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after 10s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // wait waits until h holds at least n test frames, then returns (and
 // forgets) what it holds.
@@ -377,7 +364,7 @@ func TestHotSwapKeepsStateUnderTraffic(t *testing.T) {
 			default:
 			}
 			f := frame(h2.mac, h1.mac, fmt.Sprintf("s%d", i))
-			if n, _ := h1.port.SendBatch(0, [][]byte{f}); n == 1 {
+			if n, _ := h1.port.SendBatch(0, [][]byte{f}, nil); n == 1 {
 				sent.Add(1)
 			}
 			time.Sleep(100 * time.Microsecond) // the pace of the traffic
