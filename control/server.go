@@ -270,6 +270,10 @@ func (s *Server) handle(c *net.UnixConn) {
 		b, err := json.Marshal(result)
 		if err != nil {
 			writeResponse(c, Response{Version: Version, Error: Errorf(CodeInternal, "encoding result: %v", err)})
+			if stream != nil {
+				cancel()
+				stream(ctx, io.Discard) // releases what the handler set up
+			}
 			return
 		}
 		resp.Result = b
