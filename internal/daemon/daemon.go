@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/govswitch/vswitch/bpfport"
@@ -67,6 +68,8 @@ type Daemon struct {
 	// fallback: the saved program could not be installed at start; the
 	// saved map state is left alone.
 	fallback bool
+	// progGen counts program installations (changed under mapMu).
+	progGen atomic.Uint64
 }
 
 // loaded is an installed program with everything it owns.
@@ -501,6 +504,10 @@ func (d *Daemon) loadLocked(p control.ProgLoadParams, record bool) (control.Prog
 		}
 	}
 	setResolvers(coll)
+	// Control-plane map writes wait while the program changes: each is
+	// recorded against the program whose map it changed (progGen).
+	d.mapMu.Lock()
+	defer d.mapMu.Unlock()
 	if record && d.state != nil {
 		if err := d.state.putProgram(p, dropped); err != nil {
 			l.closeCodes()
@@ -515,6 +522,10 @@ func (d *Daemon) loadLocked(p control.ProgLoadParams, record bool) (control.Prog
 	d.sw.SetProgram(sp)
 	l.id = d.sw.ProgramID()
 	d.prog = l
+	d.progGen.Add(1)
+	if record && d.state != nil {
+		d.fallback = false // the state's program is this one now
+	}
 	d.log.Info("program installed", "file", p.File, "program", name, "engine", engine,
 		"instructions", len(prog.Instructions()), "reused_maps", strings.Join(l.reused, ","))
 	info := d.programInfo()

@@ -87,16 +87,19 @@ func (d *Daemon) MapShow() (control.MapShowResult, error) {
 }
 
 func (d *Daemon) lookupMap(name string) (maps.Map, error) {
-	m, _, err := d.lookupMapTypes(name)
+	m, _, _, err := d.lookupMapTypes(name)
 	return m, err
 }
 
-func (d *Daemon) lookupMapTypes(name string) (maps.Map, loader.MapTypes, error) {
+// lookupMapTypes returns the installed program's map name, its BTF types
+// and the program's generation (see Daemon.progGen).
+func (d *Daemon) lookupMapTypes(name string) (maps.Map, loader.MapTypes, uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	gen := d.progGen.Load()
 	l, err := d.current()
 	if err != nil {
-		return nil, loader.MapTypes{}, err
+		return nil, loader.MapTypes{}, gen, err
 	}
 	ty := l.coll.Types[name]
 	m, ok := l.coll.Maps[name]
@@ -106,9 +109,14 @@ func (d *Daemon) lookupMapTypes(name string) (maps.Map, loader.MapTypes, error) 
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		return nil, ty, control.Errorf(control.CodeNotFound, "no map %q (the program has: %s)", name, strings.Join(names, ", "))
+		return nil, ty, gen, control.Errorf(control.CodeNotFound, "no map %q (the program has: %s)", name, strings.Join(names, ", "))
 	}
-	return m, ty, nil
+	return m, ty, gen, nil
+}
+
+// errReplaced is returned by a map write that raced with a program load.
+func errReplaced(name string) error {
+	return control.Errorf(control.CodeBusy, "map %s: the program was replaced meanwhile: try again", name)
 }
 
 // each calls fn with every entry of m, in iteration order. Entries
@@ -209,20 +217,24 @@ func mapError(err error, name string) error {
 // MapOp performs map.dump, map.lookup, map.update and map.delete. With a
 // state directory, an update or delete is recorded before MapOp returns.
 func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
-	m, ty, err := d.lookupMapTypes(p.Name)
+	m, ty, gen, err := d.lookupMapTypes(p.Name)
 	if err != nil {
 		return nil, err
 	}
 	if pa, ok := m.(*maps.ProgramArray); ok && method == control.MethodMapUpdate {
-		return d.progArrayUpdate(pa, ty, p)
+		return d.progArrayUpdate(pa, ty, gen, p)
 	}
 	if err := fromFields(m, ty, &p); err != nil {
 		return nil, err
 	}
 	if method == control.MethodMapUpdate || method == control.MethodMapDelete {
-		// A write and its record go together, in the order of the writes.
+		// A write and its record go together, in the order of the writes,
+		// and to the map of the installed program.
 		d.mapMu.Lock()
 		defer d.mapMu.Unlock()
+		if d.progGen.Load() != gen {
+			return nil, errReplaced(p.Name)
+		}
 	}
 	s := m.Spec()
 	checkKey := func() error {
@@ -308,7 +320,7 @@ func (d *Daemon) record(c mapChange) error {
 // array's slot. The value names the program: as JSON (value json
 // '"NAME"' or '{"name":"NAME"}'), or as its 4-byte number, 1 + its place
 // among the object's programs sorted by name (`prog show` lists them).
-func (d *Daemon) progArrayUpdate(pa *maps.ProgramArray, ty loader.MapTypes, p control.MapParams) (any, error) {
+func (d *Daemon) progArrayUpdate(pa *maps.ProgramArray, ty loader.MapTypes, gen uint64, p control.MapParams) (any, error) {
 	if len(p.KeyFields) > 0 {
 		if ty.Key == nil {
 			return nil, bad("map %s has no BTF for its key: give the key in hex", p.Name)
@@ -360,6 +372,9 @@ func (d *Daemon) progArrayUpdate(pa *maps.ProgramArray, ty loader.MapTypes, p co
 	}
 	d.mapMu.Lock()
 	defer d.mapMu.Unlock()
+	if d.progGen.Load() != gen {
+		return nil, errReplaced(p.Name)
+	}
 	if err := setProgSlot(l.coll, pa, p.Key, name); err != nil {
 		if errors.Is(err, maps.ErrKeyNotExist) {
 			return nil, control.Errorf(control.CodeNotFound, "map %s: no program %q: %s", p.Name, name, how)
