@@ -63,7 +63,9 @@ type Daemon struct {
 	// mapMu orders control-plane map writes with their records in state.
 	mapMu sync.Mutex
 	// unrestored holds ports of the saved state that could not be
-	// attached again at start (name -> why), kept at their index.
+	// attached again at start (name -> why), kept at their index. Under
+	// umu: port show reads it without mu.
+	umu        sync.Mutex
 	unrestored map[string]string
 	// fallback: the saved program could not be installed at start; the
 	// saved map state is left alone.
@@ -219,16 +221,16 @@ func (d *Daemon) attachLocked(p control.PortAttachParams, record bool) (control.
 	if len(p.Name) > 15 || strings.ContainsAny(p.Name, "/ \t\n") {
 		return control.Port{}, bad("port attach: %q is not a valid interface name", p.Name)
 	}
-	if idx, err := d.sw.PortByName(p.Name); err == nil && (d.portGone(idx) || d.unrestored[p.Name] != "") {
+	if idx, err := d.sw.PortByName(p.Name); err == nil && (d.portGone(idx) || d.isNotRestored(p.Name)) {
 		// The interface disappeared and is back (or the user wants to
 		// retry): replace the dead port.
 		d.log.Info("replacing a port whose interface had gone", "port", p.Name)
 		d.sw.Detach(p.Name)
-		delete(d.unrestored, p.Name)
+		d.setNotRestored(p.Name, "")
 	}
 	if idx, err := d.sw.PortByName(p.Name); err == nil {
 		if p.MayExist {
-			return d.portInfo(idx, false), nil
+			return d.portInfo(idx), nil
 		}
 		return control.Port{}, control.Errorf(control.CodeExists, "port %s is already attached (index %d): use --may-exist to accept that", p.Name, idx)
 	}
@@ -290,7 +292,7 @@ func (d *Daemon) attachLocked(p control.PortAttachParams, record bool) (control.
 	}
 	d.kinds[p.Name] = typ
 	d.log.Info("port attached", "port", p.Name, "type", typ, "index", idx, "queues", port.NumQueues())
-	return d.portInfo(idx, false), nil
+	return d.portInfo(idx), nil
 }
 
 // ParseBusyPoll reads a busy-poll window as the CLI and the protocol take
@@ -307,13 +309,34 @@ func ParseBusyPoll(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func (d *Daemon) portGone(idx int) bool {
-	for _, p := range d.sw.Ports() {
-		if p.Index == idx {
-			return p.Gone
-		}
+// notRestored says why a saved port could not be attached again at start.
+func (d *Daemon) notRestored(name string) (string, bool) {
+	d.umu.Lock()
+	defer d.umu.Unlock()
+	why, ok := d.unrestored[name]
+	return why, ok
+}
+
+func (d *Daemon) isNotRestored(name string) bool {
+	_, ok := d.notRestored(name)
+	return ok
+}
+
+// setNotRestored records why (or, with "", forgets) a saved port that
+// could not be attached again.
+func (d *Daemon) setNotRestored(name, why string) {
+	d.umu.Lock()
+	defer d.umu.Unlock()
+	if why == "" {
+		delete(d.unrestored, name)
+	} else {
+		d.unrestored[name] = why
 	}
-	return false
+}
+
+func (d *Daemon) portGone(idx int) bool {
+	p, err := d.sw.PortInfo(idx)
+	return err == nil && p.Gone
 }
 
 func portError(err error) error {
@@ -343,7 +366,7 @@ func (d *Daemon) Detach(p control.PortDetachParams) error {
 		return control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show` (or use --if-exists)", p.Name)
 	}
 	delete(d.kinds, p.Name)
-	delete(d.unrestored, p.Name)
+	d.setNotRestored(p.Name, "")
 	if err != nil {
 		d.log.Warn("port detached with an error", "port", p.Name, "err", err)
 	} else {
@@ -357,13 +380,12 @@ func (d *Daemon) Detach(p control.PortDetachParams) error {
 	return nil
 }
 
-func (d *Daemon) portInfo(idx int, stats bool) control.Port {
-	for _, p := range d.Ports(stats) {
-		if p.Index == idx {
-			return p
-		}
+func (d *Daemon) portInfo(idx int) control.Port {
+	p, err := d.sw.PortInfo(idx)
+	if err != nil {
+		return control.Port{Index: idx}
 	}
-	return control.Port{Index: idx}
+	return d.controlPort(p, nil)
 }
 
 // Ports describes the attached ports.
@@ -377,19 +399,31 @@ func (d *Daemon) Ports(stats bool) []control.Port {
 	}
 	var out []control.Port
 	for _, p := range d.sw.Ports() {
-		cp := control.Port{Index: p.Index, Name: p.Name, Type: p.Kind, Queues: p.Queues, MTU: p.MTU,
-			Up: p.Up, Gone: p.Gone, Error: p.Error, Offload: p.Offload, BusyPoll: p.BusyPoll.String(), Attached: p.Attached}
-		if why, ok := d.unrestored[p.Name]; ok {
-			cp.Up, cp.Gone, cp.NotRestored = false, true, true
-			cp.Error = "not restored at start: " + why + ": attach it again once the interface exists"
-		}
+		var ps *vswitch.PortStats
 		if s, ok := st[p.Index]; ok {
-			cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
-				TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
+			ps = &s
 		}
-		out = append(out, cp)
+		out = append(out, d.controlPort(p, ps))
 	}
 	return out
+}
+
+func (d *Daemon) controlPort(p vswitch.PortInfo, s *vswitch.PortStats) control.Port {
+	bp := "0"
+	if p.BusyPoll > 0 {
+		bp = p.BusyPoll.String()
+	}
+	cp := control.Port{Index: p.Index, Name: p.Name, Type: p.Kind, Queues: p.Queues, MTU: p.MTU,
+		Up: p.Up, Gone: p.Gone, Error: p.Error, Offload: p.Offload, BusyPoll: bp, Attached: p.Attached}
+	if why, ok := d.notRestored(p.Name); ok {
+		cp.Up, cp.Gone, cp.NotRestored = false, true, true
+		cp.Error = "not restored at start: " + why + ": attach it again once the interface exists"
+	}
+	if s != nil {
+		cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
+			TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
+	}
+	return cp
 }
 
 func portCounters(s bpfport.Stats) map[string]uint64 {

@@ -107,7 +107,7 @@ func (d *Daemon) restore(sv *saved, fc *FileConfig, noDefault bool, engine strin
 			if err != nil {
 				return fmt.Errorf("restoring port %s: %w", p.Name, err)
 			}
-			d.unrestored[p.Name] = why
+			d.setNotRestored(p.Name, why)
 			continue
 		}
 		if info.Index != sp.Index {
@@ -115,7 +115,7 @@ func (d *Daemon) restore(sv *saved, fc *FileConfig, noDefault bool, engine strin
 		}
 	}
 	for _, p := range fc.Ports {
-		if _, err := d.sw.PortByName(p.Name); err == nil && d.unrestored[p.Name] == "" {
+		if _, err := d.sw.PortByName(p.Name); err == nil && !d.isNotRestored(p.Name) {
 			if old, ok := savedParams[p.Name]; ok && sameParams(old, p) {
 				continue
 			}
@@ -129,11 +129,13 @@ func (d *Daemon) restore(sv *saved, fc *FileConfig, noDefault bool, engine strin
 	for _, h := range holes {
 		d.sw.Detach(h)
 	}
-	if len(d.unrestored) > 0 {
-		var names []string
-		for n := range d.unrestored {
-			names = append(names, n)
-		}
+	d.umu.Lock()
+	var names []string
+	for n := range d.unrestored {
+		names = append(names, n)
+	}
+	d.umu.Unlock()
+	if len(names) > 0 {
 		sort.Strings(names)
 		d.log.Warn("some saved ports were not restored (see `vswitch port show`)", "ports", strings.Join(names, ","))
 	}

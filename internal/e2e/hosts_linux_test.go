@@ -428,3 +428,41 @@ func (l *lockedBuf) Bytes() []byte {
 	defer l.mu.Unlock()
 	return bytes.Clone(l.b.Bytes())
 }
+
+// TestPortDownAndUp: a port whose link goes down is rechecked until it is
+// back, then forwards again without being re-attached.
+func TestPortDownAndUp(t *testing.T) {
+	topo, d := hostsDaemon(t, 2)
+	if _, err := demo.UDPEcho(t.Context(), topo.Hosts[0], topo.Hosts[1], topo.IPs[1], 7020); err != nil {
+		t.Fatal(err)
+	}
+	h, err := topo.Switch.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(topo.Ports[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "port show to say down", func() bool {
+		for _, p := range d.Ports(false) {
+			if p.Name == topo.Ports[1] {
+				return !p.Up && !p.Gone
+			}
+		}
+		return false
+	})
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := demo.UDPEcho(t.Context(), topo.Hosts[0], topo.Hosts[1], topo.IPs[1], 7022); err != nil {
+		t.Fatalf("after the link came back: %v", err)
+	}
+	if _, err := demo.UDPEcho(t.Context(), topo.Hosts[1], topo.Hosts[0], topo.IPs[0], 7023); err != nil {
+		t.Fatalf("the other way: %v", err)
+	}
+}
