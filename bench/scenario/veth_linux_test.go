@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -52,6 +51,10 @@ func TestRunVethOVS(t *testing.T) {
 	o := short(t, Veth)
 	o.Subjects = []string{OVSAFPacket}
 	o.Sizes, o.Flows = []int{60}, []int{1}
+	// OVS's directory goes under a temporary directory of this test's
+	// own: other runs on the machine may have theirs in /tmp meanwhile.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	tb, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +69,7 @@ func TestRunVethOVS(t *testing.T) {
 	if !starved(t, r) && (r.Skipped != "" || r.Mpps <= 0) {
 		t.Errorf("OVS: %+v", r)
 	}
-	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "vswitch-bench-ovs-*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(tmp, "vswitch-bench-ovs-*")); len(left) > 0 {
 		t.Errorf("OVS directories left behind: %v", left)
 	}
 }
