@@ -2,17 +2,22 @@ package scenario
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/govswitch/vswitch/internal/testenv"
+	"github.com/govswitch/vswitch/internal/netenv"
 )
 
 func requireNetns(t *testing.T) {
 	t.Helper()
-	testenv.Netns(t)
+	requireRoot(t)
+	if err := netenv.Check(); err != nil {
+		t.Skip(err)
+	}
 }
 
 // TestRunVeth runs the veth plumbing with short windows: the ceiling,
@@ -51,10 +56,6 @@ func TestRunVethOVS(t *testing.T) {
 	o := short(t, Veth)
 	o.Subjects = []string{OVSAFPacket}
 	o.Sizes, o.Flows = []int{60}, []int{1}
-	// OVS's directory goes under a temporary directory of this test's
-	// own: other runs on the machine may have theirs in /tmp meanwhile.
-	tmp := t.TempDir()
-	t.Setenv("TMPDIR", tmp)
 	tb, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestRunVethOVS(t *testing.T) {
 	if !starved(t, r) && (r.Skipped != "" || r.Mpps <= 0) {
 		t.Errorf("OVS: %+v", r)
 	}
-	if left, _ := filepath.Glob(filepath.Join(tmp, "vswitch-bench-ovs-*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("%sovs-%d-*", tempPrefix, os.Getpid()))); len(left) > 0 {
 		t.Errorf("OVS directories left behind: %v", left)
 	}
 }

@@ -33,8 +33,9 @@ type RunConfig struct {
 	NoDefault  bool   // start without the built-in learning program
 	Netns      string // path of a network namespace to open ports in
 	// StateDir keeps ports, program and map changes across restarts
-	// (default DefaultStateDir); NoState keeps nothing (a throw-away
-	// switch: tests, the demo, benchmarks). See docs/state.md.
+	// (default $VSWITCH_STATE_DIR, else DefaultStateDir); NoState keeps
+	// nothing (a throw-away switch: tests, the demo, benchmarks). See
+	// docs/state.md.
 	StateDir string
 	NoState  bool
 	Log      io.Writer
@@ -116,6 +117,9 @@ func Run(ctx context.Context, rc RunConfig) error {
 	var sv *saved
 	if !rc.NoState {
 		dir := rc.StateDir
+		if dir == "" {
+			dir = os.Getenv(StateDirEnv)
+		}
 		if dir == "" {
 			dir = DefaultStateDir
 		}

@@ -20,6 +20,10 @@ import (
 // otherwise (--state-dir) or told to keep none (--no-state).
 const DefaultStateDir = "/var/lib/vswitch"
 
+// StateDirEnv names the environment variable that overrides
+// DefaultStateDir.
+const StateDirEnv = "VSWITCH_STATE_DIR"
+
 // StateFile is the name of the state database inside the state directory.
 const StateFile = "state.db"
 

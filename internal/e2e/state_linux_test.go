@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,13 +196,21 @@ func blocked(t *testing.T, sock string, topo *demo.Topology, from, to, port int)
 	return true
 }
 
+// mapLookup looks a key up through the control protocol.
+func mapLookup(t *testing.T, sock, name string, key []byte) control.MapEntry {
+	t.Helper()
+	var e control.MapEntry
+	c := &control.Client{Path: sock}
+	if err := c.Call(context.Background(), control.MethodMapLookup, control.MapParams{Name: name, Key: key}, &e); err != nil {
+		t.Fatalf("map lookup %s %x: %v", name, key, err)
+	}
+	return e
+}
+
 // ruleDrops sums acl.o's per-CPU drop counter of a rule.
 func ruleDrops(t *testing.T, sock string, rule byte) uint64 {
 	t.Helper()
-	var e control.MapEntry
-	if err := json.Unmarshal([]byte(vs(t, sock, "-j", "map", "lookup", "drops", "key", fmt.Sprint(rule), "0", "0", "0")), &e); err != nil {
-		t.Fatal(err)
-	}
+	e := mapLookup(t, sock, "drops", []byte{rule, 0, 0, 0})
 	var n uint64
 	for off := 0; off+8 <= len(e.Value); off += 8 {
 		n += binary.LittleEndian.Uint64(e.Value[off:])
@@ -248,9 +255,7 @@ func TestStateACLSurvivesKill(t *testing.T) {
 	if err := echo(topo, 1, 2, 7004); err != nil {
 		t.Fatalf("h2 -> h3 after the restart: %v\n%s", err, d.log)
 	}
-	var e control.MapEntry
-	json.Unmarshal([]byte(vs(t, sock, "-j", "map", "lookup", "blocklist", "key", "hex", "20000000", "0a4d0001")), &e)
-	if !bytes.Equal(e.Value, []byte{5, 0, 0, 0}) {
+	if e := mapLookup(t, sock, "blocklist", []byte{0x20, 0, 0, 0, 10, 77, 0, 1}); !bytes.Equal(e.Value, []byte{5, 0, 0, 0}) {
 		t.Errorf("blocklist entry after the restart: %+v", e)
 	}
 	ports := portsOf(t, sock)
