@@ -109,7 +109,7 @@ type PingResult struct {
 // PortAttachParams attach an interface (or create a TAP device).
 type PortAttachParams struct {
 	Name     string `json:"name"`
-	Type     string `json:"type,omitempty"` // afpacket (default) or tap
+	Type     string `json:"type,omitempty"` // afpacket (default), afxdp or tap
 	Create   bool   `json:"create,omitempty"`
 	MayExist bool   `json:"may_exist,omitempty"`
 	Queues   int    `json:"queues,omitempty"`
@@ -118,8 +118,15 @@ type PortAttachParams struct {
 	// daemon's default.
 	BusyPoll string `json:"busy_poll,omitempty"`
 	// RingFrames is the number of receive ring slots per queue of an
-	// afpacket port (default 128).
+	// afpacket port (default 128), or the size of each ring of an afxdp
+	// port's queues (a power of two, default 512).
 	RingFrames int `json:"ring_frames,omitempty"`
+	// XDPMode is where an afxdp port's XDP program runs: native, generic
+	// or auto (default: native where the driver has it).
+	XDPMode string `json:"xdp_mode,omitempty"`
+	// ZeroCopy is an afxdp port's zero-copy mode: on, off or auto
+	// (default: zero-copy where the driver has it).
+	ZeroCopy string `json:"zero_copy,omitempty"`
 }
 
 // PortDetachParams detach a port.
@@ -156,6 +163,12 @@ type Port struct {
 	BusyPoll    string     `json:"busy_poll"` // the port's busy-poll window
 	Attached    time.Time  `json:"attached"`
 	Stats       *PortStats `json:"stats,omitempty"`
+
+	// XDP describes an afxdp port's mode (native or generic XDP,
+	// zero-copy or copy mode, queues, UMEM).
+	XDP string `json:"xdp,omitempty"`
+	// Notes are the fall-backs an afxdp port took when it was attached.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // PortStats are a port's counters.
