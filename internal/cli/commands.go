@@ -681,8 +681,11 @@ func (c *cmd) ringbuf(p control.RingbufParams) error {
 	}
 	go func() { <-ctx.Done(); rc.Close() }()
 	defer rc.Close()
-	if res.Type != "" && !c.json {
+	switch {
+	case res.Type != "" && !c.json:
 		fmt.Fprintf(c.errw, "records of %s as %s (Ctrl-C to stop)\n", p.Name, res.Type)
+	case !c.json:
+		fmt.Fprintf(c.errw, "records of %s in hex (Ctrl-C to stop)\n", p.Name)
 	}
 	var hdr [4]byte
 	for {

@@ -649,5 +649,5 @@ func requireNetns(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(m.Run())
+	os.Exit(testenv.IsolateState(m))
 }

@@ -67,3 +67,22 @@ func Need(t testing.TB, what string, err error) {
 		Skip(t, "%s not usable here: %v", what, err)
 	}
 }
+
+// StateDirEnv is daemon.StateDirEnv (not imported: the daemon's tests use
+// this package).
+const StateDirEnv = "VSWITCH_STATE_DIR"
+
+// IsolateState runs m with $VSWITCH_STATE_DIR pointing at a temporary
+// directory, so that a daemon a test starts without a state directory of
+// its own keeps its state there, never in /var/lib/vswitch. Call it from
+// TestMain: os.Exit(testenv.IsolateState(m)).
+func IsolateState(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "vswitch-test-state-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	os.Setenv(StateDirEnv, dir)
+	return m.Run()
+}
