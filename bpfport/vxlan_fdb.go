@@ -486,23 +486,131 @@ func parseStationMAC(mac net.HardwareAddr) ([6]byte, error) {
 
 // VXLANStats are a VXLAN port's tunnel counters, beside its Stats.
 type VXLANStats struct {
-	RxBadHeader  uint64 // datagrams too short or without a valid VXLAN header, dropped
-	RxUnknownVNI uint64 // datagrams for a VNI no port on the UDP port serves, dropped
-	RxQueueDrops uint64 // frames for this port that its hand-over queue had no room for, dropped
-	RxGRO        uint64 // coalesced runs of datagrams received in one message (UDP_GRO)
-	TxFlooded    uint64 // frames replicated to every remote (broadcast, multicast, unknown unicast)
-	TxCopies     uint64 // datagrams sent (a flooded frame counts once per remote)
-	TxNoRemote   uint64 // frames with no remote to go to (unknown station, empty flood list), dropped
-	TxGSO        uint64 // runs of datagrams sent as one UDP_SEGMENT super-datagram
+	RxBadHeader    uint64 // datagrams too short or without a valid VXLAN header, dropped
+	RxUnknownVNI   uint64 // datagrams for a VNI no port on the UDP port serves, dropped
+	RxQueueDrops   uint64 // frames for this port that its hand-over queue had no room for, dropped
+	RxGRO          uint64 // coalesced runs of datagrams received in one message (UDP_GRO)
+	RxCsumFinished uint64 // inner checksums a local sender (over a veth) left partial, finished
+	TxFlooded      uint64 // frames replicated to every remote (broadcast, multicast, unknown unicast)
+	TxCopies       uint64 // datagrams sent (a flooded frame counts once per remote)
+	TxNoRemote     uint64 // frames with no remote to go to (unknown station, empty flood list), dropped
+	TxGSO          uint64 // runs of datagrams sent as one UDP_SEGMENT super-datagram
 }
 
 type vxStats struct {
-	rxBadHeader, rxUnknownVNI, rxQueueDrops, rxGRO atomic.Uint64
-	txFlooded, txCopies, txNoRemote, txGSO         atomic.Uint64
+	rxBadHeader, rxUnknownVNI, rxQueueDrops, rxGRO, rxCsumFinished atomic.Uint64
+	txFlooded, txCopies, txNoRemote, txGSO                         atomic.Uint64
 }
 
 func (s *vxStats) load() VXLANStats {
 	return VXLANStats{RxBadHeader: s.rxBadHeader.Load(), RxUnknownVNI: s.rxUnknownVNI.Load(),
-		RxQueueDrops: s.rxQueueDrops.Load(), RxGRO: s.rxGRO.Load(), TxFlooded: s.txFlooded.Load(),
+		RxQueueDrops: s.rxQueueDrops.Load(), RxGRO: s.rxGRO.Load(), RxCsumFinished: s.rxCsumFinished.Load(), TxFlooded: s.txFlooded.Load(),
 		TxCopies: s.txCopies.Load(), TxNoRemote: s.txNoRemote.Load(), TxGSO: s.txGSO.Load()}
+}
+
+// Frames from a sender on the same machine. A kernel tunnel (the Linux
+// vxlan device) on the other end of a veth hands its datagrams over as
+// they are in memory: the inner frame's TCP or UDP checksum may still be
+// partial (only the pseudo-header sum is filled in: the device that would
+// finish it is never reached), and a TCP super-frame may come as one
+// datagram (a UDP tunnel GSO packet, which the kernel does not segment
+// for a plain UDP socket). Over a real wire neither happens: the sender's
+// NIC or stack finishes both.
+
+// innerL4 locates the transport header of an inner IPv4/IPv6 TCP or UDP
+// frame: its offset, the end of the IP packet, the checksum field's
+// offset within the header, the pseudo-header sum and whether it is TCP.
+func innerL4(f []byte) (l4, end, csumOff int, pseudo uint64, tcp, ok bool) {
+	if len(f) < 14 {
+		return
+	}
+	l3 := 12
+	et := binary.BigEndian.Uint16(f[l3:])
+	if (et == 0x8100 || et == 0x88a8) && len(f) >= 18 {
+		l3 += 4
+		et = binary.BigEndian.Uint16(f[l3:])
+	}
+	l3 += 2
+	var proto byte
+	switch {
+	case et == 0x0800 && len(f) >= l3+20 && f[l3]>>4 == 4:
+		ip := f[l3:]
+		ihl := int(ip[0]&0xf) * 4
+		if ihl < 20 || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+			return // options-less or not, fragments are not touched
+		}
+		proto = ip[9]
+		l4 = l3 + ihl
+		end = l3 + int(binary.BigEndian.Uint16(ip[2:]))
+		pseudo = csumAdd(0, ip[12:20])
+	case et == 0x86dd && len(f) >= l3+40 && f[l3]>>4 == 6:
+		ip := f[l3:]
+		proto = ip[6]
+		l4 = l3 + 40
+		end = l4 + int(binary.BigEndian.Uint16(ip[4:]))
+		pseudo = csumAdd(0, ip[8:40])
+	default:
+		return
+	}
+	switch proto {
+	case 6:
+		csumOff, tcp = 16, true
+	case 17:
+		csumOff = 6
+	default:
+		return
+	}
+	if end > len(f) || l4+csumOff+2 > end {
+		return
+	}
+	pseudo += uint64(proto) + uint64(end-l4)
+	return l4, end, csumOff, pseudo, tcp, true
+}
+
+// finishPartialChecksum finishes in place an inner TCP or UDP checksum
+// that holds the pseudo-header sum and does not verify: a checksum left
+// partial by a local sender. It reports whether it changed f. A correct
+// checksum is never touched; frames are verified only when their field
+// equals the pseudo-header sum, so that finished traffic costs a compare.
+func finishPartialChecksum(f []byte) bool {
+	l4, end, off, pseudo, _, ok := innerL4(f)
+	if !ok {
+		return false
+	}
+	field := binary.BigEndian.Uint16(f[l4+off:])
+	if field != csumFold(pseudo) {
+		return false
+	}
+	if csumFold(csumAdd(pseudo, f[l4:end])) == 0xffff {
+		return false // correct already (the sums happen to coincide)
+	}
+	return finishChecksum(f[:end], l4, off)
+}
+
+// innerSuperFrame recognizes an inner frame longer than maxFrame that is
+// one TCP super-frame (a UDP tunnel GSO packet from a local sender: the
+// IP packet fills the frame) and returns the Offload that describes it,
+// with segments that fill maxFrame: the datagram does not say which MSS
+// its sender used (that is metadata of the sender's kernel), and hosts
+// behind a tunnel normally use the tunnel's MTU. UDP super-frames are not
+// recognized: their segment boundaries are the application's datagrams,
+// which cannot be guessed.
+func innerSuperFrame(f []byte, maxFrame int) (Offload, bool) {
+	l4, end, off, _, tcp, ok := innerL4(f)
+	if !ok || !tcp || end != len(f) || l4+20 > len(f) {
+		return Offload{}, false
+	}
+	hdr := l4 + int(f[l4+12]>>4)*4
+	if hdr < l4+20 || hdr >= maxFrame || hdr > len(f) {
+		return Offload{}, false
+	}
+	o := Offload{Flags: OffloadNeedsCsum, GSOType: GSOTCPv4, HdrLen: uint16(hdr), GSOSize: uint16(maxFrame - hdr),
+		CsumStart: uint16(l4), CsumOffset: uint16(off)}
+	if l4 >= 14+40 && (binary.BigEndian.Uint16(f[12:]) == 0x86dd || binary.BigEndian.Uint16(f[16:]) == 0x86dd) {
+		o.GSOType = GSOTCPv6
+	}
+	if SoftSegments(f, o) == 0 {
+		return Offload{}, false
+	}
+	return o, true
 }

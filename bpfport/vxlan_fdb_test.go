@@ -1,6 +1,7 @@
 package bpfport
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -230,5 +231,82 @@ func TestVXLANFDBLearnAllocs(t *testing.T) {
 		f.mu.RUnlock()
 	}); n != 0 {
 		t.Errorf("learning a known station allocates %v times", n)
+	}
+}
+
+// partialFrame returns a finished single-segment TCP frame and the same
+// frame with its checksum left partial (the pseudo-header sum), as a
+// local sender hands it over.
+func partialFrame(t *testing.T, ipv6 bool) (finished, partial []byte) {
+	f, o := gsoTestFrame(ipv6, false, 500)
+	o.GSOType, o.GSOSize = GSONone, 0
+	if !ipv6 {
+		binary.BigEndian.PutUint16(f[24:], ^csumFold(csumAdd(0, f[14:34])))
+	}
+	partial = bytes.Clone(f)
+	// Fill in the pseudo-header sum, as the kernel does for
+	// CHECKSUM_PARTIAL.
+	_, _, _, pseudo, _, ok := innerL4(partial)
+	if !ok {
+		t.Fatal("innerL4")
+	}
+	binary.BigEndian.PutUint16(partial[int(o.CsumStart)+int(o.CsumOffset):], csumFold(pseudo))
+	finished = bytes.Clone(partial)
+	WriteSoftSegment(finished, partial, o, 0)
+	return finished, partial
+}
+
+func TestFinishPartialChecksum(t *testing.T) {
+	for _, ipv6 := range []bool{false, true} {
+		finished, partial := partialFrame(t, ipv6)
+		l4 := 34
+		if ipv6 {
+			l4 = 54
+		}
+		f := bytes.Clone(partial)
+		if !finishPartialChecksum(f) || !bytes.Equal(f, finished) {
+			t.Errorf("ipv6=%v: partial checksum not finished", ipv6)
+		}
+		verifyL4(t, f, ipv6, l4, 6)
+		if finishPartialChecksum(f) {
+			t.Errorf("ipv6=%v: a finished checksum was changed", ipv6)
+		}
+		// A wrong checksum that is not the pseudo-header sum is left
+		// alone (the receiver drops it).
+		f[len(f)-1] ^= 0xff
+		g := bytes.Clone(f)
+		if finishPartialChecksum(f) || !bytes.Equal(f, g) {
+			t.Errorf("ipv6=%v: a corrupt frame was changed", ipv6)
+		}
+	}
+	if finishPartialChecksum(testFrame(60, 1)) {
+		t.Errorf("a non-IP frame was changed")
+	}
+}
+
+func TestInnerSuperFrame(t *testing.T) {
+	for _, ipv6 := range []bool{false, true} {
+		f, want := gsoTestFrame(ipv6, false, 5000)
+		max := 1054 // 1000-byte payloads behind 54 (74) bytes of headers
+		if ipv6 {
+			max = 1074
+		}
+		o, ok := innerSuperFrame(f, max)
+		if !ok || o.GSOType != want.GSOType || o.GSOSize != 1000 || o.CsumStart != want.CsumStart ||
+			o.CsumOffset != want.CsumOffset || o.Flags != OffloadNeedsCsum {
+			t.Errorf("ipv6=%v: %+v %v, want %+v", ipv6, o, ok, want)
+		}
+		if n := SoftSegments(f, o); n != 5 {
+			t.Errorf("ipv6=%v: %d segments", ipv6, n)
+		}
+		// A frame with trailing bytes beyond its IP packet is not one.
+		if _, ok := innerSuperFrame(append(bytes.Clone(f), 0), max); ok {
+			t.Errorf("ipv6=%v: padded frame taken for a super-frame", ipv6)
+		}
+	}
+	if f, _ := gsoTestFrame(false, true, 5000); true {
+		if _, ok := innerSuperFrame(f, 1000); ok {
+			t.Errorf("a UDP super-frame was recognized (its segment size cannot be known)")
+		}
 	}
 }

@@ -54,6 +54,7 @@ type VXLAN struct {
 	sh       *vxShared
 
 	rxMu  sync.Mutex // the one receiver
+	rxbuf []byte     // what the receiver reads into (frames are views of it)
 	epfd  int        // PollFD: the shared socket and the inbox
 	inbox vxInbox
 	w     waiter
@@ -95,6 +96,7 @@ func OpenVXLAN(name string, cfg VXLANConfig) (*VXLAN, error) {
 		p.flood = append(p.flood, newVXRemote(r, cfg.DstPort))
 	}
 	p.fdb = newVXFDB(cfg, p.flood)
+	p.rxbuf = make([]byte, vxRxMsgs*vxSlot)
 	p.inbox.efd = -1
 	p.w.init()
 	if err := p.open(); err != nil {
@@ -351,11 +353,11 @@ func (p *VXLAN) TryRecv(q int, b *Batch) (int, error) {
 	}
 	lim := b.Len()
 	now := time.Now().UnixNano()
-	n, off := p.inbox.drain(b, lim, now)
+	n, _ := p.inbox.drain(b, lim, now)
 	var rerr error
 	if n < lim {
 		var k int
-		k, rerr = p.sh.recv(p, b, n, off, now)
+		k, rerr = p.sh.recv(p, b, n, now)
 		n += k
 	}
 	if n > 0 {
@@ -905,11 +907,16 @@ func groSize(c []byte) int {
 // Receive side: the socket shared by the VXLAN ports of one namespace,
 // local address and UDP port.
 
+// Every message of a receive has room for the largest datagram: a run
+// coalesced by UDP_GRO, or a local kernel tunnel's super-frame (which
+// arrives whole with or without UDP_GRO). A port's receive buffer is
+// vxRxMsgs such slots (16 MiB of address space); the kernel writes only
+// the pages datagrams fill, so small traffic keeps about one page per
+// slot resident.
 const (
-	vxRxMsgs    = 256      // datagrams per recvmmsg
-	vxGROSlot   = 64 << 10 // arena bytes per message with UDP_GRO
+	vxRxMsgs    = 256      // messages per recvmmsg
+	vxSlot      = 64 << 10 // bytes per message
 	vxInboxSize = 1 << 20  // bytes of a port's hand-over queue
-	vxMinSlot   = 2048     // arena bytes per message without GRO, at least
 )
 
 type vxKey struct {
@@ -1069,28 +1076,25 @@ func (sh *vxShared) drops() uint64 {
 	return uint64(binary.NativeEndian.Uint32([]byte(s[4*skMeminfoDrops:])))
 }
 
-// recv reads the socket into b.Arena[off:] and b.Frames[n:]: frames of
-// p's VNI stay in b, others go to their ports' queues (and p's own once
-// b is full). It returns how many frames it added to b.
-func (sh *vxShared) recv(p *VXLAN, b *Batch, n, off int, now int64) (int, error) {
+// recv reads the socket into p's receive buffer: frames of p's VNI are
+// added to b.Frames[n:] (views into that buffer), others go to their
+// ports' queues (and p's own once b is full). It returns how many frames
+// it added to b.
+func (sh *vxShared) recv(p *VXLAN, b *Batch, n int, now int64) (int, error) {
 	sh.rxMu.Lock()
 	defer sh.rxMu.Unlock()
 	if sh.fd < 0 {
 		return 0, ErrClosed
 	}
 	lim := b.Len()
-	slot := vxGROSlot
-	if !sh.gro {
-		slot = max(vxMinSlot, (int(p.mtu.Load())+63)&^63)
-	}
-	off = (off + 63) &^ 63
-	nm := min(vxRxMsgs, lim-n, (len(b.Arena)-off)/slot)
+	nm := min(vxRxMsgs, lim-n)
 	if nm <= 0 {
 		return 0, nil
 	}
+	buf := p.rxbuf
 	for i := 0; i < nm; i++ {
 		m := &sh.msgs[i]
-		setIovec(&sh.iovs[i], b.Arena[off+i*slot:off+(i+1)*slot])
+		setIovec(&sh.iovs[i], buf[i*vxSlot:(i+1)*vxSlot])
 		m.hdr.Name = &sh.names[i][0]
 		m.hdr.Namelen = uint32(len(sh.names[i]))
 		if sh.gro {
@@ -1113,64 +1117,93 @@ func (sh *vxShared) recv(p *VXLAN, b *Batch, n, off int, now int64) (int, error)
 		}
 		return 0, err
 	}
-	ports := *sh.ports.Load()
-	mono := vxNow()
-	added := 0
-	var lastMAC [6]byte
-	var lastSrc netip.Addr
-	var lastPort *VXLAN
+	d := vxDispatch{p: p, b: b, n: n, lim: lim, now: now, mono: vxNow(), ports: *sh.ports.Load()}
 	for i := 0; i < got; i++ {
 		m := &sh.msgs[i]
-		data := b.Arena[off+i*slot : off+i*slot+int(m.len)]
+		data := buf[i*vxSlot : i*vxSlot+int(m.len)]
 		if m.hdr.Flags&unix.MSG_TRUNC != 0 {
 			p.stats[0].rxOversize.Add(1)
 			continue
 		}
-		src := parseSockaddr(sh.names[i][:])
+		d.src = parseSockaddr(sh.names[i][:])
 		seg := len(data)
 		if sh.gro {
 			if g := groSize(sh.cmsgs[i][:m.hdr.Controllen]); g > 0 && g < seg {
-				seg = g
+				seg = g // a run of datagrams of seg bytes coalesced by UDP_GRO
 				p.vx.rxGRO.Add(1)
 			}
 		}
 		for len(data) > 0 {
-			d := data[:min(seg, len(data))]
-			data = data[len(d):]
-			vni, ok := parseVXLANHeader(d)
-			if !ok || len(d) < vxlanHdrLen+14 {
-				p.vx.rxBadHeader.Add(1)
-				continue
-			}
-			q := ports[vni]
-			if q == nil {
-				p.vx.rxUnknownVNI.Add(1)
-				continue
-			}
-			f := d[vxlanHdrLen:]
-			if q != lastPort || [6]byte(f[6:12]) != lastMAC || src != lastSrc {
-				q.fdb.learn(f[6:12], src, mono)
-				lastPort, lastMAC, lastSrc = q, [6]byte(f[6:12]), src
-			}
-			if q == p && n+added < lim {
-				b.Frames[n+added] = f[:len(f):len(f)]
-				b.Timestamps[n+added] = now
-				b.Offloads[n+added] = Offload{}
-				added++
-				continue
-			}
-			if !q.inbox.push(f) {
-				q.vx.rxQueueDrops.Add(1)
-			}
+			dg := data[:min(seg, len(data))]
+			data = data[len(dg):]
+			d.frame(dg)
 		}
 	}
-	return added, nil
+	return d.added, nil
+}
+
+// vxDispatch hands the frames of one receive to their ports.
+type vxDispatch struct {
+	p        *VXLAN
+	b        *Batch
+	n, lim   int
+	added    int
+	now      int64
+	mono     int64
+	ports    map[uint32]*VXLAN
+	src      netip.Addr
+	lastMAC  [6]byte
+	lastSrc  netip.Addr
+	lastPort *VXLAN
+}
+
+// frame handles datagram dg (VXLAN header and inner frame).
+func (d *vxDispatch) frame(dg []byte) {
+	p := d.p
+	vni, ok := parseVXLANHeader(dg)
+	if !ok || len(dg) < vxlanHdrLen+14 {
+		p.vx.rxBadHeader.Add(1)
+		return
+	}
+	q := d.ports[vni]
+	if q == nil {
+		p.vx.rxUnknownVNI.Add(1)
+		return
+	}
+	f := dg[vxlanHdrLen:]
+	if q != d.lastPort || [6]byte(f[6:12]) != d.lastMAC || d.src != d.lastSrc {
+		q.fdb.learn(f[6:12], d.src, d.mono)
+		d.lastPort, d.lastMAC, d.lastSrc = q, [6]byte(f[6:12]), d.src
+	}
+	var o Offload
+	if max := int(q.mtu.Load()) - q.overhead + 14; len(f) > max {
+		// A local kernel tunnel's TCP super-frame (see innerSuperFrame):
+		// its segments are cut to fill the tunnel's MTU.
+		var ok bool
+		if o, ok = innerSuperFrame(f, max); ok {
+			q.stats[0].rxOffload.Add(1)
+		}
+	} else if finishPartialChecksum(f) {
+		q.vx.rxCsumFinished.Add(1)
+	}
+	if q == p && d.n+d.added < d.lim {
+		k := d.n + d.added
+		d.b.Frames[k] = f[:len(f):len(f)]
+		d.b.Timestamps[k] = d.now
+		d.b.Offloads[k] = o
+		d.added++
+		return
+	}
+	if !q.inbox.push(f, o) {
+		q.vx.rxQueueDrops.Add(1)
+	}
 }
 
 // vxInbox is a port's hand-over queue: frames of its VNI that another
 // port's receiver read from the shared socket (or that did not fit the
-// receiver's batch), copied into a byte ring of records (a 4-byte length,
-// the frame, padding to 8). Its eventfd is readable while it is not
+// receiver's batch), copied into a byte ring of records (a 16-byte header:
+// the length and the Offload as a virtio_net_hdr; the frame; padding to
+// 16). Its eventfd is readable while it is not
 // empty; the memory is allocated on first use.
 type vxInbox struct {
 	mu               sync.Mutex
@@ -1183,7 +1216,9 @@ type vxInbox struct {
 
 const vxWrap = ^uint32(0)
 
-func (q *vxInbox) push(f []byte) bool {
+const vxRecHdr = 16
+
+func (q *vxInbox) push(f []byte, o Offload) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -1192,7 +1227,7 @@ func (q *vxInbox) push(f []byte) bool {
 	if q.buf == nil {
 		q.buf = make([]byte, vxInboxSize)
 	}
-	sz := (4 + len(f) + 7) &^ 7
+	sz := (vxRecHdr + len(f) + 15) &^ 15
 	if sz > len(q.buf)/2 {
 		return false
 	}
@@ -1209,7 +1244,8 @@ func (q *vxInbox) push(f []byte) bool {
 		return false
 	}
 	binary.NativeEndian.PutUint32(q.buf[q.tail:], uint32(len(f)))
-	copy(q.buf[q.tail+4:], f)
+	putVnetHdr(q.buf[q.tail+4:], o)
+	copy(q.buf[q.tail+vxRecHdr:], f)
 	q.tail += sz
 	if q.tail == len(q.buf) {
 		q.tail = 0
@@ -1237,11 +1273,11 @@ func (q *vxInbox) drain(b *Batch, max int, now int64) (n, off int) {
 			break
 		}
 		f := b.Arena[off : off+l : off+l]
-		copy(f, q.buf[q.head+4:])
-		b.Frames[n], b.Timestamps[n], b.Offloads[n] = f, now, Offload{}
+		copy(f, q.buf[q.head+vxRecHdr:])
+		b.Frames[n], b.Timestamps[n], b.Offloads[n] = f, now, parseVnetHdr(q.buf[q.head+4:])
 		n++
 		off += (l + 63) &^ 63
-		sz := (4 + l + 7) &^ 7
+		sz := (vxRecHdr + l + 15) &^ 15
 		q.head += sz
 		if q.head == len(q.buf) {
 			q.head = 0

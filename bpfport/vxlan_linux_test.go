@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -373,4 +374,89 @@ func TestVXLANAllocs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVXLANConcurrent sends from several goroutines while the control
+// plane reads and changes the station table and a receiver learns: run
+// with -race.
+func TestVXLANConcurrent(t *testing.T) {
+	u := newUnderlay(t, false, 0)
+	ghost := netip.MustParseAddr("10.99.0.3")
+	a := openVX(t, u.a, "vxa", VXLANConfig{VNI: 7, Remotes: []netip.Addr{u.addrB}})
+	b := openVX(t, u.b, "vxb", VXLANConfig{VNI: 7, Remotes: []netip.Addr{u.addrA}})
+	const senders, rounds = 4, 200
+	done := make(chan struct{})
+	received := make(chan int)
+	go func() {
+		bt := NewBatch(256)
+		n := 0
+		for {
+			select {
+			case <-done:
+				received <- n
+				return
+			default:
+			}
+			k, err := b.TryRecv(0, bt)
+			if err != nil {
+				t.Error(err)
+				received <- n
+				return
+			}
+			n += k
+			if k > 0 {
+				// B answers to the stations it learns.
+				b.SendBatch(0, [][]byte{frameFromTo(bt.Frames[0][6:12], macB, 60, 0)}, nil)
+			}
+		}
+	}()
+	var ctl sync.WaitGroup
+	ctl.Add(1)
+	go func() {
+		defer ctl.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for i := byte(0); i < senders; i++ {
+				m := net.HardwareAddr{2, 0xaa, 0, 0, 1, i}
+				a.AddStatic(m, ghost)
+				a.Entries()
+				a.Lookup(m)
+				a.Delete(m)
+			}
+			b.Entries()
+			b.FlushLearned()
+			a.Stats()
+		}
+	}()
+	var wg sync.WaitGroup
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			src := net.HardwareAddr{2, 0xaa, 0, 0, 0, byte(s)}
+			frames := [][]byte{frameFromTo(bcast, src, 60, 0), frameFromTo(macB, src, 100, 1), frameFromTo(net.HardwareAddr{2, 0xaa, 0, 0, 1, byte(s)}, src, 200, 2)}
+			for r := 0; r < rounds; r++ {
+				if n, err := a.SendBatch(0, frames, nil); n != len(frames) || err != nil {
+					t.Errorf("SendBatch: %d %v", n, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(100 * time.Millisecond) // the last datagrams in flight on the veth
+	close(done)
+	ctl.Wait()
+	n := <-received
+	if st := a.Stats(); st.TxPackets != senders*rounds*3 {
+		t.Errorf("TxPackets %d, want %d", st.TxPackets, senders*rounds*3)
+	}
+	if n == 0 {
+		t.Errorf("B received nothing")
+	}
+	t.Logf("B received %d frames, A: %+v %+v", n, a.Stats(), a.TunnelStats())
 }
