@@ -93,6 +93,8 @@ const (
 	MethodMapDelete   = "map.delete"
 	MethodFDBShow     = "fdb.show"
 	MethodFDBFlush    = "fdb.flush"
+	MethodFDBAdd      = "fdb.add"
+	MethodFDBDel      = "fdb.del"
 	MethodStats       = "stats"
 	MethodCapture     = "capture"
 	MethodRingbufRead = "ringbuf.read"
@@ -105,10 +107,11 @@ type PingResult struct {
 	Started time.Time `json:"started"`
 }
 
-// PortAttachParams attach an interface (or create a TAP device).
+// PortAttachParams attach an interface (or create a TAP device, or a
+// VXLAN tunnel port).
 type PortAttachParams struct {
 	Name     string `json:"name"`
-	Type     string `json:"type,omitempty"` // afpacket (default) or tap
+	Type     string `json:"type,omitempty"` // afpacket (default), tap or vxlan
 	Create   bool   `json:"create,omitempty"`
 	MayExist bool   `json:"may_exist,omitempty"`
 	Queues   int    `json:"queues,omitempty"`
@@ -119,6 +122,15 @@ type PortAttachParams struct {
 	// RingFrames is the number of receive ring slots per queue of an
 	// afpacket port (default 128).
 	RingFrames int `json:"ring_frames,omitempty"`
+	// VXLAN ports (type vxlan): the VNI (required, 0 to 16777215), the
+	// remote VTEPs floods are replicated to, the local underlay address
+	// (default: chosen by the route), the UDP port (default 4789) and the
+	// outer TTL (default 64).
+	VNI     *uint32  `json:"vni,omitempty"`
+	Remote  []string `json:"remote,omitempty"`
+	Local   string   `json:"local,omitempty"`
+	DstPort int      `json:"dstport,omitempty"`
+	TTL     int      `json:"ttl,omitempty"`
 }
 
 // PortDetachParams detach a port.
@@ -255,6 +267,26 @@ type FDBEntry struct {
 	Port     int     `json:"port"`
 	PortName string  `json:"port_name,omitempty"`
 	Age      float64 `json:"age_seconds"`
+	// Remote is the VTEP a station behind a VXLAN port is reached at
+	// (from the port's own table); Static marks entries added with
+	// fdb.add, which learning does not change.
+	Remote string `json:"remote,omitempty"`
+	Static bool   `json:"static,omitempty"`
+}
+
+// FDBAddParams add a static entry: station MAC is behind VXLAN port Port,
+// at VTEP Remote (what an EVPN control plane pushes).
+type FDBAddParams struct {
+	MAC    string `json:"mac"`
+	Port   string `json:"port"`
+	Remote string `json:"remote"`
+}
+
+// FDBDelParams delete station MAC (learned or static), from port Port
+// only when it is set.
+type FDBDelParams struct {
+	MAC  string `json:"mac"`
+	Port string `json:"port,omitempty"`
 }
 
 // FDBResult lists learned addresses.
