@@ -155,37 +155,44 @@ func (p *VXLAN) effectiveMTU(link int) int {
 }
 
 // underlay finds the interface the tunnel leaves by: the route to the
-// first remote, or the interface holding the local address.
+// first remote (from the local address, if any), or the interface holding
+// the local address.
 func underlay(cfg VXLANConfig) (ifindex, routeMTU int, err error) {
-	if len(cfg.Remotes) > 0 {
-		r := cfg.Remotes[0]
-		opts := &netlink.RouteGetOptions{}
-		if cfg.Local.IsValid() {
-			opts.SrcAddr = net.IP(cfg.Local.AsSlice())
+	if cfg.Local.IsValid() {
+		family := netlink.FAMILY_V6
+		if cfg.Local.Is4() {
+			family = netlink.FAMILY_V4
 		}
-		routes, err := netlink.RouteGetWithOptions(net.IP(r.AsSlice()), opts)
-		if err != nil || len(routes) == 0 {
-			return 0, 0, fmt.Errorf("no route to remote %s (%v): configure the underlay (an address and a route to it) first", r, err)
+		addrs, err := netlink.AddrList(nil, family)
+		if err != nil {
+			return 0, 0, fmt.Errorf("listing addresses: %w", err)
 		}
-		if routes[0].LinkIndex <= 0 {
-			return 0, 0, fmt.Errorf("the route to remote %s has no interface", r)
+		ifindex = -1
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == cfg.Local {
+				ifindex = a.LinkIndex
+			}
 		}
-		return routes[0].LinkIndex, routes[0].MTU, nil
-	}
-	family := netlink.FAMILY_V6
-	if cfg.Local.Is4() {
-		family = netlink.FAMILY_V4
-	}
-	addrs, err := netlink.AddrList(nil, family)
-	if err != nil {
-		return 0, 0, fmt.Errorf("listing addresses: %w", err)
-	}
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == cfg.Local {
-			return a.LinkIndex, 0, nil
+		if ifindex < 0 {
+			return 0, 0, fmt.Errorf("local address %s is not assigned to any interface here: add it first (ip addr add): %w", cfg.Local, ErrNotFound)
 		}
 	}
-	return 0, 0, fmt.Errorf("local address %s is not assigned to any interface here: add it first (ip addr add)", cfg.Local)
+	if len(cfg.Remotes) == 0 {
+		return ifindex, 0, nil
+	}
+	r := cfg.Remotes[0]
+	opts := &netlink.RouteGetOptions{}
+	if cfg.Local.IsValid() {
+		opts.SrcAddr = net.IP(cfg.Local.AsSlice())
+	}
+	routes, err := netlink.RouteGetWithOptions(net.IP(r.AsSlice()), opts)
+	if err != nil || len(routes) == 0 {
+		return 0, 0, fmt.Errorf("no route to remote %s (%v): configure the underlay (an address and a route to it) first", r, err)
+	}
+	if routes[0].LinkIndex <= 0 {
+		return 0, 0, fmt.Errorf("the route to remote %s has no interface", r)
+	}
+	return routes[0].LinkIndex, routes[0].MTU, nil
 }
 
 // Name returns the port's name.

@@ -169,6 +169,18 @@ func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessa
 		return r, nil, err
 	case control.MethodFDBFlush:
 		return struct{}{}, nil, d.FDBFlush()
+	case control.MethodFDBAdd:
+		var p control.FDBAddParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		return struct{}{}, nil, d.FDBAdd(p)
+	case control.MethodFDBDel:
+		var p control.FDBDelParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		return struct{}{}, nil, d.FDBDel(p)
 	case control.MethodStats:
 		r, err := d.Stats()
 		return r, nil, err
@@ -243,8 +255,10 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 			if err == nil {
 				port = t
 			}
+		case "vxlan":
+			port, err = openVXLAN(p)
 		default:
-			return bad("port attach: unknown type %q (afpacket or tap)", typ)
+			return bad("port attach: unknown type %q (afpacket, tap or vxlan)", typ)
 		}
 		return err
 	}
@@ -350,6 +364,9 @@ func (d *Daemon) Ports(stats bool) []control.Port {
 		if s, ok := st[p.Index]; ok {
 			cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
 				TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
+			if pp, err := d.sw.Port(p.Index); err == nil {
+				tunnelCounters(pp, cp.Stats.Port)
+			}
 		}
 		out = append(out, cp)
 	}
@@ -649,10 +666,12 @@ func (d *Daemon) FDB() (control.FDBResult, error) {
 		res.Entries = append(res.Entries, control.FDBEntry{MAC: net.HardwareAddr(key).String(), Port: port, PortName: names[port], Age: age})
 	})
 	sort.Slice(res.Entries, func(i, j int) bool { return res.Entries[i].MAC < res.Entries[j].MAC })
+	d.annotateFDB(&res)
 	return res, nil
 }
 
-// FDBFlush forgets every learned address.
+// FDBFlush forgets every learned address (static entries of VXLAN ports
+// stay).
 func (d *Daemon) FDBFlush() error {
 	m, err := d.fdbMap()
 	if err != nil {
@@ -663,6 +682,7 @@ func (d *Daemon) FDBFlush() error {
 	for _, k := range keys {
 		m.Delete(k)
 	}
+	d.flushVXLAN(m)
 	return nil
 }
 

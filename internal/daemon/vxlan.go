@@ -1,0 +1,233 @@
+package daemon
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/govswitch/vswitch/bpfport"
+	"github.com/govswitch/vswitch/control"
+	"github.com/govswitch/vswitch/maps"
+	"github.com/govswitch/vswitch/vm"
+)
+
+// VXLAN tunnel ports and their remote stations.
+
+// vxlanConfig reads a port.attach request of type vxlan.
+func vxlanConfig(p control.PortAttachParams) (bpfport.VXLANConfig, error) {
+	var c bpfport.VXLANConfig
+	if p.VNI == nil {
+		return c, bad("port %s: a VXLAN port needs --vni N (0 to 16777215)", p.Name)
+	}
+	c.VNI = *p.VNI
+	for _, list := range p.Remote {
+		for _, r := range strings.Split(list, ",") {
+			if r = strings.TrimSpace(r); r == "" {
+				continue
+			}
+			a, err := netip.ParseAddr(r)
+			if err != nil {
+				return c, bad("port %s: --remote %q is not an IP address", p.Name, r)
+			}
+			c.Remotes = append(c.Remotes, a)
+		}
+	}
+	if p.Local != "" {
+		a, err := netip.ParseAddr(p.Local)
+		if err != nil {
+			return c, bad("port %s: --local %q is not an IP address", p.Name, p.Local)
+		}
+		c.Local = a
+	}
+	if p.DstPort < 0 || p.DstPort > 65535 {
+		return c, bad("port %s: --dstport %d: want 1 to 65535", p.Name, p.DstPort)
+	}
+	c.DstPort = uint16(p.DstPort)
+	c.TTL = p.TTL
+	if p.Queues > 1 {
+		return c, bad("port %s: a VXLAN port has one queue (its UDP socket is shared): drop --queues", p.Name)
+	}
+	if p.RingFrames != 0 || p.Create {
+		return c, bad("port %s: --ring-size and --create do not apply to VXLAN ports", p.Name)
+	}
+	return c, nil
+}
+
+// openVXLAN opens a VXLAN port (in the caller's network namespace).
+func openVXLAN(p control.PortAttachParams) (bpfport.Port, error) {
+	cfg, err := vxlanConfig(p)
+	if err != nil {
+		return nil, err
+	}
+	v, err := bpfport.OpenVXLAN(p.Name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// vxlanPorts returns the attached VXLAN ports by index.
+func (d *Daemon) vxlanPorts() map[int]*bpfport.VXLAN {
+	out := map[int]*bpfport.VXLAN{}
+	for _, p := range d.sw.Ports() {
+		if pp, err := d.sw.Port(p.Index); err == nil {
+			if v, ok := pp.(*bpfport.VXLAN); ok {
+				out[p.Index] = v
+			}
+		}
+	}
+	return out
+}
+
+// annotateFDB adds the remote VTEP of entries on VXLAN ports, and the
+// static entries of VXLAN ports the program's table does not hold.
+func (d *Daemon) annotateFDB(res *control.FDBResult) {
+	vx := d.vxlanPorts()
+	if len(vx) == 0 {
+		return
+	}
+	seen := map[string]bool{}
+	for i := range res.Entries {
+		e := &res.Entries[i]
+		seen[e.MAC] = true
+		v := vx[e.Port]
+		if v == nil {
+			continue
+		}
+		mac, _ := net.ParseMAC(e.MAC)
+		if r, ok := v.Lookup(mac); ok {
+			e.Remote, e.Static = r.Remote.String(), r.Static
+		}
+	}
+	for idx, v := range vx {
+		for _, r := range v.Entries() {
+			if r.Static && !seen[r.MAC.String()] {
+				res.Entries = append(res.Entries, control.FDBEntry{MAC: r.MAC.String(), Port: idx, PortName: v.Name(),
+					Remote: r.Remote.String(), Static: true})
+			}
+		}
+	}
+	sort.Slice(res.Entries, func(i, j int) bool { return res.Entries[i].MAC < res.Entries[j].MAC })
+}
+
+// learningFDB returns the program's fdb map when it has the learning
+// program's layout, nil otherwise.
+func (d *Daemon) learningFDB() maps.Map {
+	m, err := d.fdbMap()
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+// putFDB writes "mac is behind port idx" into the learning program's
+// table, so that frames to it go to that port instead of flooding.
+func putFDB(m maps.Map, mac net.HardwareAddr, idx int) error {
+	v := make([]byte, m.Spec().ValueSize)
+	binary.NativeEndian.PutUint32(v[0:], uint32(idx))
+	binary.NativeEndian.PutUint64(v[8:], vm.Ktime())
+	return m.Update(mac, v, maps.UpdateAny)
+}
+
+// FDBAdd adds a static remote station: frames to MAC go out of VXLAN
+// port Port to VTEP Remote only, whatever is learned.
+func (d *Daemon) FDBAdd(p control.FDBAddParams) error {
+	mac, err := net.ParseMAC(p.MAC)
+	if err != nil || len(mac) != 6 {
+		return bad("fdb add: %q is not a MAC address (such as 02:00:00:00:00:01)", p.MAC)
+	}
+	remote, err := netip.ParseAddr(p.Remote)
+	if err != nil {
+		return bad("fdb add: remote %q is not an IP address", p.Remote)
+	}
+	idx, err := d.sw.PortByName(p.Port)
+	if err != nil {
+		return control.Errorf(control.CodeNotFound, "fdb add: no port %s: see `vswitch port show`", p.Port)
+	}
+	v := d.vxlanPorts()[idx]
+	if v == nil {
+		return control.Errorf(control.CodeInvalid, "fdb add: port %s is not a VXLAN port: static entries with a remote are for stations behind VXLAN ports", p.Port)
+	}
+	if err := v.AddStatic(mac, remote); err != nil {
+		return control.Errorf(control.CodeInvalid, "fdb add: %v", err)
+	}
+	if m := d.learningFDB(); m != nil {
+		if err := putFDB(m, mac, idx); err != nil {
+			// The port's entry holds: frames to the station flood, and
+			// the port sends them to the remote only.
+			d.log.Warn("fdb add: the program's table refused the entry", "mac", mac.String(), "err", err)
+		}
+	}
+	d.log.Info("static fdb entry added", "mac", mac.String(), "port", p.Port, "remote", remote.String())
+	return nil
+}
+
+// FDBDel forgets station MAC: in the VXLAN port(s) and the program's
+// table.
+func (d *Daemon) FDBDel(p control.FDBDelParams) error {
+	mac, err := net.ParseMAC(p.MAC)
+	if err != nil || len(mac) != 6 {
+		return bad("fdb del: %q is not a MAC address", p.MAC)
+	}
+	idx := -1
+	if p.Port != "" {
+		if idx, err = d.sw.PortByName(p.Port); err != nil {
+			return control.Errorf(control.CodeNotFound, "fdb del: no port %s: see `vswitch port show`", p.Port)
+		}
+	}
+	found := false
+	for i, v := range d.vxlanPorts() {
+		if idx < 0 || i == idx {
+			found = v.Delete(mac) || found
+		}
+	}
+	if m := d.learningFDB(); m != nil {
+		if val, err := m.Lookup(mac); err == nil && (idx < 0 || int(binary.NativeEndian.Uint32(val)) == idx) {
+			if err := m.Delete(mac); err == nil {
+				found = true
+			} else if !errors.Is(err, maps.ErrKeyNotExist) {
+				return fmt.Errorf("fdb del: %w", err)
+			}
+		}
+	}
+	if !found {
+		return control.Errorf(control.CodeNotFound, "fdb del: no entry for %s: see `vswitch fdb show`", mac)
+	}
+	return nil
+}
+
+// flushVXLAN forgets the learned stations of every VXLAN port and puts
+// their static entries back into the program's table (after fdb flush).
+func (d *Daemon) flushVXLAN(m maps.Map) {
+	for idx, v := range d.vxlanPorts() {
+		v.FlushLearned()
+		for _, e := range v.Entries() {
+			if e.Static && m != nil {
+				putFDB(m, e.MAC, idx)
+			}
+		}
+	}
+}
+
+// tunnelCounters adds a VXLAN port's tunnel counters to its port
+// counters (non-zero ones, as portCounters does).
+func tunnelCounters(p bpfport.Port, m map[string]uint64) {
+	v, ok := p.(*bpfport.VXLAN)
+	if !ok {
+		return
+	}
+	s := v.TunnelStats()
+	for k, n := range map[string]uint64{
+		"rx_bad_header": s.RxBadHeader, "rx_unknown_vni": s.RxUnknownVNI, "rx_queue_drops": s.RxQueueDrops,
+		"rx_gro": s.RxGRO, "rx_csum_finished": s.RxCsumFinished, "tx_flooded": s.TxFlooded, "tx_datagrams": s.TxCopies,
+		"tx_no_remote": s.TxNoRemote, "tx_gso": s.TxGSO,
+	} {
+		if n != 0 {
+			m[k] = n
+		}
+	}
+}
