@@ -62,6 +62,8 @@ const usage = `usage: vswitch [-j] [--socket PATH] OBJECT VERB [ARGS]
          [--max-workers N] [--engine jit|interp] [--no-default-program] [--netns PATH]
   port attach IFACE [--type afpacket|tap] [--queues N] [--may-exist]
   port add NAME --type tap            create a TAP device and attach it
+  port add NAME --type vxlan --vni N --remote IP[,IP...] [--local IP] [--dstport 4789] [--ttl N]
+                                      a VXLAN tunnel port (floods go to every remote)
   port detach IFACE [--if-exists]
   port show [-s]
   attach IFACE / detach IFACE         short forms of port attach / port detach
@@ -79,7 +81,9 @@ const usage = `usage: vswitch [-j] [--socket PATH] OBJECT VERB [ARGS]
                                       (or key json '{"addr":"02:00:00:00:00:01"}' and value json '{...}'
                                       where the object has BTF; entries then print as fields)
   map read NAME                       follow a ring buffer's records
-  fdb show | fdb flush                the learning program's MAC table
+  fdb show | fdb flush                the learning program's MAC table (with the VTEP of remote stations)
+  fdb add MAC port VXPORT remote IP   a static remote station (as an EVPN control plane pushes)
+  fdb del MAC [port PORT]
   stats
   capture PORT -w FILE|-              pcap of a port's traffic until Ctrl-C
   pktgen ...                          packet generator (vswitch pktgen --help)

@@ -80,13 +80,19 @@ func (c *cmd) port(args []string) error {
 	}
 	verb, args := args[0], args[1:]
 	fs := flag.NewFlagSet("port", flag.ContinueOnError)
-	typ := fs.String("type", "", "afpacket or tap")
+	typ := fs.String("type", "", "afpacket, tap or vxlan")
 	queues := fs.Int("queues", 0, "queues")
 	busyPoll := fs.String("busy-poll", "", "busy-poll window of this port (e.g. 50us, 2ms; 0: none)")
 	ringSize := fs.Int("ring-size", 0, "receive ring slots per queue (afpacket; default 128)")
 	mayExist := fs.Bool("may-exist", false, "")
 	ifExists := fs.Bool("if-exists", false, "")
 	stats := fs.Bool("s", false, "with counters")
+	vni := fs.String("vni", "", "VXLAN network identifier (vxlan)")
+	var remotes []string
+	fs.Func("remote", "remote VTEPs, comma-separated (vxlan; repeatable)", func(v string) error { remotes = append(remotes, v); return nil })
+	local := fs.String("local", "", "local underlay address (vxlan)")
+	dstport := fs.Int("dstport", 0, "UDP port (vxlan; default 4789)")
+	ttl := fs.Int("ttl", 0, "outer TTL (vxlan; default 64)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -97,12 +103,29 @@ func (c *cmd) port(args []string) error {
 			return usagef("port %s: want one interface name", verb)
 		}
 		p := control.PortAttachParams{Name: pos[0], Type: *typ, Queues: *queues, MayExist: *mayExist,
-			BusyPoll: *busyPoll, RingFrames: *ringSize}
-		if verb == "add" {
-			if *typ != "tap" {
-				return usagef("port add creates TAP devices: use --type tap (attach existing interfaces with port attach)")
+			BusyPoll: *busyPoll, RingFrames: *ringSize, Remote: remotes, Local: *local, DstPort: *dstport, TTL: *ttl}
+		if *vni != "" {
+			v, err := strconv.ParseUint(*vni, 0, 32)
+			if err != nil {
+				return usagef("--vni %q: want a number from 0 to 16777215", *vni)
 			}
-			p.Create = true
+			v32 := uint32(v)
+			p.VNI = &v32
+		}
+		if *typ == "vxlan" && p.VNI == nil {
+			return usagef("port %s: a vxlan port needs --vni N and --remote IP[,IP...]", verb)
+		}
+		if *typ != "vxlan" && (p.VNI != nil || len(remotes) > 0 || *local != "" || *dstport != 0 || *ttl != 0) {
+			return usagef("--vni, --remote, --local, --dstport and --ttl are for --type vxlan")
+		}
+		if verb == "add" {
+			switch *typ {
+			case "tap":
+				p.Create = true
+			case "vxlan":
+			default:
+				return usagef("port add creates TAP devices (--type tap) and VXLAN ports (--type vxlan): attach existing interfaces with port attach")
+			}
 		}
 		var r control.Port
 		if err := c.call(control.MethodPortAttach, p, &r); err != nil {
@@ -449,28 +472,62 @@ func (c *cmd) ringbuf(name string) error {
 }
 
 func (c *cmd) fdb(args []string) error {
-	if len(args) != 1 {
-		return usagef("fdb: want show or flush")
+	if len(args) == 0 {
+		return usagef("fdb: want show, flush, add or del")
 	}
-	switch args[0] {
-	case "show":
+	switch verb, rest := args[0], args[1:]; verb {
+	case "show", "flush":
+		if len(rest) != 0 {
+			return usagef("fdb %s takes no arguments", verb)
+		}
+		if verb == "flush" {
+			if err := c.call(control.MethodFDBFlush, nil, nil); err != nil {
+				return err
+			}
+			return c.emit(map[string]bool{"flushed": true}, func(w io.Writer) { fmt.Fprintln(w, "fdb flushed (static entries kept)") })
+		}
 		var r control.FDBResult
 		if err := c.call(control.MethodFDBShow, nil, &r); err != nil {
 			return err
 		}
 		return c.emit(r, func(w io.Writer) {
-			fmt.Fprintln(w, "MAC\tPORT\tNAME\tAGE")
+			fmt.Fprintln(w, "MAC\tPORT\tNAME\tAGE\tREMOTE")
 			for _, e := range r.Entries {
-				fmt.Fprintf(w, "%s\t%d\t%s\t%.1fs\n", e.MAC, e.Port, e.PortName, e.Age)
+				age, remote := fmt.Sprintf("%.1fs", e.Age), "-"
+				if e.Static {
+					age = "static"
+				}
+				if e.Remote != "" {
+					remote = e.Remote
+				}
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", e.MAC, e.Port, e.PortName, age, remote)
 			}
 		})
-	case "flush":
-		if err := c.call(control.MethodFDBFlush, nil, nil); err != nil {
+	case "add":
+		// fdb add MAC port PORT remote IP
+		if len(rest) != 5 || rest[1] != "port" || rest[3] != "remote" {
+			return usagef("fdb add: want MAC port PORT remote IP (a station behind a VXLAN port)")
+		}
+		p := control.FDBAddParams{MAC: rest[0], Port: rest[2], Remote: rest[4]}
+		if err := c.call(control.MethodFDBAdd, p, nil); err != nil {
 			return err
 		}
-		return c.emit(map[string]bool{"flushed": true}, func(w io.Writer) { fmt.Fprintln(w, "fdb flushed") })
+		return c.emit(p, func(w io.Writer) { fmt.Fprintf(w, "%s is behind %s at %s (static)\n", p.MAC, p.Port, p.Remote) })
+	case "del":
+		// fdb del MAC [port PORT]
+		if !(len(rest) == 1 || len(rest) == 3 && rest[1] == "port") {
+			return usagef("fdb del: want MAC [port PORT]")
+		}
+		p := control.FDBDelParams{MAC: rest[0]}
+		if len(rest) == 3 {
+			p.Port = rest[2]
+		}
+		if err := c.call(control.MethodFDBDel, p, nil); err != nil {
+			return err
+		}
+		return c.emit(map[string]string{"deleted": p.MAC}, func(w io.Writer) { fmt.Fprintf(w, "%s deleted\n", p.MAC) })
 	}
-	return usagef("fdb: unknown verb %q (show, flush)", args[0])
+	return usagef("fdb: unknown verb %q (show, flush, add, del)", args[0])
 }
 
 func (c *cmd) stats(args []string) error {
