@@ -170,6 +170,25 @@ func ringLayout(frameSize int) (block int) {
 	return block
 }
 
+// mapRing sets up a TPACKET_V2 ring (opt: PACKET_RX_RING or
+// PACKET_TX_RING) of at least want slots of frameSize bytes, lying back to
+// back, and maps it.
+func mapRing(fd, opt, frameSize, want int) (ring []byte, frames int, err error) {
+	block := ringLayout(frameSize)
+	perBlock := block / frameSize
+	nblocks := (want + perBlock - 1) / perBlock
+	frames = nblocks * perBlock
+	req := unix.TpacketReq{Block_size: uint32(block), Block_nr: uint32(nblocks),
+		Frame_size: uint32(frameSize), Frame_nr: uint32(frames)}
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, opt, &req); err != nil {
+		return nil, 0, fmt.Errorf("%d frames of %d bytes: %w", frames, frameSize, err)
+	}
+	if ring, err = unix.Mmap(fd, 0, block*nblocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		return nil, 0, fmt.Errorf("mmap: %w", err)
+	}
+	return ring, frames, nil
+}
+
 func (p *AFPacket) openRx(q int, fanoutID *int) (*afRxQueue, error) {
 	cfg := p.cfg
 	fd, err := packetSocket()
@@ -184,17 +203,8 @@ func (p *AFPacket) openRx(q int, fanoutID *int) (*afRxQueue, error) {
 	if err := setInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2, "PACKET_VERSION"); err != nil {
 		return rq, err
 	}
-	block := ringLayout(cfg.FrameSize)
-	perBlock := block / cfg.FrameSize
-	nblocks := (cfg.RingFrames + perBlock - 1) / perBlock
-	rq.frames = nblocks * perBlock
-	req := unix.TpacketReq{Block_size: uint32(block), Block_nr: uint32(nblocks),
-		Frame_size: uint32(cfg.FrameSize), Frame_nr: uint32(rq.frames)}
-	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
-		return rq, fmt.Errorf("PACKET_RX_RING (%d frames of %d bytes): %w", rq.frames, cfg.FrameSize, err)
-	}
-	if rq.ring, err = unix.Mmap(fd, 0, block*nblocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
-		return rq, fmt.Errorf("mmap receive ring: %w", err)
+	if rq.ring, rq.frames, err = mapRing(fd, unix.PACKET_RX_RING, cfg.FrameSize, cfg.RingFrames); err != nil {
+		return rq, fmt.Errorf("receive ring: %w", err)
 	}
 	// Frames that do not fit a slot are queued on the socket (the slot
 	// says TP_STATUS_COPY) rather than truncated.
@@ -268,17 +278,8 @@ func (p *AFPacket) openTxRing(tq *afTxQueue) error {
 	if err := setInt(fd, unix.SOL_PACKET, unix.PACKET_LOSS, 1, "PACKET_LOSS"); err != nil {
 		return err
 	}
-	block := ringLayout(tq.frameSize)
-	perBlock := block / tq.frameSize
-	nblocks := (cfg.TXFrames + perBlock - 1) / perBlock
-	tq.frames = nblocks * perBlock
-	req := unix.TpacketReq{Block_size: uint32(block), Block_nr: uint32(nblocks),
-		Frame_size: uint32(tq.frameSize), Frame_nr: uint32(tq.frames)}
-	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &req); err != nil {
-		return fmt.Errorf("PACKET_TX_RING: %w", err)
-	}
-	if tq.ring, err = unix.Mmap(fd, 0, block*nblocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
-		return fmt.Errorf("mmap transmit ring: %w", err)
+	if tq.ring, tq.frames, err = mapRing(fd, unix.PACKET_TX_RING, tq.frameSize, cfg.TXFrames); err != nil {
+		return fmt.Errorf("transmit ring: %w", err)
 	}
 	// Protocol 0: this socket transmits only and never receives.
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: 0, Ifindex: p.ifindex}); err != nil {

@@ -1,6 +1,7 @@
 package bpfport
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -520,5 +521,87 @@ func TestAFPacketStress(t *testing.T) {
 	t.Logf("sent %d, received %d, kernel drops %d", sent, got, drops)
 	if sent == 0 || got > sent || got+drops < sent {
 		t.Errorf("sent %d != received %d + dropped %d", sent, got, drops)
+	}
+}
+
+// TestAFPacketSuperFrame sends a TCP super-frame with its offload header:
+// it crosses the veth and arrives whole, with its header, through the
+// socket queue (it does not fit a ring slot); sending and receiving it
+// does not allocate.
+func TestAFPacketSuperFrame(t *testing.T) {
+	p := newAFPair(t, 0, AFPacketConfig{}, AFPacketConfig{})
+	f, o := gsoTestFrame(false, false, 20000)
+	// A partial checksum as a sender leaves it: the pseudo-header sum.
+	l4 := int(o.CsumStart)
+	binary.BigEndian.PutUint16(f[24:], ^csumFold(csumAdd(0, f[14:34])))
+	ps := csumAdd(0, f[26:34]) + 6 + uint64(len(f)-l4)
+	binary.BigEndian.PutUint16(f[l4+16:], csumFold(ps))
+	o.HdrLen = uint16(l4 + 20)
+	b := NewBatch(8)
+	sendRecv := func() (int, error) {
+		if n, err := p.pa.SendBatch(0, [][]byte{f}, []Offload{o}); n != 1 || err != nil {
+			return 0, fmt.Errorf("SendBatch = %d, %v", n, err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			n, err := p.pb.TryRecv(0, b)
+			if err != nil || n > 0 {
+				return n, err
+			}
+		}
+		return 0, errors.New("nothing received within 5s")
+	}
+	n, err := sendRecv()
+	if err != nil || n != 1 {
+		t.Fatalf("received %d, %v", n, err)
+	}
+	if !bytes.Equal(b.Frames[0], f) {
+		t.Errorf("super-frame changed on the way: %d bytes, want %d", len(b.Frames[0]), len(f))
+	}
+	if got := b.Offloads[0]; !got.GSO() || got.GSOSize != o.GSOSize || got.CsumStart != o.CsumStart {
+		t.Errorf("offload %+v, want %+v", got, o)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		if _, err := sendRecv(); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("%v allocations per super-frame sent and received, want 0", allocs)
+	}
+}
+
+// TestAFPacketTXRingSegments: a port with a transmit ring cannot pass a
+// super-frame on, so it sends its segments, finished.
+func TestAFPacketTXRingSegments(t *testing.T) {
+	p := newAFPair(t, 0, AFPacketConfig{TX: TXRing}, AFPacketConfig{})
+	if p.pa.Caps() != 0 {
+		t.Errorf("a TX ring port says it takes offloads")
+	}
+	f, o := gsoTestFrame(false, false, 5000) // 5 segments of 1000 bytes
+	n, err := p.pa.SendBatch(0, [][]byte{f}, []Offload{o})
+	if n != 1 || err != nil {
+		t.Fatalf("SendBatch = %d, %v", n, err)
+	}
+	var segs [][]byte
+	b := NewBatch(16)
+	for deadline := time.Now().Add(5 * time.Second); len(segs) < 5 && time.Now().Before(deadline); {
+		k, err := p.pb.TryRecv(0, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range b.Frames[:k] {
+			segs = append(segs, bytes.Clone(g))
+		}
+	}
+	if len(segs) != 5 {
+		t.Fatalf("received %d frames, want 5 segments", len(segs))
+	}
+	for i, g := range segs {
+		if len(g) != 14+20+20+1000 {
+			t.Errorf("segment %d: %d bytes", i, len(g))
+		}
+		verifyL4(t, g, false, 34, 6)
+	}
+	if s := p.pa.Stats(); s.TxSegmented != 1 {
+		t.Errorf("TxSegmented = %d, want 1", s.TxSegmented)
 	}
 }

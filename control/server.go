@@ -17,7 +17,10 @@ import (
 
 // Handler serves requests. Handle returns a result to encode, or a stream
 // function that writes raw bytes after the response line until ctx ends
-// (the client closed the connection or the server stopped).
+// (the client closed the connection or the server stopped). A stream
+// function that Handle returned is always called once, so that it can
+// release what Handle set up for it: with a done ctx and io.Discard when
+// the client went away before the response.
 type Handler interface {
 	Handle(ctx context.Context, method string, params json.RawMessage) (result any, stream func(ctx context.Context, w io.Writer) error, err error)
 }
@@ -172,7 +175,16 @@ func (s *Server) handle(c *net.UnixConn) {
 		}
 		resp.Result = b
 	}
-	if err := writeResponse(c, resp); err != nil || stream == nil {
+	if err := writeResponse(c, resp); err != nil {
+		if stream != nil {
+			// The client is gone: the stream still runs, to release what
+			// the handler set up for it, with nothing to write to.
+			cancel()
+			stream(ctx, io.Discard)
+		}
+		return
+	}
+	if stream == nil {
 		return
 	}
 	if err := stream(ctx, c); err != nil && ctx.Err() == nil {

@@ -210,17 +210,29 @@ func (p *port) refreshMTU(now int64) bool {
 func (s *Switch) Ports() []PortInfo {
 	var out []PortInfo
 	for _, p := range s.allPorts() {
-		mtu := p.p.MTU()
-		p.maxFrame.Store(int64(mtu + FrameOverhead))
-		info := PortInfo{Index: p.idx, Name: p.name, Kind: p.kind, Queues: p.queues,
-			MTU: mtu, Up: p.p.Up() && !p.gone.Load(), Gone: p.gone.Load(),
-			Offload: p.caps&bpfport.CapOffload != 0, BusyPoll: time.Duration(p.busyPoll), Attached: p.attached}
-		if e := p.goneErr.Load(); e != nil {
-			info.Error = *e
-		}
-		out = append(out, info)
+		out = append(out, p.info())
 	}
 	return out
+}
+
+// PortInfo describes the port at index idx.
+func (s *Switch) PortInfo(idx int) (PortInfo, error) {
+	if idx < 0 || idx >= MaxPorts || s.ports[idx].Load() == nil {
+		return PortInfo{}, fmt.Errorf("port %d: %w", idx, ErrNoSuchPort)
+	}
+	return s.ports[idx].Load().info(), nil
+}
+
+func (p *port) info() PortInfo {
+	mtu := p.p.MTU()
+	p.maxFrame.Store(int64(mtu + FrameOverhead))
+	info := PortInfo{Index: p.idx, Name: p.name, Kind: p.kind, Queues: p.queues,
+		MTU: mtu, Up: p.p.Up() && !p.gone.Load(), Gone: p.gone.Load(),
+		Offload: p.caps&bpfport.CapOffload != 0, BusyPoll: time.Duration(p.busyPoll), Attached: p.attached}
+	if e := p.goneErr.Load(); e != nil {
+		info.Error = *e
+	}
+	return info
 }
 
 // PortByName returns the index of the named port.

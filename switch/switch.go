@@ -64,10 +64,13 @@ const (
 	MinFrame      = 14
 	FrameOverhead = 14 + 4
 	DefaultBatch  = 256
-	// DefaultBusyPoll is how long a worker keeps polling a queue after its
-	// last frame before it gives the queue back and may sleep. See
+	// DefaultBusyPoll is the longest a worker keeps polling a queue after
+	// its last frame before it gives the queue back and may sleep: traffic
+	// whose frames come closer together than about two thirds of it is
+	// polled for continuously (no wake-up per frame), sparser traffic for
+	// 50 µs after each frame (to catch the answer it provokes). See
 	// ARCHITECTURE.md for why this value.
-	DefaultBusyPoll = 200 * time.Microsecond
+	DefaultBusyPoll = 5 * time.Millisecond
 	// MaxWorkers bounds Config.Workers.
 	MaxWorkers = 256
 )

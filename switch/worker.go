@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,7 +63,40 @@ type unit struct {
 	fd      int
 	owner   atomic.Int32 // the worker holding it, -1 when none
 	removed atomic.Bool  // its port was detached
-	last    int64        // when its holder last had a frame from it
+	last    int64        // when its holder last had a frame from it (0: never)
+	gap     int64        // moving average of the time between its batches
+	taken   int64        // when its holder took it from the epoll set
+}
+
+// minPoll is the shortest busy-poll window: long enough to catch the
+// answer that a frame just sent provokes (a host's kernel answers within
+// the sending system call on veth), short enough to cost nothing.
+const minPoll = int64(50 * time.Microsecond)
+
+// window is how long u's holder keeps polling it after its last frame.
+// Frames that come closer together than the port's busy-poll setting (with
+// a margin) are polled for across their gap, so that the next one is taken
+// without a wake-up; sparser traffic gets minPoll. Either way no window is
+// longer than the setting.
+func (u *unit) window() int64 {
+	limit := u.port.busyPoll
+	if g := u.gap + u.gap/2; g <= limit {
+		return min(max(g, minPoll), limit)
+	}
+	return min(minPoll, limit)
+}
+
+// sawFrames updates u's arrival statistics for a batch taken at now.
+func (u *unit) sawFrames(now int64) {
+	if u.last != 0 {
+		g := now - u.last
+		if u.gap == 0 {
+			u.gap = g
+		} else {
+			u.gap += (g - u.gap) / 4
+		}
+	}
+	u.last = now
 }
 
 // unitTable maps epoll ids to units. Slots are written under the switch's
@@ -125,14 +159,18 @@ func (d *downList) add(s *Switch, u *unit) {
 }
 
 // kick hands every listed queue to the epoll set, reported ready at once.
+// It holds the switch's mutex, so that no queue is detached (its fd closed
+// and perhaps reused) between the check and the re-arm.
 func (d *downList) kick(s *Switch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	d.mu.Lock()
 	units := d.units
 	d.units = nil
 	d.timer = nil
 	d.mu.Unlock()
 	for _, u := range units {
-		if !u.removed.Load() {
+		if !u.removed.Load() && !s.closed {
 			s.pl.Rearm(u.fd, uint64(u.id), true)
 		}
 	}
@@ -208,7 +246,10 @@ func (w *worker) run() {
 		if len(w.active) < maxHeld {
 			w.take(s.pl.Poll(w.evs[:min(len(w.evs), maxHeld-len(w.active))]))
 		}
-		w.round()
+		if w.round() == 0 {
+			// Busy-polling: let other goroutines of this P run.
+			runtime.Gosched()
+		}
 	}
 	w.epoch.Store(0)
 	for _, u := range w.active {
@@ -252,15 +293,15 @@ func (w *worker) take(n int) int {
 		if u == nil || u.removed.Load() || !u.owner.CompareAndSwap(-1, int32(w.id)) {
 			continue
 		}
-		u.last = now
+		u.taken = now
 		w.active = append(w.active, u)
 		got++
 	}
 	return got
 }
 
-// round serves each held queue once.
-func (w *worker) round() {
+// round serves each held queue once and returns how many had frames.
+func (w *worker) round() int {
 	s := w.s
 	now := nanotime()
 	busy := 0
@@ -274,7 +315,7 @@ func (w *worker) round() {
 		n, err := io.TryRecv(u.q, w.batch)
 		if n > 0 {
 			w.process(u.port, w.batch.Frames[:n], w.batch.Offloads[:n])
-			u.last = now
+			u.sawFrames(now)
 			busy++
 			// A worker holding two busy queues while another waits hands
 			// one over.
@@ -292,13 +333,14 @@ func (w *worker) round() {
 			w.recvError(u, err)
 			continue
 		}
-		if now-u.last >= u.port.busyPoll && io.Arm(u.q) {
+		if now-max(u.last, u.taken) >= u.window() && io.Arm(u.q) {
 			w.drop(i)
 			s.pl.Rearm(u.fd, uint64(u.id), false)
 			continue
 		}
 		i++
 	}
+	return busy
 }
 
 // drop stops holding active[i] (order is not kept).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/govswitch/vswitch/bpfport"
+	"github.com/govswitch/vswitch/control"
 	"github.com/govswitch/vswitch/internal/daemon"
 )
 
@@ -187,14 +188,19 @@ func measureCore(ctx context.Context, o Options, r *CoreResult) error {
 
 // waitLearned waits until the daemon's FDB has mac.
 func waitLearned(d *daemon.Daemon, mac [6]byte, timeout time.Duration) error {
+	return waitInFDB(d.FDB, mac, timeout)
+}
+
+// waitInFDB waits until the FDB that fdb returns has mac.
+func waitInFDB(fdb func() (control.FDBResult, error), mac [6]byte, timeout time.Duration) error {
 	want := fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5])
 	deadline := time.Now().Add(timeout)
 	for {
-		fdb, err := d.FDB()
+		r, err := fdb()
 		if err != nil {
 			return err
 		}
-		for _, e := range fdb.Entries {
+		for _, e := range r.Entries {
 			if e.MAC == want {
 				return nil
 			}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/govswitch/vswitch/internal/netenv"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,16 +21,13 @@ import (
 // sockets and logs in a temporary directory. No kernel module is used.
 type ovs struct {
 	dir      string
+	sock     string // ovsdb-server's socket
 	env      []string
 	db, vswd *exec.Cmd
 	logf     func(string, ...any)
-	// forks runs functions on the owner thread: a thread locked in the
-	// switch namespace for the life of this ovs, which forks both
-	// daemons. Their parent-death signal is tied to the forking thread,
-	// so it must outlive them (a pooled thread could exit with some other
-	// locked goroutine and take the daemons with it), and it dies with
-	// this process, so they never outlive the benchmark.
-	forks chan func()
+	// fk forks both daemons from a thread in the switch namespace that
+	// lives as long as this ovs (see forker).
+	fk *forker
 }
 
 // ovsSchemas are where distributions put the database schema.
@@ -44,76 +40,15 @@ var ovsSchemas = []string{"/usr/share/openvswitch/vswitch.ovsschema", "/usr/loca
 // switchCPU. ovs-vswitchd runs pinned to switchCPU in its own session at
 // nice -20, as the generator does.
 func startOVS(ctx context.Context, ns *netenv.NS, portType, xdpMode string, logf func(string, ...any)) (_ *ovs, err error) {
-	for _, c := range []string{"ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovs-ofctl", "ovs-appctl"} {
-		if _, err := exec.LookPath(c); err != nil {
-			return nil, skipf("skipped: %s not installed (apt-get install -y openvswitch-switch)", c)
-		}
-	}
-	schema := ""
-	for _, s := range ovsSchemas {
-		if _, err := os.Stat(s); err == nil {
-			schema = s
-		}
-	}
-	if schema == "" {
-		return nil, skipf("skipped: OVS database schema not found in %s", strings.Join(ovsSchemas, ", "))
-	}
-	dir, err := os.MkdirTemp("", "vswitch-bench-ovs-")
+	o, err := startOVSDaemons(ctx, ns, logf)
 	if err != nil {
 		return nil, err
-	}
-	o := &ovs{dir: dir, logf: logf, forks: make(chan func())}
-	ready := make(chan error, 1)
-	go o.owner(ns, ready)
-	if err := <-ready; err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	for _, k := range []string{"OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_SYSCONFDIR"} {
-		o.env = append(o.env, k+"="+dir)
 	}
 	defer func() {
 		if err != nil {
 			o.stop()
 		}
 	}()
-	db := filepath.Join(dir, "conf.db")
-	sock := filepath.Join(dir, "db.sock")
-	if err := o.run(ctx, "ovsdb-tool", "create", db, schema); err != nil {
-		return nil, err
-	}
-	o.db = o.command("ovsdb-server", db, "--remote=punix:"+sock, "--pidfile="+filepath.Join(dir, "ovsdb-server.pid"),
-		"--log-file="+filepath.Join(dir, "ovsdb-server.log"), "--no-chdir")
-	if err := o.start(o.db, "ovsdb-server"); err != nil {
-		return nil, err
-	}
-	if err := waitFile(sock, 5*time.Second); err != nil {
-		return nil, fmt.Errorf("ovsdb-server: %w", err)
-	}
-	vsctl := func(args ...string) error {
-		return o.run(ctx, "ovs-vsctl", append([]string{"--db=unix:" + sock, "--timeout=30"}, args...)...)
-	}
-	if err := vsctl("--no-wait", "init"); err != nil {
-		return nil, err
-	}
-	if runtime.NumCPU() > switchCPU {
-		if err := vsctl("--no-wait", "set", "Open_vSwitch", ".", fmt.Sprintf("other_config:pmd-cpu-mask=%#x", 1<<switchCPU)); err != nil {
-			return nil, err
-		}
-	}
-	args := []string{"unix:" + sock, "--pidfile=" + filepath.Join(dir, "ovs-vswitchd.pid"),
-		"--log-file=" + filepath.Join(dir, "ovs-vswitchd.log"), "--no-chdir"}
-	if tp, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() > switchCPU {
-		o.vswd = o.command(tp, append([]string{"-c", strconv.Itoa(switchCPU), "ovs-vswitchd"}, args...)...)
-	} else {
-		o.vswd = o.command("ovs-vswitchd", args...)
-	}
-	// The daemon lives in the switch namespace: a child inherits the
-	// namespace of the thread that forks it.
-	if err := o.start(o.vswd, "ovs-vswitchd"); err != nil {
-		return nil, err
-	}
-	raise(o.vswd.Process.Pid)
 	br := []string{"add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
 		"--", "add-port", "br0", devSwIn, "--", "set", "interface", devSwIn, "ofport_request=1",
 		"--", "add-port", "br0", devSwOut, "--", "set", "interface", devSwOut, "ofport_request=2"}
@@ -122,7 +57,7 @@ func startOVS(ctx context.Context, ns *netenv.NS, portType, xdpMode string, logf
 			br = append(br, "--", "set", "interface", dev, "type="+portType, "options:xdp-mode="+xdpMode)
 		}
 	}
-	if err := vsctl(br...); err != nil {
+	if err := o.vsctl(ctx, br...); err != nil {
 		return nil, err
 	}
 	if err := o.run(ctx, "ovs-ofctl", "del-flows", "br0"); err != nil {
@@ -137,12 +72,97 @@ func startOVS(ctx context.Context, ns *netenv.NS, portType, xdpMode string, logf
 		return nil, err
 	}
 	for _, dev := range []string{devSwIn, devSwOut} {
-		out, _ := o.output(ctx, "ovs-vsctl", "--db=unix:"+sock, "get", "interface", dev, "error")
-		if e := strings.TrimSpace(out); e != "" && e != "[]" {
-			return nil, skipf("skipped: OVS port %s: %s", dev, strings.Trim(e, `"`))
+		if err := o.portError(ctx, dev); err != nil {
+			return nil, err
 		}
 	}
 	return o, nil
+}
+
+// portError returns a skip error when OVS reports an error on the
+// interface dev.
+func (o *ovs) portError(ctx context.Context, dev string) error {
+	out, _ := o.output(ctx, "ovs-vsctl", "--db=unix:"+o.sock, "get", "interface", dev, "error")
+	if e := strings.TrimSpace(out); e != "" && e != "[]" {
+		return skipf("skipped: OVS port %s: %s", dev, strings.Trim(e, `"`))
+	}
+	return nil
+}
+
+// startOVSDaemons runs ovsdb-server and ovs-vswitchd (userspace datapath
+// only, no bridge yet) with the daemon in ns, pinned to switchCPU in its
+// own session at nice -20.
+func startOVSDaemons(ctx context.Context, ns *netenv.NS, logf func(string, ...any)) (_ *ovs, err error) {
+	for _, c := range []string{"ovs-vswitchd", "ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovs-ofctl", "ovs-appctl"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return nil, skipf("skipped: %s not installed (apt-get install -y openvswitch-switch)", c)
+		}
+	}
+	schema := ""
+	for _, s := range ovsSchemas {
+		if _, err := os.Stat(s); err == nil {
+			schema = s
+		}
+	}
+	if schema == "" {
+		return nil, skipf("skipped: OVS database schema not found in %s", strings.Join(ovsSchemas, ", "))
+	}
+	dir, err := tempDir("ovs")
+	if err != nil {
+		return nil, err
+	}
+	o := &ovs{dir: dir, logf: logf, sock: filepath.Join(dir, "db.sock")}
+	// The daemon lives in the switch namespace: a child inherits the
+	// namespace of the thread that forks it.
+	if o.fk, err = newForker(ns); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	for _, k := range []string{"OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_SYSCONFDIR"} {
+		o.env = append(o.env, k+"="+dir)
+	}
+	defer func() {
+		if err != nil {
+			o.stop()
+		}
+	}()
+	db := filepath.Join(dir, "conf.db")
+	if err := o.run(ctx, "ovsdb-tool", "create", db, schema); err != nil {
+		return nil, err
+	}
+	o.db = o.command("ovsdb-server", db, "--remote=punix:"+o.sock, "--pidfile="+filepath.Join(dir, "ovsdb-server.pid"),
+		"--log-file="+filepath.Join(dir, "ovsdb-server.log"), "--no-chdir")
+	if err := o.start(o.db, "ovsdb-server"); err != nil {
+		return nil, err
+	}
+	if err := waitFile(o.sock, 5*time.Second); err != nil {
+		return nil, fmt.Errorf("ovsdb-server: %w", err)
+	}
+	if err := o.vsctl(ctx, "--no-wait", "init"); err != nil {
+		return nil, err
+	}
+	if runtime.NumCPU() > switchCPU {
+		if err := o.vsctl(ctx, "--no-wait", "set", "Open_vSwitch", ".", fmt.Sprintf("other_config:pmd-cpu-mask=%#x", 1<<switchCPU)); err != nil {
+			return nil, err
+		}
+	}
+	args := []string{"unix:" + o.sock, "--pidfile=" + filepath.Join(dir, "ovs-vswitchd.pid"),
+		"--log-file=" + filepath.Join(dir, "ovs-vswitchd.log"), "--no-chdir"}
+	if tp, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() > switchCPU {
+		o.vswd = o.command(tp, append([]string{"-c", strconv.Itoa(switchCPU), "ovs-vswitchd"}, args...)...)
+	} else {
+		o.vswd = o.command("ovs-vswitchd", args...)
+	}
+	if err := o.start(o.vswd, "ovs-vswitchd"); err != nil {
+		return nil, err
+	}
+	raise(o.vswd.Process.Pid)
+	return o, nil
+}
+
+// vsctl runs ovs-vsctl on this OVS's database.
+func (o *ovs) vsctl(ctx context.Context, args ...string) error {
+	return o.run(ctx, "ovs-vsctl", append([]string{"--db=unix:" + o.sock, "--timeout=30"}, args...)...)
 }
 
 func (o *ovs) command(name string, args ...string) *exec.Cmd {
@@ -152,22 +172,8 @@ func (o *ovs) command(name string, args ...string) *exec.Cmd {
 	return c
 }
 
-// owner is the owner thread (see ovs.forks): it enters ns and runs what
-// forks sends until forks is closed, then exits with its thread.
-func (o *ovs) owner(ns *netenv.NS, ready chan<- error) {
-	runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-	if err := netns.Set(ns.H); err != nil {
-		ready <- fmt.Errorf("entering the switch namespace: %w", err)
-		return
-	}
-	ready <- nil
-	for fn := range o.forks {
-		fn()
-	}
-}
-
 // start starts a daemon in its own session (so that its autogroup can be
-// raised) from the owner thread, with its output in the temporary
+// raised) from the forker's thread, with its output in the temporary
 // directory.
 func (o *ovs) start(c *exec.Cmd, name string) error {
 	f, err := os.Create(filepath.Join(o.dir, name+".out"))
@@ -176,10 +182,7 @@ func (o *ovs) start(c *exec.Cmd, name string) error {
 	}
 	defer f.Close()
 	c.Stdout, c.Stderr = f, f
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
-	errc := make(chan error, 1)
-	o.forks <- func() { errc <- c.Start() }
-	if err = <-errc; err != nil {
+	if err = o.fk.start(c); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
@@ -222,7 +225,7 @@ func (o *ovs) stop() {
 	if o.db != nil && o.db.Process != nil {
 		stopProcess(o.db)
 	}
-	close(o.forks)
+	o.fk.close()
 	os.RemoveAll(o.dir)
 }
 

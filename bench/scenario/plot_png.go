@@ -11,25 +11,51 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // PNG size.
 const pngW, pngH = 12 * vg.Inch, 6 * vg.Inch
 
-// WritePNG draws the veth comparison as a grouped bar chart in PNG (with
-// gonum.org/v1/plot), the same chart as WriteSVG.
+// WritePNG draws the same charts as WriteSVG, one under the other, in
+// PNG (with gonum.org/v1/plot).
 func (t *Table) WritePNG(w io.Writer) error {
-	c, err := t.vethChart()
-	if err != nil {
-		return err
+	cs := t.charts()
+	if len(cs) == 0 {
+		return errNoPlot
 	}
+	var plots [][]*plot.Plot
+	notes := 0
+	for _, c := range cs {
+		p, err := c.plot()
+		if err != nil {
+			return err
+		}
+		plots = append(plots, []*plot.Plot{p})
+		notes = max(notes, len(c.notes))
+	}
+	tileH := pngH + vg.Points(11*float64(notes))
+	img := vgimg.New(pngW, tileH*vg.Length(len(cs)))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: len(cs), Cols: 1, PadY: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6)}
+	canvases := plot.Align(plots, tiles, dc)
+	for i := range plots {
+		plots[i][0].Draw(canvases[i][0])
+	}
+	_, err := vgimg.PngCanvas{Canvas: img}.WriteTo(w)
+	return err
+}
+
+// plot builds c as a gonum plot.
+func (c chart) plot() (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = c.title + "\n" + c.subtitle
 	p.Title.TextStyle.Font.Size = vg.Points(13)
-	p.Y.Label.Text = "Mpps received"
+	p.Y.Label.Text = c.ylabel
 	p.X.Label.Text = ""
 	if len(c.notes) > 0 {
-		p.X.Label.Text = "not shown: " + strings.Join(c.notes, "\n")
+		p.X.Label.Text = strings.Join(c.notes, "\n")
 		p.X.Label.TextStyle.Font.Size = vg.Points(9)
 	}
 	p.X.Tick.Label.Font.Size = vg.Points(12)
@@ -54,7 +80,7 @@ func (t *Table) WritePNG(w io.Writer) error {
 		}
 		bars, err := plotter.NewBarChart(vals, bw)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		bars.Color = hexColor(s.color)
 		bars.LineStyle.Width = 0
@@ -64,7 +90,7 @@ func (t *Table) WritePNG(w io.Writer) error {
 		if len(xys) > 0 {
 			l, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
 			if err != nil {
-				return err
+				return nil, err
 			}
 			for j := range l.TextStyle {
 				l.TextStyle[j].Font.Size = vg.Points(7.5)
@@ -84,12 +110,7 @@ func (t *Table) WritePNG(w io.Writer) error {
 	p.Y.Tick.Marker = plot.ConstantTicks(ticks)
 	p.Legend.Top = true
 	p.Legend.TextStyle.Font.Size = vg.Points(11)
-	wt, err := p.WriterTo(pngW, pngH+vg.Points(11*float64(len(c.notes))), "png")
-	if err != nil {
-		return err
-	}
-	_, err = wt.WriteTo(w)
-	return err
+	return p, nil
 }
 
 func hexColor(s string) color.Color {

@@ -22,10 +22,23 @@
 //     sink's rx_packets over a window after a warm-up.
 //   - latency: one-way p50/p99/p99.9 through vswitch and through the bridge
 //     at a fixed moderate rate, from pktgen's embedded timestamps.
+//   - hosts: real traffic. Two hosts with their own kernel stacks, each in
+//     a namespace on a veth pair to the switch namespace, talk through the
+//     switch under test (vswitch, the Linux bridge, Open vSwitch's
+//     userspace datapath with AF_PACKET and AF_XDP ports, the hosts
+//     then with transmit checksum offload off, which OVS needs): ICMP echo
+//     round trips at a low and a higher rate (p50, p99, from the kernel's
+//     receive timestamps) and one TCP stream's throughput (Go sockets;
+//     iperf3 as a second opinion where installed).
+//   - scale: a vswitch daemon as its own process (and ovs-vswitchd) with
+//     10, 100 and 254 idle veth ports: memory and OS threads per idle
+//     port, the time to attach them, `port show` and `stats` response
+//     times, idle CPU; and the 64-byte rate of one busy port pair among
+//     100 idle ports against the same switch with only that pair.
 //
 // Run runs the selected scenarios in that order and returns a Table, which
-// prints as one aligned text table (WriteText), as JSON, or as a bar chart
-// of the veth comparison (WriteSVG, WritePNG).
+// prints as one aligned text table (WriteText), as JSON, or as bar charts
+// of the veth, hosts and scale comparisons (WriteSVG, WritePNG).
 package scenario
 
 import (
@@ -45,10 +58,12 @@ const (
 	Core    = "core"
 	Veth    = "veth"
 	Latency = "latency"
+	Hosts   = "hosts"
+	Scale   = "scale"
 )
 
 // All lists every scenario in run order.
-var All = []string{VM, Core, Veth, Latency}
+var All = []string{VM, Core, Veth, Latency, Hosts, Scale}
 
 // Subjects of the veth and latency scenarios: what sits in the switch
 // namespace.
@@ -70,18 +85,38 @@ var AllSubjects = []string{Ceiling, TrafgenCeiling, VswitchJIT, VswitchInterp, B
 // LatencySubjects are the switches the latency scenario measures.
 var LatencySubjects = []string{VswitchJIT, Bridge}
 
+// ScaleSubjects are the switches the scale scenario measures: the vswitch
+// daemon (its own process, default settings, the JIT) and ovs-vswitchd
+// with AF_PACKET ports.
+var ScaleSubjects = []string{VswitchJIT, OVSAFPacket}
+
+// Switches lists every switch name that Options.Subjects accepts: the
+// veth subjects, then those of the hosts scenario that the veth scenario
+// does not have.
+func Switches() []string {
+	out := slices.Clone(AllSubjects)
+	for _, s := range HostsSubjects() {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Options configure Run. The zero value runs every scenario with defaults.
 type Options struct {
-	// Only selects scenarios by name (vm, core, veth, latency); empty
-	// means all.
+	// Only selects scenarios by name (see All); empty means all.
 	Only []string
 	// Duration is the measurement window of each figure (default 3s).
 	Duration time.Duration
 	// Warmup precedes every window of the core, veth and latency
 	// scenarios (default 1s).
 	Warmup time.Duration
-	// Subjects selects the veth switches (see AllSubjects); empty means
-	// all. Ceiling is always measured first when any veth subject runs.
+	// Subjects selects switches (see Switches); empty means all. Each
+	// scenario measures those of its own subjects that are named here
+	// (the veth scenario: AllSubjects; hosts: HostsSubjects; scale:
+	// ScaleSubjects). Ceiling is always measured first when any veth
+	// subject runs.
 	Subjects []string
 	// Sizes are the veth frame lengths without FCS (default 60 and
 	// 1514: 64 and 1518 bytes on a wire).
@@ -91,9 +126,28 @@ type Options struct {
 	// LatencyRate is the latency scenario's rate in frames per second
 	// (default 50000).
 	LatencyRate float64
-	// Runs is the number of times each core and veth figure is measured;
-	// the median counts (default 1).
+	// Runs is the number of times each core and veth figure (and the
+	// scale scenario's busy-port rates) is measured; the median counts
+	// (default 1).
 	Runs int
+	// RTTRates are the request rates, per second, of the hosts
+	// scenario's round trips (default 20 and 500).
+	RTTRates []float64
+	// RTTWindow is how long the hosts scenario sends requests at each
+	// rate (default 10s: 200 round trips at 20/s, 5000 at 500/s). The
+	// TCP stream runs for Duration after Warmup.
+	RTTWindow time.Duration
+	// ScalePorts are the idle port counts of the scale scenario
+	// (default 10, 100 and 254; at most 254, the switch's maximum).
+	ScalePorts []int
+	// ScaleBusyIdle is the number of idle ports beside the busy pair in
+	// the scale scenario (default 100).
+	ScaleBusyIdle int
+	// DaemonCommand runs a vswitch daemon as its own process for the
+	// scale scenario: a program and its first arguments, to which the
+	// daemon's flags (--socket, --netns, ...) are appended. Default: this
+	// executable and "daemon" (right for the vswitch binary).
+	DaemonCommand []string
 	// Log receives a line per step; nil discards.
 	Log io.Writer
 }
@@ -113,12 +167,9 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("unknown scenario %q: want one of %s", s, strings.Join(All, ", "))
 		}
 	}
-	if len(o.Subjects) == 0 {
-		o.Subjects = AllSubjects
-	}
 	for _, s := range o.Subjects {
-		if !slices.Contains(AllSubjects, s) {
-			return o, fmt.Errorf("unknown switch %q: want one of %s", s, strings.Join(AllSubjects, ", "))
+		if !slices.Contains(Switches(), s) {
+			return o, fmt.Errorf("unknown switch %q: want one of %s", s, strings.Join(Switches(), ", "))
 		}
 	}
 	if len(o.Sizes) == 0 {
@@ -146,6 +197,43 @@ func (o Options) withDefaults() (Options, error) {
 	if o.LatencyRate <= 0 {
 		o.LatencyRate = defaultLatencyPP
 	}
+	if len(o.RTTRates) == 0 {
+		o.RTTRates = []float64{20, 500}
+	}
+	for _, r := range o.RTTRates {
+		if !(r >= 1 && r <= 100000) {
+			return o, fmt.Errorf("round-trip rate %v/s: must be 1..100000", r)
+		}
+	}
+	if o.RTTWindow <= 0 {
+		o.RTTWindow = 10 * time.Second
+	}
+	for _, r := range o.RTTRates {
+		if r*o.RTTWindow.Seconds() > maxRTTRequests {
+			return o, fmt.Errorf("%v/s for %v is more than %d round trips", r, o.RTTWindow, maxRTTRequests)
+		}
+	}
+	if len(o.ScalePorts) == 0 {
+		o.ScalePorts = []int{10, 100, 254}
+	}
+	for _, n := range o.ScalePorts {
+		if n < 1 || n > maxPorts {
+			return o, fmt.Errorf("%d idle ports: must be 1..%d (the switch's most ports)", n, maxPorts)
+		}
+	}
+	if o.ScaleBusyIdle <= 0 {
+		o.ScaleBusyIdle = 100
+	}
+	if o.ScaleBusyIdle > maxPorts-2 {
+		return o, fmt.Errorf("%d idle ports beside the busy pair: at most %d", o.ScaleBusyIdle, maxPorts-2)
+	}
+	if len(o.DaemonCommand) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			exe = os.Args[0]
+		}
+		o.DaemonCommand = []string{exe, "daemon"}
+	}
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
@@ -153,6 +241,27 @@ func (o Options) withDefaults() (Options, error) {
 }
 
 func (o Options) has(s string) bool { return slices.Contains(o.Only, s) }
+
+// pick returns the subjects of a scenario (all, in order) that o selects.
+func (o Options) pick(all []string) []string {
+	if len(o.Subjects) == 0 {
+		return slices.Clone(all)
+	}
+	var out []string
+	for _, s := range all {
+		if slices.Contains(o.Subjects, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// maxPorts is the switch's most ports (indexes 0..253).
+const maxPorts = 254
+
+// maxRTTRequests bounds the round trips of one rate: ICMP sequence
+// numbers are 16 bits.
+const maxRTTRequests = 60000
 
 // ParseList splits a comma-separated list, dropping empty items.
 func ParseList(s string) []string {
@@ -197,6 +306,10 @@ func Run(ctx context.Context, o Options) (*Table, error) {
 			t.Veth = runVeth(ctx, o, logf)
 		case Latency:
 			t.Latency = runLatency(ctx, o, logf)
+		case Hosts:
+			t.Hosts = runHosts(ctx, o, logf)
+		case Scale:
+			t.Scale, t.ScaleBusy = runScale(ctx, o, logf)
 		}
 		logf("scenario %s took %v", s, time.Since(start).Round(100*time.Millisecond))
 	}

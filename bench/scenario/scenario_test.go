@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,30 @@ func sample() *Table {
 				P99: 987654 * time.Nanosecond, P999: 1100000 * time.Nanosecond, Max: 2 * time.Millisecond},
 			{Switch: Bridge, Size: 60, Rate: 50000, Skipped: "skipped: needs root"},
 		},
+		Hosts: []HostsResult{
+			{Switch: VswitchJIT, Measure: MeasureRTT, Rate: 20, Sent: 200, Received: 200, P50: 1766 * time.Microsecond,
+				P99: 2500 * time.Microsecond, Max: 3 * time.Millisecond, XBridge: 33.3},
+			{Switch: VswitchJIT, Measure: MeasureTCP, Gbps: 3.04, Bytes: 1140000000, Iperf3Gbps: 2.95, XBridge: 0.23},
+			{Switch: Bridge, Measure: MeasureRTT, Rate: 20, Sent: 200, Received: 199, P50: 53 * time.Microsecond,
+				P99: 90 * time.Microsecond, Max: 120 * time.Microsecond, XBridge: 1},
+			{Switch: Bridge, Measure: MeasureTCP, Gbps: 13.3, Bytes: 4990000000, XBridge: 1, Note: "iperf3 not installed"},
+			{Switch: OVSAFPacket, Measure: MeasureRTT, Rate: 20, Note: "hosts: ethtool -K eth0 tx off",
+				Skipped: "skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)"},
+			{Switch: "vswitch-jit,bridge", Measure: "all", Skipped: "skipped: needs root"},
+		},
+		Scale: []ScaleResult{
+			{Switch: VswitchJIT, Ports: 10, Attached: 10, AttachTime: 120 * time.Millisecond, RSSBaseKB: 12000, RSSKB: 79600,
+				ThreadsBase: 6, Threads: 16, RSSPerPortKB: 6760, ThreadsPerPort: 1, PortShow: 480 * time.Microsecond,
+				Stats: 700 * time.Microsecond, IdleCPU: 0.002},
+			{Switch: VswitchJIT, Ports: 100, Attached: 64, AttachTime: 1100 * time.Millisecond, RSSBaseKB: 12000, RSSKB: 444000,
+				ThreadsBase: 6, Threads: 70, RSSPerPortKB: 6750, ThreadsPerPort: 1, PortShow: 3 * time.Millisecond,
+				Stats: 18 * time.Millisecond, IdleCPU: 0.01, Note: "port 65 refused: switch is full"},
+			{Switch: "ovs-afpacket", Skipped: "skipped: needs root"},
+		},
+		ScaleBusy: []ScaleBusyResult{
+			{Switch: VswitchJIT, IdlePorts: 100, Attached: 62, Mpps: 0.9, AloneMpps: 1.2, OfAlone: 0.75, OfferedMpps: 1.5,
+				Note: "idle port 63 refused: switch is full"},
+		},
 	}
 }
 
@@ -66,6 +91,16 @@ veth      64B 1 flow            ovs-afpacket                 -                  
 veth      1514B 64 flows        ovs-afpacket                 -                         -                    skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)
 latency   64B @ 50k pps         vswitch-jit                  p50 31.2µs p99 988µs      p99.9 1.1ms max 2ms  received 150000 of 150000, lost 0
 latency   64B @ 50k pps         bridge                       -                         -                    skipped: needs root
+hosts     RTT @ 20/s                 vswitch-jit                  p50 1.77ms p99 2.5ms                p50 33.30x bridge                      max 3ms, 200 of 200 replies
+hosts     TCP, 1 stream              vswitch-jit                  3.04 Gbit/s                         0.23x bridge                           iperf3 2.95 Gbit/s
+hosts     RTT @ 20/s                 bridge                       p50 53µs p99 90µs                   p50 1.00x bridge                       max 120µs, 199 of 200 replies
+hosts     TCP, 1 stream              bridge                       13.30 Gbit/s                        1.00x bridge                           iperf3 not installed
+hosts     RTT @ 20/s                 ovs-afpacket                 -                                   -                                      skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch); hosts: ethtool -K eth0 tx off
+hosts     all measures               vswitch-jit,bridge           -                                   -                                      skipped: needs root
+scale     10 idle ports              vswitch-jit                  6.6 MB RSS/port, 1.00 threads/port  attach 120ms, show 480µs, stats 700µs  idle CPU 0.2%; RSS 77.7 MB (11.7 MB without ports), 16 threads (6 without)
+scale     100 idle ports             vswitch-jit                  6.6 MB RSS/port, 1.00 threads/port  attach 1.1s, show 3ms, stats 18ms      idle CPU 1.0%; RSS 433.6 MB (11.7 MB without ports), 70 threads (6 without); attached 64 of 100; port 65 refused: switch is full
+scale     all port counts            ovs-afpacket                 -                                   -                                      skipped: needs root
+scale     64B, busy pair + 100 idle  vswitch-jit                  0.900 Mpps                          75% of the pair alone                  pair alone 1.200 Mpps, offered 1.500 Mpps; 62 of 100 idle ports attached; idle port 63 refused: switch is full
 `
 	// tabwriter pads by cell width; compare after normalizing runs of
 	// spaces so the test checks content and order, and separately that
@@ -122,7 +157,7 @@ func TestChart(t *testing.T) {
 	if c.series[1].values[0] != 1.02 || c.series[1].values[1] != 0.4 {
 		t.Errorf("vswitch values %v", c.series[1].values)
 	}
-	if len(c.notes) != 1 || !strings.HasPrefix(c.notes[0], "ovs-afpacket: ovs-vswitchd not installed") {
+	if len(c.notes) != 1 || !strings.HasPrefix(c.notes[0], "not shown: ovs-afpacket: ovs-vswitchd not installed") {
 		t.Errorf("notes %q", c.notes)
 	}
 	top, step := c.ymax()
@@ -131,6 +166,52 @@ func TestChart(t *testing.T) {
 	}
 	if _, err := (&Table{}).vethChart(); err != errNoVeth {
 		t.Errorf("empty table: %v, want errNoVeth", err)
+	}
+}
+
+func TestHostsCharts(t *testing.T) {
+	cs := sample().hostsCharts()
+	if len(cs) != 2 {
+		t.Fatalf("%d hosts charts, want 2 (round trips, TCP)", len(cs))
+	}
+	rtt, tcp := cs[0], cs[1]
+	if diff := cmp.Diff([]string{"p50 @ 20/s", "p99 @ 20/s"}, rtt.groups); diff != "" {
+		t.Errorf("round-trip groups (-want +got):\n%s", diff)
+	}
+	if len(rtt.series) != 2 || rtt.series[0].name != VswitchJIT || rtt.series[1].name != Bridge {
+		t.Fatalf("round-trip series %+v", rtt.series)
+	}
+	if diff := cmp.Diff([]float64{1766, 2500}, rtt.series[0].values); diff != "" {
+		t.Errorf("vswitch round trips in µs (-want +got):\n%s", diff)
+	}
+	if len(rtt.notes) != 1 || !strings.HasPrefix(rtt.notes[0], "not shown: ovs-afpacket: ovs-vswitchd not installed") {
+		t.Errorf("round-trip notes %q", rtt.notes)
+	}
+	if diff := cmp.Diff([]string{"Go sockets", "iperf3"}, tcp.groups); diff != "" {
+		t.Errorf("TCP groups (-want +got):\n%s", diff)
+	}
+	if len(tcp.series) != 2 || tcp.series[0].values[0] != 3.04 || tcp.series[0].values[1] != 2.95 ||
+		tcp.series[1].values[0] != 13.3 || !math.IsNaN(tcp.series[1].values[1]) {
+		t.Errorf("TCP series %+v", tcp.series)
+	}
+	if len((&Table{}).hostsCharts()) != 0 {
+		t.Error("charts from an empty table")
+	}
+}
+
+func TestScaleChart(t *testing.T) {
+	c, ok := sample().scaleChart()
+	if !ok {
+		t.Fatal("no scale chart")
+	}
+	if diff := cmp.Diff([]string{"10 idle ports", "100 idle ports"}, c.groups); diff != "" {
+		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+	if len(c.series) != 1 || math.Abs(c.series[0].values[0]-6760.0/1024) > 1e-9 {
+		t.Errorf("series %+v", c.series)
+	}
+	if len(c.notes) != 1 || !strings.Contains(c.notes[0], "64 of 100 ports attached") {
+		t.Errorf("notes %q", c.notes)
 	}
 }
 
@@ -144,7 +225,8 @@ func TestWriteSVG(t *testing.T) {
 		t.Errorf("not an SVG document: %.80q...", s)
 	}
 	for _, want := range []string{">ceiling<", ">vswitch-jit<", ">64B 1 flow<", ">1514B 64 flows<", ">1.02<", ">0.40<",
-		"not shown: ovs-afpacket", "Mpps received"} {
+		"not shown: ovs-afpacket", "Mpps received", ">round trip, µs<", ">p99 @ 20/s<", ">1766<", ">Gbit/s<", ">iperf3<",
+		">MB per idle port<", ">100 idle ports<", "64 of 100 ports attached"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("SVG lacks %q", want)
 		}
@@ -167,7 +249,8 @@ func TestWritePNG(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := img.Bounds(); r.Dx() < 800 || r.Dy() < 400 {
+	// Four charts one under the other: veth, round trips, TCP, scale.
+	if r := img.Bounds(); r.Dx() < 800 || r.Dy() < 4*400 {
 		t.Errorf("PNG is %v", r)
 	}
 	if os.Getenv("SCENARIO_KEEP_PLOT") != "" {
@@ -195,14 +278,28 @@ func TestOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Duration != 3*time.Second || len(o.Only) != 4 || len(o.Sizes) != 2 || o.LatencyRate != 50000 {
+	if o.Duration != 3*time.Second || len(o.Only) != len(All) || len(o.Sizes) != 2 || o.LatencyRate != 50000 {
 		t.Errorf("defaults %+v", o)
+	}
+	if diff := cmp.Diff([]float64{20, 500}, o.RTTRates); diff != "" || o.RTTWindow != 10*time.Second {
+		t.Errorf("round-trip defaults %v for %v", o.RTTRates, o.RTTWindow)
+	}
+	if diff := cmp.Diff([]int{10, 100, 254}, o.ScalePorts); diff != "" || o.ScaleBusyIdle != 100 {
+		t.Errorf("scale defaults %v, %d", o.ScalePorts, o.ScaleBusyIdle)
+	}
+	if exe, _ := os.Executable(); len(o.DaemonCommand) != 2 || o.DaemonCommand[0] != exe || o.DaemonCommand[1] != "daemon" {
+		t.Errorf("daemon command %q", o.DaemonCommand)
 	}
 	for _, bad := range []Options{
 		{Only: []string{"vm", "nope"}},
 		{Subjects: []string{"hub"}},
 		{Sizes: []int{59}},
 		{Flows: []int{0}},
+		{RTTRates: []float64{0.5}},
+		{RTTRates: []float64{100000}, RTTWindow: time.Second},
+		{ScalePorts: []int{255}},
+		{ScalePorts: []int{0}},
+		{ScaleBusyIdle: 253},
 	} {
 		if _, err := bad.withDefaults(); err == nil {
 			t.Errorf("%+v: no error", bad)
@@ -210,6 +307,31 @@ func TestOptions(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"vm", "core"}, ParseList(" vm,,core ")); diff != "" {
 		t.Error(diff)
+	}
+}
+
+// TestPick: --switches selects the subjects of every scenario by name,
+// in the scenario's own order; a name the scenario does not have is left
+// out of it.
+func TestPick(t *testing.T) {
+	o, err := Options{Subjects: []string{OVSAFPacket, Bridge}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{Bridge, OVSAFPacket}, o.pick(AllSubjects)); diff != "" {
+		t.Errorf("veth (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{OVSAFPacket}, o.pick(ScaleSubjects)); diff != "" {
+		t.Errorf("scale (-want +got):\n%s", diff)
+	}
+	all, _ := Options{}.withDefaults()
+	if diff := cmp.Diff(ScaleSubjects, all.pick(ScaleSubjects)); diff != "" {
+		t.Errorf("no selection (-want +got):\n%s", diff)
+	}
+	for _, s := range HostsSubjects() {
+		if !slices.Contains(Switches(), s) {
+			t.Errorf("hosts subject %s is not in Switches()", s)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,6 +25,10 @@ type Table struct {
 	Core    []CoreResult    `json:"core,omitempty"`
 	Veth    []VethResult    `json:"veth,omitempty"`
 	Latency []LatencyResult `json:"latency,omitempty"`
+	Hosts   []HostsResult   `json:"hosts,omitempty"`
+	Scale   []ScaleResult   `json:"scale,omitempty"`
+	// ScaleBusy are the scale scenario's busy pair among idle ports.
+	ScaleBusy []ScaleBusyResult `json:"scale_busy,omitempty"`
 }
 
 // VMResult is one program on one engine.
@@ -95,6 +100,90 @@ type LatencyResult struct {
 	P999     time.Duration `json:"p999_ns,omitempty"`
 	Max      time.Duration `json:"max_ns,omitempty"`
 	Skipped  string        `json:"skipped,omitempty"`
+}
+
+// Measures of the hosts scenario.
+const (
+	MeasureRTT = "rtt" // ICMP echo round trips at a fixed rate
+	MeasureTCP = "tcp" // one TCP stream
+)
+
+// HostsResult is one measure of two hosts (own kernel stacks, in network
+// namespaces) talking through one switch.
+type HostsResult struct {
+	Switch  string `json:"switch"`
+	Measure string `json:"measure"` // MeasureRTT or MeasureTCP
+	// Rate is the round trips' request rate per second (rtt).
+	Rate float64 `json:"rate_pps,omitempty"`
+	// Sent and Received count echo requests and their replies (rtt).
+	Sent     uint64 `json:"sent,omitempty"`
+	Received uint64 `json:"received,omitempty"`
+	// P50, P99 and Max are round-trip times: from just before the
+	// request's send call to the kernel's receive timestamp of the reply.
+	P50 time.Duration `json:"p50_ns,omitempty"`
+	P99 time.Duration `json:"p99_ns,omitempty"`
+	Max time.Duration `json:"max_ns,omitempty"`
+	// Gbps is the TCP stream's goodput over the window (tcp): Go sockets,
+	// one writer, one reader.
+	Gbps  float64 `json:"gbit_per_s,omitempty"`
+	Bytes uint64  `json:"bytes,omitempty"` // received in the window (tcp)
+	// Iperf3Gbps is iperf3's figure for one stream through the same
+	// switch (tcp; 0 where iperf3 is not installed or failed, see Note).
+	Iperf3Gbps float64 `json:"iperf3_gbit_per_s,omitempty"`
+	// XBridge is the figure over the Linux bridge's in the same run: the
+	// p50 for rtt, Gbps for tcp (0 when the bridge was not measured).
+	XBridge float64 `json:"x_bridge,omitempty"`
+	// Note says how the hosts or the switch were set up where it
+	// matters (offloads), and what went wrong beside the figure.
+	Note    string `json:"note,omitempty"`
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// ScaleResult is one switch with a number of idle ports.
+type ScaleResult struct {
+	Switch string `json:"switch"`
+	// Ports is the number of idle ports asked for; Attached how many
+	// attached (the rest were refused: see Note).
+	Ports    int `json:"ports"`
+	Attached int `json:"attached"`
+	// AttachTime is the time to attach them, one request each.
+	AttachTime time.Duration `json:"attach_ns,omitempty"`
+	// RSSBaseKB and ThreadsBase are the switch process's resident memory
+	// and OS threads with no port; RSSKB and Threads with the ports.
+	RSSBaseKB   uint64 `json:"rss_base_kb,omitempty"`
+	RSSKB       uint64 `json:"rss_kb,omitempty"`
+	ThreadsBase int    `json:"threads_base,omitempty"`
+	Threads     int    `json:"threads,omitempty"`
+	// RSSPerPortKB and ThreadsPerPort are the growth per attached port.
+	RSSPerPortKB   float64 `json:"rss_per_port_kb"`
+	ThreadsPerPort float64 `json:"threads_per_port"`
+	// PortShow and Stats are the median response times of a port
+	// listing and of all counters with the ports attached.
+	PortShow time.Duration `json:"port_show_ns,omitempty"`
+	Stats    time.Duration `json:"stats_ns,omitempty"`
+	// IdleCPU is the CPU time the switch process used over the window,
+	// in cores (user + system).
+	IdleCPU float64 `json:"idle_cpu"`
+	Note    string  `json:"note,omitempty"`
+	Skipped string  `json:"skipped,omitempty"`
+}
+
+// ScaleBusyResult is the 64-byte rate of one busy port pair among idle
+// ports, against the same switch with only that pair.
+type ScaleBusyResult struct {
+	Switch string `json:"switch"`
+	// IdlePorts is the number of idle ports asked for; Attached how many
+	// attached.
+	IdlePorts int `json:"idle_ports"`
+	Attached  int `json:"attached"`
+	// Mpps is the sink's rate with the idle ports attached, AloneMpps
+	// with only the pair (same switch, same run); OfAlone their ratio.
+	Mpps        float64 `json:"mpps,omitempty"`
+	AloneMpps   float64 `json:"alone_mpps,omitempty"`
+	OfAlone     float64 `json:"of_alone,omitempty"`
+	OfferedMpps float64 `json:"offered_mpps,omitempty"`
+	Note        string  `json:"note,omitempty"`
+	Skipped     string  `json:"skipped,omitempty"`
 }
 
 // WriteJSON writes t as indented JSON.
@@ -207,6 +296,70 @@ func (t *Table) WriteText(w io.Writer) error {
 			fmt.Sprintf("p99.9 %v max %v", dur(r.P999), dur(r.Max)),
 			fmt.Sprintf("received %d of %d, lost %d", r.Received, r.Sent, max(r.Lost, 0)))
 	}
+	for _, r := range t.Hosts {
+		c := "all measures" // a row that stands for every one: nothing ran
+		switch r.Measure {
+		case MeasureRTT:
+			c = fmt.Sprintf("RTT @ %s/s", rateLabel(r.Rate))
+		case MeasureTCP:
+			c = "TCP, 1 stream"
+		}
+		if r.Skipped != "" {
+			row(Hosts, c, r.Switch, "-", "-", joinNote(r.Skipped, r.Note))
+			continue
+		}
+		rel := "-"
+		if r.Measure == MeasureRTT {
+			if r.XBridge > 0 {
+				rel = fmt.Sprintf("p50 %.2fx bridge", r.XBridge)
+			}
+			note := fmt.Sprintf("max %v, %d of %d replies", dur(r.Max), r.Received, r.Sent)
+			row(Hosts, c, r.Switch, fmt.Sprintf("p50 %v p99 %v", dur(r.P50), dur(r.P99)), rel, joinNote(note, r.Note))
+			continue
+		}
+		if r.XBridge > 0 {
+			rel = fmt.Sprintf("%.2fx bridge", r.XBridge)
+		}
+		note := r.Note
+		if r.Iperf3Gbps > 0 {
+			note = joinNote(fmt.Sprintf("iperf3 %.2f Gbit/s", r.Iperf3Gbps), note)
+		}
+		row(Hosts, c, r.Switch, fmt.Sprintf("%.2f Gbit/s", r.Gbps), rel, note)
+	}
+	for _, r := range t.Scale {
+		c := fmt.Sprintf("%d idle ports", r.Ports)
+		if r.Ports == 0 {
+			c = "all port counts" // a row that stands for every one: nothing ran
+		}
+		if r.Skipped != "" {
+			row(Scale, c, r.Switch, "-", "-", joinNote(r.Skipped, r.Note))
+			continue
+		}
+		res := fmt.Sprintf("%s RSS/port, %.2f threads/port", kb(r.RSSPerPortKB), r.ThreadsPerPort)
+		rel := fmt.Sprintf("attach %v, show %v, stats %v", dur(r.AttachTime), dur(r.PortShow), dur(r.Stats))
+		note := fmt.Sprintf("idle CPU %.1f%%; RSS %s (%s without ports), %d threads (%d without)",
+			100*r.IdleCPU, kb(float64(r.RSSKB)), kb(float64(r.RSSBaseKB)), r.Threads, r.ThreadsBase)
+		if r.Attached != r.Ports {
+			note += fmt.Sprintf("; attached %d of %d", r.Attached, r.Ports)
+		}
+		row(Scale, c, r.Switch, res, rel, joinNote(note, r.Note))
+	}
+	for _, r := range t.ScaleBusy {
+		c := fmt.Sprintf("64B, busy pair + %d idle", r.IdlePorts)
+		if r.Skipped != "" {
+			row(Scale, c, r.Switch, "-", "-", joinNote(r.Skipped, r.Note))
+			continue
+		}
+		rel := "-"
+		if r.OfAlone > 0 {
+			rel = fmt.Sprintf("%.0f%% of the pair alone", 100*r.OfAlone)
+		}
+		note := fmt.Sprintf("pair alone %.3f Mpps, offered %.3f Mpps", r.AloneMpps, r.OfferedMpps)
+		if r.Attached != r.IdlePorts {
+			note += fmt.Sprintf("; %d of %d idle ports attached", r.Attached, r.IdlePorts)
+		}
+		row(Scale, c, r.Switch, fmt.Sprintf("%.3f Mpps", r.Mpps), rel, joinNote(note, r.Note))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -231,8 +384,8 @@ func mppsList(v []float64) string {
 }
 
 func joinNote(a, b string) string {
-	if a == "" {
-		return b
+	if a == "" || b == "" {
+		return a + b
 	}
 	return a + "; " + b
 }
@@ -242,6 +395,26 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// kb formats a size given in /proc's kB (KiB) as kB, MB or GB, in
+// binary multiples as /proc means them.
+func kb(v float64) string {
+	switch {
+	case v >= 1<<20:
+		return fmt.Sprintf("%.2f GB", v/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%.1f MB", v/(1<<10))
+	}
+	return fmt.Sprintf("%.0f kB", v)
+}
+
+// rateLabel formats a request rate: as given below 10000/s.
+func rateLabel(v float64) string {
+	if v < 1e4 {
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return num(v)
 }
 
 // num formats v with about three significant digits.

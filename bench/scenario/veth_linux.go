@@ -128,7 +128,8 @@ func counter(ns *netenv.NS, dev string) (read func() (uint64, error), closeFn fu
 
 // failure is the note of a row whose measurement failed.
 func failure(err error) string {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	// Not context.DeadlineExceeded: a network timeout is one too.
+	if errors.Is(err, context.Canceled) {
 		return "interrupted"
 	}
 	return "error: " + err.Error()
@@ -227,32 +228,16 @@ func announceSink(t *topo) error {
 // bridgeUp makes br0 of s0 and s1 in the switch namespace, with a static
 // FDB entry for the sink (forward, don't flood).
 func bridgeUp(t *topo) error {
+	if _, err := bridgeOf(t.sw, devSwIn, devSwOut); err != nil {
+		return err
+	}
 	h, err := t.sw.Handle()
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	la := netlink.NewLinkAttrs()
-	la.Name = "br0"
-	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil {
-		return fmt.Errorf("bridge: %w", err)
-	}
-	br, err := h.LinkByName("br0")
+	out, err := h.LinkByName(devSwOut)
 	if err != nil {
-		return err
-	}
-	var out netlink.Link
-	for _, dev := range []string{devSwIn, devSwOut} {
-		l, err := h.LinkByName(dev)
-		if err != nil {
-			return err
-		}
-		if err := h.LinkSetMaster(l, br); err != nil {
-			return fmt.Errorf("bridge port %s: %w", dev, err)
-		}
-		out = l
-	}
-	if err := h.LinkSetUp(br); err != nil {
 		return err
 	}
 	// `bridge fdb add MAC dev s1 master static`
@@ -310,7 +295,7 @@ func startPktgen(ctx context.Context, t *topo, cfg pktgen.Config) (*generator, e
 // startTrafgen runs trafgen out of g0 with frame, pinned to genCPU in its
 // own session (autogroup) at nice -20, for d.
 func startTrafgen(ctx context.Context, t *topo, frame []byte, d time.Duration) (*generator, error) {
-	dir, err := os.MkdirTemp("", "vswitch-bench-trafgen-")
+	dir, err := tempDir("trafgen")
 	if err != nil {
 		return nil, err
 	}
@@ -433,8 +418,13 @@ func window(ctx context.Context, o Options, count func() (uint64, error)) (pps f
 }
 
 func runVeth(ctx context.Context, o Options, logf func(string, ...any)) []VethResult {
+	picked := o.pick(AllSubjects)
+	if len(picked) == 0 {
+		logf("veth: none of the selected switches is a veth subject")
+		return nil
+	}
 	subjects := []string{Ceiling}
-	for _, s := range o.Subjects {
+	for _, s := range picked {
 		if s != Ceiling {
 			subjects = append(subjects, s)
 		}

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,7 +70,7 @@ func TestRunVethOVS(t *testing.T) {
 	if !starved(t, r) && (r.Skipped != "" || r.Mpps <= 0) {
 		t.Errorf("OVS: %+v", r)
 	}
-	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "vswitch-bench-ovs-*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("%sovs-%d-*", tempPrefix, os.Getpid()))); len(left) > 0 {
 		t.Errorf("OVS directories left behind: %v", left)
 	}
 }

@@ -11,7 +11,7 @@ var errPlatform = "skipped: needs Linux network namespaces (not on " + runtime.G
 
 func runVeth(ctx context.Context, o Options, logf func(string, ...any)) []VethResult {
 	var out []VethResult
-	for _, s := range append([]string{Ceiling}, o.Subjects...) {
+	for _, s := range o.pick(AllSubjects) {
 		out = append(out, VethResult{Switch: s, Size: o.Sizes[0], Flows: o.Flows[0], Skipped: errPlatform})
 	}
 	return out

@@ -15,13 +15,13 @@ import (
 	"github.com/govswitch/vswitch/bench/scenario"
 )
 
-const benchUsage = `usage: vswitch bench [--only vm,core,veth,latency] [--duration 3s] [--warmup 1s]
+var benchUsage = `usage: vswitch bench [--only ` + strings.Join(scenario.All, ",") + `] [--duration 3s] [--warmup 1s]
                      [--switches LIST] [--sizes 60,1514] [--flows 1,64] [--latency-rate 50000] [--runs N]
                      [--plot out.svg|out.png] [-j] [-q] [--cpuprofile FILE]
 
 Runs the benchmark scenarios (as root, in network namespaces it creates and
-removes) and prints one table; -j prints JSON; --plot draws the veth
-comparison as a bar chart. Switches: ` + "ceiling, trafgen-ceiling, vswitch-jit, vswitch-interp, bridge, ovs-afpacket, ovs-afxdp-generic, ovs-afxdp-native" + `.
+removes) and prints one table; -j prints JSON; --plot draws the veth, hosts
+and scale comparisons as bar charts. Switches: ` + strings.Join(scenario.Switches(), ", ") + `.
 Progress goes to stderr (-q: none). On a shared machine run it under setsid so
 that it can raise its autogroup priority.
 `
@@ -29,15 +29,15 @@ that it can raise its autogroup priority.
 // bench runs `vswitch bench`.
 func (c *cmd) bench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	only := fs.String("only", "", "scenarios: comma-separated vm, core, veth, latency (default all)")
+	only := fs.String("only", "", "scenarios: comma-separated "+strings.Join(scenario.All, ", ")+" (default all)")
 	dur := fs.Duration("duration", 3*time.Second, "measurement window of each figure")
 	warm := fs.Duration("warmup", time.Second, "warm-up before each window")
-	switches := fs.String("switches", "", "veth switches, comma-separated (default all)")
+	switches := fs.String("switches", "", "switches of every scenario, comma-separated (default all)")
 	sizes := fs.String("sizes", "", "veth frame lengths without FCS, comma-separated (default 60,1514)")
 	flows := fs.String("flows", "", "veth flow counts, comma-separated (default 1,64)")
 	rate := fs.Float64("latency-rate", 50000, "frames per second of the latency scenario")
 	runs := fs.Int("runs", 1, "measure each core and veth figure this many times and keep the median")
-	plot := fs.String("plot", "", "write the veth comparison as a bar chart (.svg or .png)")
+	plot := fs.String("plot", "", "write the veth, hosts and scale comparisons as bar charts (.svg or .png)")
 	js := fs.Bool("j", false, "print JSON")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
 	cpuprof := fs.String("cpuprofile", "", "write a CPU profile of the whole run (the in-process switch, pktgen) to FILE")
@@ -82,7 +82,7 @@ func (c *cmd) bench(args []string) error {
 		return err
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(c.errw, "vswitch bench: not root: the core and VM interpreter/JIT figures run, the kernel, veth and latency rows say why they were skipped (run it with sudo)")
+		fmt.Fprintln(c.errw, "vswitch bench: not root: the core and VM interpreter/JIT figures run, the kernel, veth, latency, hosts and scale rows say why they were skipped (run it with sudo)")
 	}
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
@@ -104,7 +104,7 @@ func (c *cmd) bench(args []string) error {
 	if err != nil {
 		fmt.Fprintf(c.errw, "vswitch bench: interrupted (%v): printing what was measured\n", err)
 	}
-	if *plot != "" && len(t.Veth) > 0 {
+	if *plot != "" && t.HasPlot() {
 		if perr := t.WritePlotFile(*plot); perr != nil {
 			return fmt.Errorf("plot: %w", perr)
 		}

@@ -33,7 +33,7 @@ func (c *cmd) daemon(args []string) error {
 	fs.StringVar(&rc.LogFormat, "log-format", "text", "text or json")
 	fs.IntVar(&rc.Workers, "workers", 0, "worker goroutines serving every port, and per-CPU map slots (default one per CPU)")
 	fs.IntVar(&rc.Workers, "max-workers", 0, "old name of --workers")
-	fs.StringVar(&rc.BusyPoll, "busy-poll", "", "how long a worker keeps polling a port after its last frame (default 200us; 0: none)")
+	fs.StringVar(&rc.BusyPoll, "busy-poll", "", "longest a worker keeps polling a port after its last frame (default 5ms; 0: none)")
 	fs.StringVar(&rc.Engine, "engine", "", "engine of the default program: jit or interp")
 	fs.BoolVar(&rc.NoDefault, "no-default-program", false, "start without the built-in learning program")
 	fs.StringVar(&rc.Netns, "netns", "", "open ports in the network namespace at PATH")
@@ -173,8 +173,8 @@ func offload(p control.Port) string {
 }
 
 func busyPoll(p control.Port) string {
-	if p.BusyPoll == "" || strings.HasPrefix(p.BusyPoll, "-") {
-		return "0"
+	if p.BusyPoll == "" {
+		return "-"
 	}
 	return p.BusyPoll
 }

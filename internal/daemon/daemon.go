@@ -220,7 +220,7 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 	}
 	if idx, err := d.sw.PortByName(p.Name); err == nil {
 		if p.MayExist {
-			return d.portInfo(idx, false), nil
+			return d.portInfo(idx), nil
 		}
 		return control.Port{}, control.Errorf(control.CodeExists, "port %s is already attached (index %d): use --may-exist to accept that", p.Name, idx)
 	}
@@ -278,7 +278,7 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 	}
 	d.kinds[p.Name] = typ
 	d.log.Info("port attached", "port", p.Name, "type", typ, "index", idx, "queues", port.NumQueues())
-	return d.portInfo(idx, false), nil
+	return d.portInfo(idx), nil
 }
 
 // ParseBusyPoll reads a busy-poll window as the CLI and the protocol take
@@ -296,12 +296,8 @@ func ParseBusyPoll(s string) (time.Duration, error) {
 }
 
 func (d *Daemon) portGone(idx int) bool {
-	for _, p := range d.sw.Ports() {
-		if p.Index == idx {
-			return p.Gone
-		}
-	}
-	return false
+	p, err := d.sw.PortInfo(idx)
+	return err == nil && p.Gone
 }
 
 func portError(err error) error {
@@ -339,13 +335,12 @@ func (d *Daemon) Detach(p control.PortDetachParams) error {
 	return nil
 }
 
-func (d *Daemon) portInfo(idx int, stats bool) control.Port {
-	for _, p := range d.Ports(stats) {
-		if p.Index == idx {
-			return p
-		}
+func (d *Daemon) portInfo(idx int) control.Port {
+	p, err := d.sw.PortInfo(idx)
+	if err != nil {
+		return control.Port{Index: idx}
 	}
-	return control.Port{Index: idx}
+	return d.controlPort(p, nil)
 }
 
 // Ports describes the attached ports.
@@ -359,18 +354,30 @@ func (d *Daemon) Ports(stats bool) []control.Port {
 	}
 	var out []control.Port
 	for _, p := range d.sw.Ports() {
-		cp := control.Port{Index: p.Index, Name: p.Name, Type: p.Kind, Queues: p.Queues, MTU: p.MTU,
-			Up: p.Up, Gone: p.Gone, Error: p.Error, Offload: p.Offload, BusyPoll: p.BusyPoll.String(), Attached: p.Attached}
+		var ps *vswitch.PortStats
 		if s, ok := st[p.Index]; ok {
-			cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
-				TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
-			if pp, err := d.sw.Port(p.Index); err == nil {
-				tunnelCounters(pp, cp.Stats.Port)
-			}
+			ps = &s
 		}
-		out = append(out, cp)
+		out = append(out, d.controlPort(p, ps))
 	}
 	return out
+}
+
+func (d *Daemon) controlPort(p vswitch.PortInfo, s *vswitch.PortStats) control.Port {
+	bp := "0"
+	if p.BusyPoll > 0 {
+		bp = p.BusyPoll.String()
+	}
+	cp := control.Port{Index: p.Index, Name: p.Name, Type: p.Kind, Queues: p.Queues, MTU: p.MTU,
+		Up: p.Up, Gone: p.Gone, Error: p.Error, Offload: p.Offload, BusyPoll: bp, Attached: p.Attached}
+	if s != nil {
+		cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
+			TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
+		if pp, err := d.sw.Port(p.Index); err == nil {
+			tunnelCounters(pp, cp.Stats.Port)
+		}
+	}
+	return cp
 }
 
 func portCounters(s bpfport.Stats) map[string]uint64 {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/govswitch/vswitch/asm"
@@ -17,6 +18,7 @@ import (
 	"github.com/govswitch/vswitch/internal/btfjson"
 	"github.com/govswitch/vswitch/loader"
 	"github.com/govswitch/vswitch/maps"
+	vswitch "github.com/govswitch/vswitch/switch"
 	"github.com/govswitch/vswitch/vm"
 )
 
@@ -302,18 +304,54 @@ func (d *Daemon) RingbufStream(name string) (func(context.Context, io.Writer) er
 	}, nil
 }
 
-// Capture streams a port's frames, both directions, as pcap.
+// Capture streams a port's frames, both directions, as pcap. The capture
+// starts before the reply, so that a refusal (a capture already running on
+// the port) reaches the client as an error, and every frame after the
+// reply is in the stream.
 func (d *Daemon) Capture(p control.CaptureParams) (func(context.Context, io.Writer) error, error) {
 	idx, err := d.sw.PortByName(p.Port)
 	if err != nil {
 		return nil, control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show`", p.Port)
 	}
-	return func(ctx context.Context, w io.Writer) error {
-		stop, err := d.sw.Capture(idx, w, bpfport.CaptureConfig{SnapLen: p.Snaplen})
-		if err != nil {
-			return err
+	lw := &latchWriter{}
+	stop, err := d.sw.Capture(idx, lw, bpfport.CaptureConfig{SnapLen: p.Snaplen})
+	if err != nil {
+		if errors.Is(err, vswitch.ErrCaptureRunning) {
+			return nil, control.Errorf(control.CodeExists, "%v", err)
 		}
+		return nil, control.Errorf(control.CodeInvalid, "%v", err)
+	}
+	return func(ctx context.Context, w io.Writer) error {
+		lw.attach(w)
 		<-ctx.Done()
 		return stop()
 	}, nil
+}
+
+// latchWriter holds what is written to it until attach gives it the real
+// writer (the stream to the client), then writes through.
+type latchWriter struct {
+	mu  sync.Mutex
+	buf []byte
+	w   io.Writer
+}
+
+func (l *latchWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		l.buf = append(l.buf, p...)
+		return len(p), nil
+	}
+	return l.w.Write(p)
+}
+
+func (l *latchWriter) attach(w io.Writer) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.w = w
+	if len(l.buf) > 0 {
+		w.Write(l.buf)
+		l.buf = nil
+	}
 }
