@@ -491,6 +491,7 @@ type VXLANStats struct {
 	RxQueueDrops   uint64 // frames for this port that its hand-over queue had no room for, dropped
 	RxGRO          uint64 // coalesced runs of datagrams received in one message (UDP_GRO)
 	RxCsumFinished uint64 // inner checksums a local sender (over a veth) left partial, finished
+	RxCoalesced    uint64 // UDP_GRO runs of one TCP flow's segments joined into one super-frame
 	TxFlooded      uint64 // frames replicated to every remote (broadcast, multicast, unknown unicast)
 	TxCopies       uint64 // datagrams sent (a flooded frame counts once per remote)
 	TxNoRemote     uint64 // frames with no remote to go to (unknown station, empty flood list), dropped
@@ -498,13 +499,13 @@ type VXLANStats struct {
 }
 
 type vxStats struct {
-	rxBadHeader, rxUnknownVNI, rxQueueDrops, rxGRO, rxCsumFinished atomic.Uint64
-	txFlooded, txCopies, txNoRemote, txGSO                         atomic.Uint64
+	rxBadHeader, rxUnknownVNI, rxQueueDrops, rxGRO, rxCsumFinished, rxCoalesced atomic.Uint64
+	txFlooded, txCopies, txNoRemote, txGSO                                      atomic.Uint64
 }
 
 func (s *vxStats) load() VXLANStats {
 	return VXLANStats{RxBadHeader: s.rxBadHeader.Load(), RxUnknownVNI: s.rxUnknownVNI.Load(),
-		RxQueueDrops: s.rxQueueDrops.Load(), RxGRO: s.rxGRO.Load(), RxCsumFinished: s.rxCsumFinished.Load(), TxFlooded: s.txFlooded.Load(),
+		RxQueueDrops: s.rxQueueDrops.Load(), RxGRO: s.rxGRO.Load(), RxCsumFinished: s.rxCsumFinished.Load(), RxCoalesced: s.rxCoalesced.Load(), TxFlooded: s.txFlooded.Load(),
 		TxCopies: s.txCopies.Load(), TxNoRemote: s.txNoRemote.Load(), TxGSO: s.txGSO.Load()}
 }
 
@@ -517,12 +518,20 @@ func (s *vxStats) load() VXLANStats {
 // for a plain UDP socket). Over a real wire neither happens: the sender's
 // NIC or stack finishes both.
 
+// inner describes the IP and transport headers of an inner frame.
+type inner struct {
+	l3, l4, end int    // offsets: IP header, transport header, end of the IP packet
+	csumOff     int    // the checksum field's offset within the transport header
+	pseudo      uint64 // the pseudo-header sum (not folded)
+	tcp, v6     bool
+}
+
 // innerL4 locates the transport header of an inner IPv4/IPv6 TCP or UDP
-// frame: its offset, the end of the IP packet, the checksum field's
-// offset within the header, the pseudo-header sum and whether it is TCP.
-func innerL4(f []byte) (l4, end, csumOff int, pseudo uint64, tcp, ok bool) {
+// frame (not a fragment, at most one VLAN tag, no IPv6 extension
+// headers).
+func innerL4(f []byte) (x inner, ok bool) {
 	if len(f) < 14 {
-		return
+		return x, false
 	}
 	l3 := 12
 	et := binary.BigEndian.Uint16(f[l3:])
@@ -531,40 +540,42 @@ func innerL4(f []byte) (l4, end, csumOff int, pseudo uint64, tcp, ok bool) {
 		et = binary.BigEndian.Uint16(f[l3:])
 	}
 	l3 += 2
+	x.l3 = l3
 	var proto byte
 	switch {
 	case et == 0x0800 && len(f) >= l3+20 && f[l3]>>4 == 4:
 		ip := f[l3:]
 		ihl := int(ip[0]&0xf) * 4
 		if ihl < 20 || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
-			return // options-less or not, fragments are not touched
+			return x, false
 		}
 		proto = ip[9]
-		l4 = l3 + ihl
-		end = l3 + int(binary.BigEndian.Uint16(ip[2:]))
-		pseudo = csumAdd(0, ip[12:20])
+		x.l4 = l3 + ihl
+		x.end = l3 + int(binary.BigEndian.Uint16(ip[2:]))
+		x.pseudo = csumAdd(0, ip[12:20])
 	case et == 0x86dd && len(f) >= l3+40 && f[l3]>>4 == 6:
 		ip := f[l3:]
 		proto = ip[6]
-		l4 = l3 + 40
-		end = l4 + int(binary.BigEndian.Uint16(ip[4:]))
-		pseudo = csumAdd(0, ip[8:40])
+		x.l4 = l3 + 40
+		x.end = x.l4 + int(binary.BigEndian.Uint16(ip[4:]))
+		x.pseudo = csumAdd(0, ip[8:40])
+		x.v6 = true
 	default:
-		return
+		return x, false
 	}
 	switch proto {
 	case 6:
-		csumOff, tcp = 16, true
+		x.csumOff, x.tcp = 16, true
 	case 17:
-		csumOff = 6
+		x.csumOff = 6
 	default:
-		return
+		return x, false
 	}
-	if end > len(f) || l4+csumOff+2 > end {
-		return
+	if x.end > len(f) || x.l4+x.csumOff+2 > x.end {
+		return x, false
 	}
-	pseudo += uint64(proto) + uint64(end-l4)
-	return l4, end, csumOff, pseudo, tcp, true
+	x.pseudo += uint64(proto) + uint64(x.end-x.l4)
+	return x, true
 }
 
 // finishPartialChecksum finishes in place an inner TCP or UDP checksum
@@ -573,18 +584,18 @@ func innerL4(f []byte) (l4, end, csumOff int, pseudo uint64, tcp, ok bool) {
 // checksum is never touched; frames are verified only when their field
 // equals the pseudo-header sum, so that finished traffic costs a compare.
 func finishPartialChecksum(f []byte) bool {
-	l4, end, off, pseudo, _, ok := innerL4(f)
+	x, ok := innerL4(f)
 	if !ok {
 		return false
 	}
-	field := binary.BigEndian.Uint16(f[l4+off:])
-	if field != csumFold(pseudo) {
+	field := binary.BigEndian.Uint16(f[x.l4+x.csumOff:])
+	if field != csumFold(x.pseudo) {
 		return false
 	}
-	if csumFold(csumAdd(pseudo, f[l4:end])) == 0xffff {
+	if csumFold(csumAdd(x.pseudo, f[x.l4:x.end])) == 0xffff {
 		return false // correct already (the sums happen to coincide)
 	}
-	return finishChecksum(f[:end], l4, off)
+	return finishChecksum(f[:x.end], x.l4, x.csumOff)
 }
 
 // innerSuperFrame recognizes an inner frame longer than maxFrame that is
@@ -596,17 +607,17 @@ func finishPartialChecksum(f []byte) bool {
 // recognized: their segment boundaries are the application's datagrams,
 // which cannot be guessed.
 func innerSuperFrame(f []byte, maxFrame int) (Offload, bool) {
-	l4, end, off, _, tcp, ok := innerL4(f)
-	if !ok || !tcp || end != len(f) || l4+20 > len(f) {
+	x, ok := innerL4(f)
+	if !ok || !x.tcp || x.end != len(f) || x.l4+20 > len(f) {
 		return Offload{}, false
 	}
-	hdr := l4 + int(f[l4+12]>>4)*4
-	if hdr < l4+20 || hdr >= maxFrame || hdr > len(f) {
+	hdr := x.l4 + int(f[x.l4+12]>>4)*4
+	if hdr < x.l4+20 || hdr >= maxFrame || hdr > len(f) {
 		return Offload{}, false
 	}
 	o := Offload{Flags: OffloadNeedsCsum, GSOType: GSOTCPv4, HdrLen: uint16(hdr), GSOSize: uint16(maxFrame - hdr),
-		CsumStart: uint16(l4), CsumOffset: uint16(off)}
-	if l4 >= 14+40 && (binary.BigEndian.Uint16(f[12:]) == 0x86dd || binary.BigEndian.Uint16(f[16:]) == 0x86dd) {
+		CsumStart: uint16(x.l4), CsumOffset: uint16(x.csumOff)}
+	if x.v6 {
 		o.GSOType = GSOTCPv6
 	}
 	if SoftSegments(f, o) == 0 {

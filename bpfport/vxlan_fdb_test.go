@@ -246,11 +246,11 @@ func partialFrame(t *testing.T, ipv6 bool) (finished, partial []byte) {
 	partial = bytes.Clone(f)
 	// Fill in the pseudo-header sum, as the kernel does for
 	// CHECKSUM_PARTIAL.
-	_, _, _, pseudo, _, ok := innerL4(partial)
+	x, ok := innerL4(partial)
 	if !ok {
 		t.Fatal("innerL4")
 	}
-	binary.BigEndian.PutUint16(partial[int(o.CsumStart)+int(o.CsumOffset):], csumFold(pseudo))
+	binary.BigEndian.PutUint16(partial[int(o.CsumStart)+int(o.CsumOffset):], csumFold(x.pseudo))
 	finished = bytes.Clone(partial)
 	WriteSoftSegment(finished, partial, o, 0)
 	return finished, partial

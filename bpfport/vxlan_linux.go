@@ -359,15 +359,21 @@ func (p *VXLAN) TryRecv(q int, b *Batch) (int, error) {
 		return 0, ErrClosed
 	}
 	lim := b.Len()
-	now := time.Now().UnixNano()
-	n, _ := p.inbox.drain(b, lim, now)
+	n := 0
+	if p.inbox.pending.Load() {
+		n, _ = p.inbox.drain(b, lim)
+	}
 	var rerr error
 	if n < lim {
 		var k int
-		k, rerr = p.sh.recv(p, b, n, now)
+		k, rerr = p.sh.recv(p, b, n)
 		n += k
 	}
 	if n > 0 {
+		now := time.Now().UnixNano()
+		for i := range b.Timestamps[:n] {
+			b.Timestamps[i] = now
+		}
 		var bytes uint64
 		for _, f := range b.Frames[:n] {
 			bytes += uint64(len(f))
@@ -940,11 +946,12 @@ type vxShared struct {
 	gro   bool
 	ports atomic.Pointer[map[uint32]*VXLAN]
 
-	rxMu  sync.Mutex
-	msgs  [vxRxMsgs]mmsghdr
-	iovs  [vxRxMsgs]unix.Iovec
-	names [vxRxMsgs][28]byte
-	cmsgs [vxRxMsgs][vxCmsgSpace]byte
+	rxMu   sync.Mutex
+	reader *VXLAN // whose receive buffer msgs point into
+	msgs   [vxRxMsgs]mmsghdr
+	iovs   [vxRxMsgs]unix.Iovec
+	names  [vxRxMsgs][28]byte
+	cmsgs  [vxRxMsgs][vxCmsgSpace]byte
 }
 
 var vxRegistry struct {
@@ -1066,6 +1073,18 @@ func openShared(key vxKey, cfg VXLANConfig) (*vxShared, error) {
 	return sh, nil
 }
 
+// resetMsg makes message i ready for a receive (its iovec is set).
+func (sh *vxShared) resetMsg(i int) {
+	m := &sh.msgs[i]
+	m.hdr.Name = &sh.names[i][0]
+	m.hdr.Namelen = uint32(len(sh.names[i]))
+	if sh.gro {
+		m.hdr.Control = &sh.cmsgs[i][0]
+		m.hdr.SetControllen(len(sh.cmsgs[i]))
+	}
+	m.hdr.Flags = 0
+}
+
 // drops returns the socket's drop count (SO_MEMINFO).
 func (sh *vxShared) drops() uint64 {
 	sh.rxMu.Lock()
@@ -1087,7 +1106,7 @@ func (sh *vxShared) drops() uint64 {
 // added to b.Frames[n:] (views into that buffer), others go to their
 // ports' queues (and p's own once b is full). It returns how many frames
 // it added to b.
-func (sh *vxShared) recv(p *VXLAN, b *Batch, n int, now int64) (int, error) {
+func (sh *vxShared) recv(p *VXLAN, b *Batch, n int) (int, error) {
 	sh.rxMu.Lock()
 	defer sh.rxMu.Unlock()
 	if sh.fd < 0 {
@@ -1099,16 +1118,15 @@ func (sh *vxShared) recv(p *VXLAN, b *Batch, n int, now int64) (int, error) {
 		return 0, nil
 	}
 	buf := p.rxbuf
-	for i := 0; i < nm; i++ {
-		m := &sh.msgs[i]
-		setIovec(&sh.iovs[i], buf[i*vxSlot:(i+1)*vxSlot])
-		m.hdr.Name = &sh.names[i][0]
-		m.hdr.Namelen = uint32(len(sh.names[i]))
-		if sh.gro {
-			m.hdr.Control = &sh.cmsgs[i][0]
-			m.hdr.SetControllen(len(sh.cmsgs[i]))
+	if sh.reader != p {
+		// The messages point into the reader's buffer: set them up for
+		// p. After a receive only the messages the kernel filled need
+		// their lengths and flags reset (below).
+		for i := range sh.msgs {
+			setIovec(&sh.iovs[i], buf[i*vxSlot:(i+1)*vxSlot])
+			sh.resetMsg(i)
 		}
-		m.hdr.Flags = 0
+		sh.reader = p
 	}
 	var got int
 	var err error
@@ -1124,7 +1142,12 @@ func (sh *vxShared) recv(p *VXLAN, b *Batch, n int, now int64) (int, error) {
 		}
 		return 0, err
 	}
-	d := vxDispatch{p: p, b: b, n: n, lim: lim, now: now, mono: vxNow(), ports: *sh.ports.Load()}
+	defer func() {
+		for i := 0; i < got; i++ {
+			sh.resetMsg(i)
+		}
+	}()
+	d := vxDispatch{p: p, b: b, n: n, lim: lim, mono: vxNow(), ports: *sh.ports.Load()}
 	for i := 0; i < got; i++ {
 		m := &sh.msgs[i]
 		data := buf[i*vxSlot : i*vxSlot+int(m.len)]
@@ -1138,6 +1161,10 @@ func (sh *vxShared) recv(p *VXLAN, b *Batch, n int, now int64) (int, error) {
 			if g := groSize(sh.cmsgs[i][:m.hdr.Controllen]); g > 0 && g < seg {
 				seg = g // a run of datagrams of seg bytes coalesced by UDP_GRO
 				p.vx.rxGRO.Add(1)
+				if vni, f, o, ok := coalesceTCP(data, seg); ok {
+					d.inner(vni, f, o)
+					continue
+				}
 			}
 		}
 		for len(data) > 0 {
@@ -1155,7 +1182,6 @@ type vxDispatch struct {
 	b        *Batch
 	n, lim   int
 	added    int
-	now      int64
 	mono     int64
 	ports    map[uint32]*VXLAN
 	src      netip.Addr
@@ -1166,24 +1192,31 @@ type vxDispatch struct {
 
 // frame handles datagram dg (VXLAN header and inner frame).
 func (d *vxDispatch) frame(dg []byte) {
-	p := d.p
 	vni, ok := parseVXLANHeader(dg)
 	if !ok || len(dg) < vxlanHdrLen+14 {
-		p.vx.rxBadHeader.Add(1)
+		d.p.vx.rxBadHeader.Add(1)
 		return
 	}
+	d.inner(vni, dg[vxlanHdrLen:], Offload{})
+}
+
+// inner hands inner frame f of VNI vni (with offload o: a coalesced
+// super-frame) to its port.
+func (d *vxDispatch) inner(vni uint32, f []byte, o Offload) {
+	p := d.p
 	q := d.ports[vni]
 	if q == nil {
 		p.vx.rxUnknownVNI.Add(1)
 		return
 	}
-	f := dg[vxlanHdrLen:]
 	if q != d.lastPort || [6]byte(f[6:12]) != d.lastMAC || d.src != d.lastSrc {
 		q.fdb.learn(f[6:12], d.src, d.mono)
 		d.lastPort, d.lastMAC, d.lastSrc = q, [6]byte(f[6:12]), d.src
 	}
-	var o Offload
-	if max := int(q.mtu.Load()) - q.overhead + 14; len(f) > max {
+	if o.Pending() {
+		q.stats[0].rxOffload.Add(1)
+		q.vx.rxCoalesced.Add(1)
+	} else if max := int(q.mtu.Load()) - q.overhead + 14; len(f) > max {
 		// A local kernel tunnel's TCP super-frame (see innerSuperFrame):
 		// its segments are cut to fill the tunnel's MTU.
 		var ok bool
@@ -1196,7 +1229,6 @@ func (d *vxDispatch) frame(dg []byte) {
 	if q == p && d.n+d.added < d.lim {
 		k := d.n + d.added
 		d.b.Frames[k] = f[:len(f):len(f)]
-		d.b.Timestamps[k] = d.now
 		d.b.Offloads[k] = o
 		d.added++
 		return
@@ -1213,6 +1245,7 @@ func (d *vxDispatch) frame(dg []byte) {
 // 16). Its eventfd is readable while it is not
 // empty; the memory is allocated on first use.
 type vxInbox struct {
+	pending          atomic.Bool // count > 0
 	mu               sync.Mutex
 	efd              int
 	buf              []byte
@@ -1260,6 +1293,7 @@ func (q *vxInbox) push(f []byte, o Offload) bool {
 	q.used += sz
 	q.count++
 	if q.count == 1 {
+		q.pending.Store(true)
 		eventfdSignal(q.efd)
 	}
 	return true
@@ -1267,7 +1301,7 @@ func (q *vxInbox) push(f []byte, o Offload) bool {
 
 // drain copies up to max frames into b (from b.Arena's start) and returns
 // how many and the arena bytes used.
-func (q *vxInbox) drain(b *Batch, max int, now int64) (n, off int) {
+func (q *vxInbox) drain(b *Batch, max int) (n, off int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.count > 0 && n < max {
@@ -1281,7 +1315,7 @@ func (q *vxInbox) drain(b *Batch, max int, now int64) (n, off int) {
 		}
 		f := b.Arena[off : off+l : off+l]
 		copy(f, q.buf[q.head+vxRecHdr:])
-		b.Frames[n], b.Timestamps[n], b.Offloads[n] = f, now, parseVnetHdr(q.buf[q.head+4:])
+		b.Frames[n], b.Offloads[n] = f, parseVnetHdr(q.buf[q.head+4:])
 		n++
 		off += (l + 63) &^ 63
 		sz := (vxRecHdr + l + 15) &^ 15
@@ -1292,6 +1326,7 @@ func (q *vxInbox) drain(b *Batch, max int, now int64) (n, off int) {
 		q.used -= sz
 		q.count--
 		if q.count == 0 {
+			q.pending.Store(false)
 			eventfdDrain(q.efd)
 			q.head, q.tail, q.used = 0, 0, 0
 		}
