@@ -85,9 +85,16 @@ func TestLabels(t *testing.T) {
 	}
 }
 
-// Every program of the corpus disassembles and assembles back to the same slots.
-func TestCorpusRoundTrip(t *testing.T) {
-	cases, err := conformance.Load(conformance.Dir())
+// Every program of the own conformance corpus disassembles and assembles
+// back to the same slots.
+func TestCorpusRoundTrip(t *testing.T) { roundTripCorpus(t, conformance.OwnDir()) }
+
+// TestExternalCorpusRoundTrip: the same for the bpf_conformance corpus, when
+// it is on this machine.
+func TestExternalCorpusRoundTrip(t *testing.T) { roundTripCorpus(t, conformance.External(t)) }
+
+func roundTripCorpus(t *testing.T, dir string) {
+	cases, err := conformance.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,5 +145,28 @@ func ExampleDisassemble() {
 	// ldxh %r2, [%r1+12]
 	// jne %r2, 2048, +1
 	// mov %r0, 1
+	// exit
+}
+
+func ExampleFormatNamed() {
+	insns, err := asm.Assemble("lddw %r1, map[1]\nlddw %r2, map[0]+8\nlddw %r3, map[7]\nexit")
+	if err != nil {
+		panic(err)
+	}
+	names := []string{"fdb", "ports"}
+	for n := 0; n < len(insns); n++ {
+		var next asm.Instruction
+		if n+1 < len(insns) {
+			next = insns[n+1]
+		}
+		fmt.Println(asm.FormatNamed(insns[n], next, names))
+		if insns[n].IsLDDW() {
+			n++
+		}
+	}
+	// Output:
+	// lddw %r1, map[ports]
+	// lddw %r2, map[fdb]+8
+	// lddw %r3, map[7]
 	// exit
 }

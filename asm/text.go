@@ -181,6 +181,17 @@ func Format(i, next Instruction) string {
 	return raw(i)
 }
 
+// FormatNamed is Format with the maps of lddw map[N] (and map[N]+OFF)
+// named: mapNames[N] is printed instead of N, as bpftool and a reader of
+// the C source name them. The text no longer assembles.
+func FormatNamed(i, next Instruction, mapNames []string) string {
+	s := Format(i, next)
+	if i.IsLDDW() && (i.Src == PseudoMapFD || i.Src == PseudoMapValue) && i.Imm >= 0 && int(i.Imm) < len(mapNames) && mapNames[i.Imm] != "" {
+		s = strings.Replace(s, fmt.Sprintf("map[%d]", i.Imm), "map["+mapNames[i.Imm]+"]", 1)
+	}
+	return s
+}
+
 func raw(i Instruction) string {
 	b := i.Encode(nil)
 	var v uint64

@@ -139,6 +139,12 @@ type PortDetachParams struct {
 	IfExists bool   `json:"if_exists,omitempty"`
 }
 
+// PortDetachResult says what port.detach did.
+type PortDetachResult struct {
+	// Absent: no such port was attached and IfExists accepted that.
+	Absent bool `json:"absent,omitempty"`
+}
+
 // PortShowParams select what port.show includes.
 type PortShowParams struct {
 	Stats bool `json:"stats,omitempty"`
@@ -246,12 +252,31 @@ type MapParams struct {
 	ValueFields json.RawMessage `json:"value_fields,omitempty"`
 }
 
-// MapEntry is one entry. For per-CPU maps Value holds every CPU's value,
-// each padded to 8 bytes.
+// MapEntry is one entry. For per-CPU maps Value holds every CPU slot's
+// value, each padded to 8 bytes; PerCPU and Sum give them per slot and
+// added up.
 type MapEntry struct {
 	Key         []byte          `json:"key"`
 	Value       []byte          `json:"value"`
 	KeyFields   json.RawMessage `json:"key_fields,omitempty"`
+	ValueFields json.RawMessage `json:"value_fields,omitempty"` // not for per-CPU maps: see PerCPU
+	// PerCPU (per-CPU maps): the slots of the switch's workers, 0..N-1
+	// for N workers, and any other slot that holds a non-zero value.
+	PerCPU []CPUValue `json:"percpu,omitempty"`
+	// Sum (per-CPU maps): the values of every slot added up: a number for
+	// values of 1, 2, 4 or 8 bytes without BTF, else, with BTF, the
+	// value's integer fields (others left out) as an object.
+	Sum json.RawMessage `json:"sum,omitempty"`
+}
+
+// CPUValue is one slot of a per-CPU value: the worker index a program
+// sees as its CPU (bpf_get_smp_processor_id) and the slot's value.
+type CPUValue struct {
+	CPU int `json:"cpu"`
+	// Worker: the slot is a current worker's (else it holds what a
+	// former worker, or a control-plane update, left there).
+	Worker      bool            `json:"worker,omitempty"`
+	Value       []byte          `json:"value"`
 	ValueFields json.RawMessage `json:"value_fields,omitempty"`
 }
 
@@ -307,7 +332,24 @@ type CaptureParams struct {
 }
 
 // RingbufParams read records of a ring buffer map as a stream of
-// length-prefixed (4 bytes, little endian) records.
+// length-prefixed (4 bytes, little endian) records. With Fields, each
+// record is a JSON RingbufRecord instead of its raw bytes.
 type RingbufParams struct {
 	Name string `json:"name"`
+	// Fields: decode records by the BTF type named Type, else by the
+	// ring buffer's __type(value, ...); records stay raw without either.
+	Fields bool   `json:"fields,omitempty"`
+	Type   string `json:"type,omitempty"`
+}
+
+// RingbufResult is the result line of ringbuf.read before the stream:
+// the type records are decoded with ("" when they are not).
+type RingbufResult struct {
+	Type string `json:"type,omitempty"`
+}
+
+// RingbufRecord is one record of a ringbuf.read stream with Fields set.
+type RingbufRecord struct {
+	Record []byte          `json:"record"`
+	Fields json.RawMessage `json:"fields,omitempty"`
 }

@@ -6,7 +6,7 @@
  * ports[last byte of the destination MAC], an array map the operator fills
  * from the CLI:
  *
- *	vswitch map update ports 0x05 '{"port": 2, "valid": 1}'
+ *	vswitch map update ports key json 5 value json '{"port": 2, "valid": 1}'
  *
  * Broadcast and multicast frames flood. Entries that are not valid take
  * `unknown_action` (global data, .data, VSWITCH_FLOOD unless changed). The

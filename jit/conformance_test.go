@@ -1,7 +1,6 @@
 package jit_test
 
 import (
-	"errors"
 	"testing"
 
 	"github.com/govswitch/vswitch/internal/conformance"
@@ -19,10 +18,16 @@ func compileEngine(p *vm.Program) (vm.Runner, error) {
 	return c, nil
 }
 
-// TestConformance runs the bpf_conformance corpus on the JIT.
+// TestConformance runs the project's own corpus (testdata/conformance) on
+// the JIT.
 func TestConformance(t *testing.T) {
-	if _, err := jit.Compile(vm.MustLoad(exitProg, vm.Options{})); errors.Is(err, jit.ErrNotSupported) {
-		t.Skip(err)
-	}
-	conformance.Check(t, "jit", compileEngine)
+	skipIfUnsupported(t)
+	conformance.CheckOwn(t, "jit", compileEngine)
+}
+
+// TestConformanceExternal runs the bpf_conformance corpus on the JIT, when
+// it is on this machine.
+func TestConformanceExternal(t *testing.T) {
+	skipIfUnsupported(t)
+	conformance.CheckExternal(t, "jit", compileEngine)
 }

@@ -30,6 +30,11 @@ type Listing struct {
 	// Stubs names the shared stubs by offset: fault_exit, helper_exit,
 	// resume, local_return, check_load, check_store.
 	Stubs map[int]string
+	// MapNames and Source, set by the caller where it knows them, name the
+	// maps of lddw map[N] and give the C source line each slot starts
+	// ("" where none starts), printed above the instructions.
+	MapNames []string
+	Source   []string
 }
 
 // Listing returns c's machine code and instruction offsets, or nil once c
@@ -84,7 +89,11 @@ func (l *Listing) Format(w io.Writer) error {
 		if pc+1 < len(l.Insns) {
 			nxt = l.Insns[pc+1]
 		}
-		secs = append(secs, section{from, to, fmt.Sprintf("; %d: %s", pc, asm.Format(l.Insns[pc], nxt))})
+		title := fmt.Sprintf("; %d: %s", pc, asm.FormatNamed(l.Insns[pc], nxt, l.MapNames))
+		if pc < len(l.Source) && l.Source[pc] != "" {
+			title = "; " + l.Source[pc] + "\n" + title
+		}
+		secs = append(secs, section{from, to, title})
 	}
 	secs = append(secs, section{l.ColdFrom, l.StubsFrom, "; fault exits"})
 	var stubs []int

@@ -32,6 +32,8 @@ func (l *linker) link() (_ *Collection, err error) {
 		Sections: map[string]string{},
 		Maps:     map[string]maps.Map{},
 		Types:    map[string]MapTypes{},
+		Lines:    map[string][]Line{},
+		BTF:      l.spec.Types,
 	}
 	l.bySpec = map[string]maps.Map{}
 	defer func() {
@@ -60,7 +62,7 @@ func (l *linker) link() (_ *Collection, err error) {
 	}
 	for _, name := range selected {
 		ps := l.spec.Programs[name]
-		insns, mapNames, err := l.convert(ps)
+		insns, mapNames, lines, err := l.convert(ps)
 		if err != nil {
 			return nil, fmt.Errorf("program %s: %w", name, err)
 		}
@@ -74,6 +76,9 @@ func (l *linker) link() (_ *Collection, err error) {
 		}
 		l.coll.Programs[name] = p
 		l.coll.Sections[name] = ps.SectionName
+		if lines != nil {
+			l.coll.Lines[name] = lines
+		}
 	}
 	if err := l.fillProgramArrays(); err != nil {
 		return nil, err
@@ -259,6 +264,12 @@ func (l *linker) mapSpec(name string, ms *ebpf.MapSpec) (maps.Spec, error) {
 		Flags:      ms.Flags,
 		CPUs:       l.opts.CPUs,
 	}
+	if s.Type == maps.RingBuf && ms.Value != nil && ms.Key == nil {
+		// __type(value, struct rec) on a ring buffer describes its
+		// records (the control plane decodes them); a ring buffer
+		// itself has no key or value size.
+		s.ValueSize = 0
+	}
 	// cilium marks .rodata maps.FlagRdOnlyProg, so programs cannot write
 	// their constants; the control plane still can (as with libbpf before
 	// the map is frozen).
@@ -274,8 +285,9 @@ func (l *linker) mapSpec(name string, ms *ebpf.MapSpec) (maps.Spec, error) {
 // convert turns a flattened cilium program into our instruction stream:
 // map references become indexes into the returned map names, calls to
 // local functions get their relative offsets, and in VALE-BPF mode the
-// helper numbers are translated.
-func (l *linker) convert(ps *ebpf.ProgramSpec) ([]asm.Instruction, []string, error) {
+// helper numbers are translated. lines has the source line of each slot
+// where the object has line info (nil if it has none).
+func (l *linker) convert(ps *ebpf.ProgramSpec) (_ []asm.Instruction, _ []string, lines []Line, _ error) {
 	// Offsets of the functions in the flattened stream.
 	funcs := map[string]int{}
 	off := 0
@@ -287,7 +299,7 @@ func (l *linker) convert(ps *ebpf.ProgramSpec) ([]asm.Instruction, []string, err
 		off += int(ins.Width())
 	}
 	if off > vm.MaxInstructions {
-		return nil, nil, fmt.Errorf("%w: %d instructions, more than %d", ErrUnsupported, off, vm.MaxInstructions)
+		return nil, nil, nil, fmt.Errorf("%w: %d instructions, more than %d", ErrUnsupported, off, vm.MaxInstructions)
 	}
 
 	var mapNames []string
@@ -308,31 +320,31 @@ func (l *linker) convert(ps *ebpf.ProgramSpec) ([]asm.Instruction, []string, err
 		switch {
 		case ins.IsLoadFromMap():
 			if ref == "" {
-				return nil, nil, fmt.Errorf("%w: insn %d: map load without a map", ErrBadObject, pc)
+				return nil, nil, nil, fmt.Errorf("%w: insn %d: map load without a map", ErrBadObject, pc)
 			}
 			if ref == ".kconfig" {
-				return nil, nil, fmt.Errorf("%w: insn %d: reads kernel configuration (.kconfig)", ErrUnsupported, pc)
+				return nil, nil, nil, fmt.Errorf("%w: insn %d: reads kernel configuration (.kconfig)", ErrUnsupported, pc)
 			}
 			if l.bySpec[ref] == nil {
-				return nil, nil, fmt.Errorf("%w: insn %d: refers to map %s, which the object does not define", ErrUnsupported, pc, ref)
+				return nil, nil, nil, fmt.Errorf("%w: insn %d: refers to map %s, which the object does not define", ErrUnsupported, pc, ref)
 			}
 		case ins.IsFunctionCall():
 			if ref != "" {
 				if _, ok := funcs[ref]; !ok {
-					return nil, nil, fmt.Errorf("%w: insn %d: calls %s, which the object does not define", ErrUnsupported, pc, ref)
+					return nil, nil, nil, fmt.Errorf("%w: insn %d: calls %s, which the object does not define", ErrUnsupported, pc, ref)
 				}
 			}
 		case ref != "":
-			return nil, nil, fmt.Errorf("%w: insn %d: refers to undefined symbol %s (a kernel symbol or an extern)", ErrUnsupported, pc, ref)
+			return nil, nil, nil, fmt.Errorf("%w: insn %d: refers to undefined symbol %s (a kernel symbol or an extern)", ErrUnsupported, pc, ref)
 		}
 
 		buf.Reset()
 		if _, err := ins.Marshal(&buf, binary.LittleEndian); err != nil {
-			return nil, nil, fmt.Errorf("%w: insn %d: %v", ErrBadObject, pc, err)
+			return nil, nil, nil, fmt.Errorf("%w: insn %d: %v", ErrBadObject, pc, err)
 		}
 		dec, err := asm.Decode(buf.Bytes())
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: insn %d: %v", ErrBadObject, pc, err)
+			return nil, nil, nil, fmt.Errorf("%w: insn %d: %v", ErrBadObject, pc, err)
 		}
 		switch {
 		case ins.IsLoadFromMap():
@@ -351,9 +363,15 @@ func (l *linker) convert(ps *ebpf.ProgramSpec) ([]asm.Instruction, []string, err
 				dec[0].Imm = vm.HelperMapLookupElem
 			}
 		}
+		if src, ok := ins.Source().(*btf.Line); ok && src != nil && strings.TrimSpace(src.Line()) != "" {
+			if lines == nil {
+				lines = make([]Line, off)
+			}
+			lines[pc] = Line{File: src.FileName(), Number: int(src.LineNumber()), Text: strings.TrimSpace(src.Line())}
+		}
 		out = append(out, dec...)
 	}
-	return out, mapNames, nil
+	return out, mapNames, lines, nil
 }
 
 // progArray is what the loader needs of a program array to fill it: the

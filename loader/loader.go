@@ -29,6 +29,7 @@
 package loader
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -134,8 +135,22 @@ type Collection struct {
 	// Types are the BTF types of maps' keys and values where the object
 	// has them, by map name (for printing entries as fields).
 	Types map[string]MapTypes
+	// Lines are the C source lines the programs' instructions came from,
+	// by program name and instruction slot, where the object carries BTF
+	// line info (built with clang -g); a zero Line elsewhere.
+	Lines map[string][]Line
+	// BTF is the object's type information, nil if it has none: the
+	// control plane finds record types in it by name (map read --type).
+	BTF *btf.Spec
 
 	created []maps.Map // maps this collection made, closed by Close
+}
+
+// Line is the C source line an instruction starts, from BTF line info.
+type Line struct {
+	File   string
+	Number int
+	Text   string
 }
 
 // MapTypes are the BTF types of a map's key and value; either may be nil.
@@ -243,12 +258,23 @@ func LoadReader(r io.ReaderAt, opts Options) (*Collection, error) {
 // parsing is deep): a panic is turned into an error here, so that a
 // hostile object can never take the switch down.
 func readSpec(r io.ReaderAt) (spec *ebpf.CollectionSpec, err error) {
+	var magic [4]byte
+	if n, _ := r.ReadAt(magic[:], 0); n < 4 || string(magic[:]) != elf.ELFMAG {
+		return nil, fmt.Errorf("%w: not an ELF object file (it starts with %q; build programs with clang -O2 -g -target bpf -c prog.c -o prog.o)", ErrBadObject, magic[:n])
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			spec, err = nil, fmt.Errorf("%w: ELF reader panicked: %v", ErrBadObject, p)
 		}
 	}()
 	spec, err = ebpf.LoadCollectionSpecFromReader(r)
+	if err != nil {
+		if ext := kernelSymbols(r); len(ext) > 0 {
+			// cilium's reader fails on some kernel variables (typed
+			// __ksym) before a program can be checked: name them.
+			return nil, fmt.Errorf("%w: the object refers to kernel symbol %s (extern __ksym), which only a kernel has: vswitch runs programs outside the kernel (reader: %v)", ErrUnsupported, strings.Join(ext, ", "), err)
+		}
+	}
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
@@ -256,6 +282,27 @@ func readSpec(r io.ReaderAt) (spec *ebpf.CollectionSpec, err error) {
 		return nil, fmt.Errorf("%w: %w", ErrBadObject, err)
 	}
 	return spec, nil
+}
+
+// kernelSymbols lists the object's undefined global symbols: the externs
+// a kernel would resolve (__ksym variables and kfuncs).
+func kernelSymbols(r io.ReaderAt) []string {
+	f, err := elf.NewFile(r)
+	if err != nil {
+		return nil
+	}
+	syms, err := f.Symbols()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range syms {
+		if s.Section == elf.SHN_UNDEF && s.Name != "" && elf.ST_BIND(s.Info) != elf.STB_LOCAL {
+			out = append(out, s.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // DefaultHelpers returns the helpers programs get when Options.Helpers is

@@ -124,7 +124,7 @@ func TestSelectPrograms(t *testing.T) {
 func TestRefusesKernelObjects(t *testing.T) {
 	for _, tc := range []struct{ file, prog, want string }{
 		{"needs_kernel.o", "uses_kfunc", "bpf_rcu_read_lock"},
-		{"needs_ksym.o", "uses_ksym", "bpf_prog_active"},
+		{"needs_ksym.o", "uses_ksym", "kernel symbol bpf_prog_active (extern __ksym), which only a kernel has"},
 		{"needs_kernel.o", "uses_core", "CO-RE"},
 	} {
 		t.Run(tc.prog, func(t *testing.T) {
@@ -263,4 +263,41 @@ func FuzzLoad(f *testing.F) {
 			c.Close()
 		}
 	})
+}
+
+// TestLines: the source lines of an object built with -g come along, by
+// instruction slot, for prog dump.
+func TestLines(t *testing.T) {
+	c, err := loader.Load(obj("learn.o"), loader.Options{Helpers: testHelpers()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lines := c.Lines["learn"]
+	if len(lines) != len(c.Programs["learn"].Instructions()) {
+		t.Fatalf("%d lines for %d instructions", len(lines), len(c.Programs["learn"].Instructions()))
+	}
+	found := false
+	for pc, l := range lines {
+		if strings.Contains(l.Text, "e = bpf_map_lookup_elem(&fdb, &dst);") {
+			found = true
+			if l.Number < 1 || !strings.HasSuffix(l.File, "fdb.h") {
+				t.Errorf("slot %d: %+v", pc, l)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no instruction from the fdb lookup line: %+v", lines)
+	}
+}
+
+// TestNotAnObject: anything but ELF is refused with what it is.
+func TestNotAnObject(t *testing.T) {
+	_, err := loader.LoadReader(strings.NewReader("#include \"vswitch.h\"\n"), loader.Options{})
+	if !errors.Is(err, loader.ErrBadObject) || !strings.Contains(err.Error(), "not an ELF object") || !strings.Contains(err.Error(), "clang") {
+		t.Errorf("C source: %v", err)
+	}
+	if _, err := loader.LoadReader(strings.NewReader(""), loader.Options{}); !errors.Is(err, loader.ErrBadObject) {
+		t.Errorf("empty: %v", err)
+	}
 }

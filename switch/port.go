@@ -1,6 +1,7 @@
 package vswitch
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -258,7 +259,7 @@ func (s *Switch) Port(idx int) (bpfport.Port, error) {
 }
 
 // ErrCaptureRunning is returned by Capture for a port already captured.
-var ErrCaptureRunning = fmt.Errorf("a capture is already running")
+var ErrCaptureRunning = errors.New("a capture is already running")
 
 // Capture copies the frames port idx receives and sends to w as pcap,
 // until the returned stop function is called. One capture per port runs

@@ -8,6 +8,7 @@ import (
 
 	"github.com/govswitch/vswitch/asm"
 	"github.com/govswitch/vswitch/internal/conformance"
+	"github.com/govswitch/vswitch/maps"
 	"github.com/govswitch/vswitch/vm"
 	"github.com/govswitch/vswitch/vm/internal/threadgen"
 )
@@ -49,8 +50,17 @@ func (s switchRunner) Run(env *vm.Env, r1, r2 uint64) (uint64, error) {
 	return vm.RunSwitch(s.p, env, r1, r2)
 }
 
+func switchEngine(p *vm.Program) (vm.Runner, error) { return switchRunner{p}, nil }
+
+// TestConformanceSwitch runs the own corpus on the switch interpreter.
 func TestConformanceSwitch(t *testing.T) {
-	conformance.Check(t, "switch interpreter", func(p *vm.Program) (vm.Runner, error) { return switchRunner{p}, nil })
+	conformance.CheckOwn(t, "switch interpreter", switchEngine)
+}
+
+// TestConformanceSwitchExternal runs the bpf_conformance corpus on the
+// switch interpreter, when it is on this machine.
+func TestConformanceSwitchExternal(t *testing.T) {
+	conformance.CheckExternal(t, "switch interpreter", switchEngine)
 }
 
 // outcome runs r on mem, in env and buf (the same ones for both
@@ -65,30 +75,63 @@ func outcome(r vm.Runner, env *vm.Env, buf, mem []byte) string {
 }
 
 // checkSame requires the threaded and the switch interpreter to agree on
-// everything a run leaves behind.
-func checkSame(t *testing.T, p *vm.Program, mem []byte) {
+// everything a run leaves behind. reset, if not nil, runs before each run
+// (to restore the maps).
+func checkSame(t *testing.T, p *vm.Program, mem []byte, reset func()) {
 	t.Helper()
 	env := vm.NewEnv()
 	env.Budget = 10000
 	buf := make([]byte, len(mem))
+	if reset != nil {
+		reset()
+	}
 	a := outcome(p, env, buf, mem)
+	if reset != nil {
+		reset()
+	}
 	b := outcome(switchRunner{p}, env, buf, mem)
 	if a != b {
 		t.Fatalf("threaded and switch interpreters differ:\nthreaded %.300s\nswitch   %.300s", a, b)
 	}
 }
 
+// TestThreadedMatchesSwitch compares the two interpreters on every case of
+// the own corpus, and of the bpf_conformance corpus when it is here.
 func TestThreadedMatchesSwitch(t *testing.T) {
-	cases, err := conformance.Load(conformance.Dir())
+	cases, err := conformance.Load(conformance.OwnDir())
 	if err != nil {
 		t.Fatal(err)
 	}
+	if dir, err := conformance.ExternalDir(); err == nil {
+		ext, err := conformance.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, ext...)
+	}
+	hs := detHelpers()
+	if err := maps.RegisterHelpers(hs); err != nil {
+		t.Fatal(err)
+	}
+	loaded := 0
 	for _, c := range cases {
-		p, err := vm.Load(c.Program, vm.Options{Helpers: detHelpers()})
+		h, err := conformance.NewHarness()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := h.Load(c, hs)
 		if err != nil {
 			continue
 		}
-		checkSame(t, p, c.Mem)
+		loaded++
+		checkSame(t, p, c.Mem, func() {
+			if err := h.Data.Update(make([]byte, 4), make([]byte, 8), 0); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if loaded == 0 {
+		t.Fatal("no case loaded")
 	}
 }
 
@@ -107,6 +150,6 @@ func FuzzThreaded(f *testing.F) {
 		if err != nil {
 			return
 		}
-		checkSame(t, p, mem)
+		checkSame(t, p, mem, nil)
 	})
 }

@@ -18,39 +18,10 @@ import (
 	"github.com/govswitch/vswitch/bpfport"
 )
 
-// Usage is the help text of `vswitch pktgen`, printed for -h / --help. It
-// is the reference of every option (`go doc pktgen.Usage` shows it).
-const Usage = `usage: vswitch pktgen -i IFACE [options]
-
-Transmit (--mode tx, the default) or receive and check (--mode rx) UDP/IPv4
+// Description says what `vswitch pktgen` does; Usage and the vswitch
+// command line's help both show it.
+const Description = `Transmit (--mode tx, the default) or receive and check (--mode rx) UDP/IPv4
 test frames on a network interface through an AF_PACKET port.
-
-  -i, --iface IFACE     interface to use (required)
-      --netns NAME      open the interface inside network namespace NAME
-                        (as made by "ip netns add NAME")
-      --mode tx|rx      transmit (default) or receive
-  -s, --size BYTES      frame size without FCS, 60..9000 (default 60)
-  -r, --rate PPS        frames per second, 0 = as fast as possible
-                        (default); k and M suffixes: 1.5M
-  -n, --count N         stop after N frames sent / received (k, M suffixes)
-  -d, --duration D      stop after D (10s, 500ms; a bare number is seconds)
-  -f, --flows N         number of flows, 1..65536 (default 1)
-      --vary FIELDS     fields that differ between flows: comma-separated
-                        smac,dmac,sip,dip,sport,dport, or all
-                        (default smac,sip,dip,sport,dport)
-  -b, --burst N         frames per send call, 1..4096 (default 64)
-      --src-mac MAC     source MAC of flow 0 (default 02:00:00:00:00:01)
-      --dst-mac MAC     destination MAC of flow 0 (default 02:00:00:00:00:02)
-      --src-ip IP       source IPv4 address of flow 0 (default 198.18.0.1)
-      --dst-ip IP       destination IPv4 address of flow 0 (default 198.19.0.1)
-      --src-port PORT   source UDP port of flow 0 (default 1024)
-      --dst-port PORT   destination UDP port of flow 0 (default 9)
-      --interval D      report period (default 1s)
-      --tx-mode sendmmsg|ring  AF_PACKET transmit method (default sendmmsg:
-                        faster into veths, whose peer copies TX ring frames)
-  -j, --json            print JSON lines (one per interval, then the
-                        summary) instead of text
-  -h, --help            print this help
 
 Without --count and --duration it runs until interrupted (Ctrl-C), then
 prints the summary of what was done. Bit rates count the wire: each frame
@@ -59,6 +30,75 @@ frames lost, duplicated and reordered per flow, and one-way latency
 percentiles from the send time in each frame (sender and receiver on the
 same machine).
 `
+
+// Usage is the help text of `vswitch pktgen`, printed for -h / --help. It
+// is the reference of every option (`go doc pktgen.Usage` shows it); it is
+// made from the same table (Args.Flags) as the flags themselves.
+var Usage = usage()
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: vswitch pktgen -i IFACE [options]\n\n")
+	desc, more, _ := strings.Cut(Description, "\n\n")
+	b.WriteString(desc + "\n\n")
+	var a Args
+	flags := append(a.Flags(), Flag{Long: "help", Short: "h", Usage: "print this help", Bool: new(bool)})
+	for _, f := range flags {
+		name := "    "
+		if f.Short != "" {
+			name = "-" + f.Short + ", "
+		}
+		name += "--" + f.Long
+		if f.Value != "" {
+			name += " " + f.Value
+		}
+		fmt.Fprintf(&b, "  %-20s  %s\n", name, f.Usage)
+	}
+	b.WriteString("\n" + more)
+	return b.String()
+}
+
+// Args are the options of `vswitch pktgen` as typed, before they are
+// checked: the one table both command-line front-ends (ParseArgs here, the
+// vswitch command line's) declare their flags from. Options checks them.
+type Args struct {
+	Iface, Netns, Mode, Size, Rate, Count, Duration, Flows, Vary, Burst string
+	SrcMAC, DstMAC, SrcIP, DstIP, SrcPort, DstPort, Interval, TXMode    string
+	JSON                                                                bool
+}
+
+// Flag is one option of Args: its names, the placeholder of its value,
+// its help line and the field it sets (Str, or Bool for a switch).
+type Flag struct {
+	Long, Short, Value, Usage string
+	Str                       *string
+	Bool                      *bool
+}
+
+// Flags lists the options of a, in the order help shows them.
+func (a *Args) Flags() []Flag {
+	return []Flag{
+		{"iface", "i", "IFACE", "interface to use (required)", &a.Iface, nil},
+		{"netns", "", "NAME", `open the interface inside network namespace NAME (as made by "ip netns add NAME")`, &a.Netns, nil},
+		{"mode", "", "tx|rx", "transmit (default) or receive", &a.Mode, nil},
+		{"size", "s", "BYTES", "frame size without FCS, 60..9000 (default 60)", &a.Size, nil},
+		{"rate", "r", "PPS", "frames per second, 0 = as fast as possible (default); k and M suffixes: 1.5M", &a.Rate, nil},
+		{"count", "n", "N", "stop after N frames sent / received (k, M suffixes)", &a.Count, nil},
+		{"duration", "d", "D", "stop after D (10s, 500ms; a bare number is seconds)", &a.Duration, nil},
+		{"flows", "f", "N", "number of flows, 1..65536 (default 1)", &a.Flows, nil},
+		{"vary", "", "FIELDS", "fields that differ between flows: comma-separated smac,dmac,sip,dip,sport,dport, or all (default smac,sip,dip,sport,dport)", &a.Vary, nil},
+		{"burst", "b", "N", "frames per send call, 1..4096 (default 64)", &a.Burst, nil},
+		{"src-mac", "", "MAC", "source MAC of flow 0 (default 02:00:00:00:00:01)", &a.SrcMAC, nil},
+		{"dst-mac", "", "MAC", "destination MAC of flow 0 (default 02:00:00:00:00:02)", &a.DstMAC, nil},
+		{"src-ip", "", "IP", "source IPv4 address of flow 0 (default 198.18.0.1)", &a.SrcIP, nil},
+		{"dst-ip", "", "IP", "destination IPv4 address of flow 0 (default 198.19.0.1)", &a.DstIP, nil},
+		{"src-port", "", "PORT", "source UDP port of flow 0 (default 1024)", &a.SrcPort, nil},
+		{"dst-port", "", "PORT", "destination UDP port of flow 0 (default 9)", &a.DstPort, nil},
+		{"interval", "", "D", "report period (default 1s)", &a.Interval, nil},
+		{"tx-mode", "", "sendmmsg|ring", "AF_PACKET transmit method (default sendmmsg: faster into veths, whose peer copies TX ring frames)", &a.TXMode, nil},
+		{"json", "j", "", "print JSON lines (one per interval, then the summary) instead of text", nil, &a.JSON},
+	}
+}
 
 // Options are the parsed command line of `vswitch pktgen`.
 type Options struct {
@@ -85,54 +125,43 @@ func usagef(format string, a ...any) error {
 // ParseArgs parses the arguments of `vswitch pktgen` (without the command
 // name). Errors wrap ErrUsage and say which flag is wrong and why.
 func ParseArgs(args []string) (Options, error) {
-	var o Options
+	var a Args
+	var help bool
 	fs := flag.NewFlagSet("pktgen", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	str := func(p *string, names ...string) {
-		for _, n := range names {
-			fs.StringVar(p, n, "", "")
+	for _, f := range append(a.Flags(), Flag{Long: "help", Short: "h", Bool: &help}) {
+		for _, n := range []string{f.Short, f.Long} {
+			switch {
+			case n == "":
+			case f.Bool != nil:
+				fs.BoolVar(f.Bool, n, false, f.Usage)
+			default:
+				fs.StringVar(f.Str, n, "", f.Usage)
+			}
 		}
 	}
-	boolean := func(p *bool, names ...string) {
-		for _, n := range names {
-			fs.BoolVar(p, n, false, "")
-		}
-	}
-	var mode, size, rate, count, dur, flows, vary, burst, smac, dmac, sip, dip, sport, dport, interval, txMode string
-	str(&o.Iface, "i", "iface")
-	str(&o.Netns, "netns")
-	str(&mode, "mode")
-	str(&size, "s", "size")
-	str(&rate, "r", "rate")
-	str(&count, "n", "count")
-	str(&dur, "d", "duration")
-	str(&flows, "f", "flows")
-	str(&vary, "vary")
-	str(&burst, "b", "burst")
-	str(&smac, "src-mac")
-	str(&dmac, "dst-mac")
-	str(&sip, "src-ip")
-	str(&dip, "dst-ip")
-	str(&sport, "src-port")
-	str(&dport, "dst-port")
-	str(&interval, "interval")
-	str(&txMode, "tx-mode")
-	boolean(&o.JSON, "j", "json")
-	boolean(&o.Help, "h", "help")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			o.Help = true
-			return o, nil
+			return Options{Help: true}, nil
 		}
-		return o, usagef("%v (see --help)", err)
+		return Options{}, usagef("%v (see --help)", err)
 	}
-	if o.Help {
-		return o, nil
+	if help {
+		return Options{Iface: a.Iface, Netns: a.Netns, JSON: a.JSON, Help: true}, nil
 	}
 	if fs.NArg() > 0 {
-		return o, usagef("unexpected argument %q: options only (see --help)", fs.Arg(0))
+		return Options{}, usagef("unexpected argument %q: options only (see --help)", fs.Arg(0))
 	}
+	return a.Options()
+}
+
+// Options checks a and returns the options it gives. Errors wrap ErrUsage
+// and say which flag is wrong and why.
+func (a Args) Options() (Options, error) {
+	o := Options{Iface: a.Iface, Netns: a.Netns, JSON: a.JSON}
+	mode, size, rate, count, dur, flows, vary, burst := a.Mode, a.Size, a.Rate, a.Count, a.Duration, a.Flows, a.Vary, a.Burst
+	smac, dmac, sip, dip, sport, dport, interval, txMode := a.SrcMAC, a.DstMAC, a.SrcIP, a.DstIP, a.SrcPort, a.DstPort, a.Interval, a.TXMode
 	if o.Iface == "" {
 		return o, usagef("no interface: give one with -i IFACE")
 	}
@@ -323,6 +352,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, Usage)
 		return 0
 	}
+	return Exec(ctx, o, stdout, stderr)
+}
+
+// Exec runs `vswitch pktgen` with parsed options, as Main does after
+// parsing them; it returns 0 or 1.
+func Exec(ctx context.Context, o Options, stdout, stderr io.Writer) int {
 	if runtime.GOMAXPROCS(0) < 2 {
 		// With a single P (e.g. under taskset -c 0), the runtime's monitor
 		// takes the P away from every send call longer than 20µs and wakes

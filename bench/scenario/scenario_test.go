@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -235,9 +236,7 @@ func TestWriteSVG(t *testing.T) {
 	if strings.Count(s, "<text") != strings.Count(s, "</text>") || strings.Count(s, "<rect") < 5 {
 		t.Errorf("unbalanced SVG")
 	}
-	if os.Getenv("SCENARIO_KEEP_PLOT") != "" {
-		os.WriteFile("/tmp/scenario-test.svg", b.Bytes(), 0o644)
-	}
+	keepPlot(t, "scenario-test.svg", b.Bytes())
 }
 
 func TestWritePNG(t *testing.T) {
@@ -253,9 +252,7 @@ func TestWritePNG(t *testing.T) {
 	if r := img.Bounds(); r.Dx() < 800 || r.Dy() < 4*400 {
 		t.Errorf("PNG is %v", r)
 	}
-	if os.Getenv("SCENARIO_KEEP_PLOT") != "" {
-		os.WriteFile("/tmp/scenario-test.png", b.Bytes(), 0o644)
-	}
+	keepPlot(t, "scenario-test.png", b.Bytes())
 }
 
 func TestWritePlotFile(t *testing.T) {
@@ -428,4 +425,16 @@ func ExampleTable_WriteText() {
 	// veth      64B 1 flow     ceiling                      0.356 Mpps  100% of ceiling  offered 0.357 Mpps
 	// veth      64B 1 flow     vswitch-jit                  0.230 Mpps  65% of ceiling   offered 0.249 Mpps
 	// veth      64B 1 flow     ovs-afpacket                 -           -                skipped: ovs-vswitchd not installed (apt-get install -y openvswitch-switch)
+}
+
+// keepPlot writes a plot the test made into the folder named by
+// $SCENARIO_KEEP_PLOT, to look at it.
+func keepPlot(t *testing.T, name string, b []byte) {
+	dir := os.Getenv("SCENARIO_KEEP_PLOT")
+	if dir == "" {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Error(err)
+	}
 }

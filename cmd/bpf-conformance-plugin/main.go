@@ -6,9 +6,16 @@
 // MEM, present only when the test has memory, is one argument of hex bytes
 // separated by whitespace. The program arrives on stdin as hex bytes
 // separated by whitespace, 8 bytes per instruction. The plugin prints r0 as
-// 64-bit hex with a 0x prefix and exits 0, or prints the error and exits 1.
-// The program gets r1 = a private copy of MEM (no memory: a zero-length
-// region) and r2 = its length; helper 5 (bpf_ktime_get_ns) exists.
+// 64-bit hex with a 0x prefix and exits 0, or prints the error on one line
+// and exits 1. The error is written as internal/conformance.ErrorText
+// writes it, which is what the `-- error` sections of vswitch's own corpus
+// (testdata/conformance) hold, so that the bpf_conformance runner, which
+// compares that line exactly, checks the kind of error too.
+//
+// The program runs in the harness of internal/conformance: r1 = a private
+// copy of MEM (no memory: 0) and r2 = its length; the helpers of package
+// maps (bpf_ktime_get_ns, bpf_tail_call, ...); map[0] a program array
+// holding the program in slot 0 and map[1] a one-entry 8-byte array.
 package main
 
 import (
@@ -19,13 +26,14 @@ import (
 	"strings"
 
 	"github.com/govswitch/vswitch/asm"
+	"github.com/govswitch/vswitch/internal/conformance"
 	"github.com/govswitch/vswitch/vm"
 )
 
 func main() {
 	out, err := run(os.Args[1:], os.Stdin)
 	if err != nil {
-		fmt.Println(err)
+		fmt.Println(conformance.ErrorText(err))
 		os.Exit(1)
 	}
 	fmt.Println(out)
@@ -86,7 +94,11 @@ func run(args []string, stdin io.Reader) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	p, err := vm.Load(insns, vm.Options{Helpers: vm.BaseHelpers()})
+	h, err := conformance.NewHarness()
+	if err != nil {
+		return "", err
+	}
+	p, err := h.Load(conformance.Case{Program: insns}, nil)
 	if err != nil {
 		return "", err
 	}
@@ -95,8 +107,13 @@ func run(args []string, stdin io.Reader) (string, error) {
 		return "", err
 	}
 	env := vm.NewEnv()
+	mem = conformance.Guarded(mem)
 	env.SetArgBytes(0, mem)
-	r0, err := r.Run(env, vm.AddrOf(mem), uint64(len(mem)))
+	var addr uint64
+	if len(mem) > 0 {
+		addr = vm.AddrOf(mem)
+	}
+	r0, err := r.Run(env, addr, uint64(len(mem)))
 	if err != nil {
 		return "", err
 	}

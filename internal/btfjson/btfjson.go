@@ -38,6 +38,9 @@ func format(w *bytes.Buffer, t btf.Type, b []byte, depth int) error {
 	}
 	t = btf.UnderlyingType(t)
 	switch t := t.(type) {
+	case *btf.Void:
+		// A global data map's key: no type to show it by (hex is better).
+		return errNoType
 	case *btf.Int:
 		if int(t.Size) > len(b) {
 			return errShort
@@ -130,7 +133,10 @@ func format(w *bytes.Buffer, t btf.Type, b []byte, depth int) error {
 	return nil
 }
 
-var errShort = errors.New("data shorter than its type")
+var (
+	errShort  = errors.New("data shorter than its type")
+	errNoType = errors.New("no type information")
+)
 
 func formatMembers(w *bytes.Buffer, ms []btf.Member, b []byte, depth int) error {
 	w.WriteByte('{')
@@ -198,6 +204,12 @@ func uint64Of(b []byte) uint64 {
 
 // Parse encodes JSON fields as t's bytes. Fields left out are zero.
 func Parse(t btf.Type, msg json.RawMessage) ([]byte, error) {
+	return ParseOnto(t, msg, nil)
+}
+
+// ParseOnto is Parse starting from base (copied, when it has t's size)
+// instead of zeros: fields left out keep base's values.
+func ParseOnto(t btf.Type, msg json.RawMessage, base []byte) ([]byte, error) {
 	n, err := size(t)
 	if err != nil {
 		return nil, err
@@ -206,6 +218,9 @@ func Parse(t btf.Type, msg json.RawMessage) ([]byte, error) {
 		return nil, fmt.Errorf("type of %d bytes", n)
 	}
 	b := make([]byte, n)
+	if len(base) == n {
+		copy(b, base)
+	}
 	dec := json.NewDecoder(bytes.NewReader(msg))
 	dec.UseNumber()
 	var v any
@@ -291,6 +306,32 @@ func parse(t btf.Type, v any, b []byte, depth int, path string) error {
 				return err
 			}
 		}
+	case *btf.Datasec:
+		// Global data (.data, .rodata, .bss): an object of its variables.
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return errf("want an object of the section's variables")
+		}
+		vars := map[string]btf.VarSecinfo{}
+		var names []string
+		for _, vs := range t.Vars {
+			if vr, ok := vs.Type.(*btf.Var); ok {
+				vars[vr.Name] = vs
+				names = append(names, vr.Name)
+			}
+		}
+		for k, fv := range obj {
+			vs, ok := vars[k]
+			if !ok {
+				return errf("no variable %q (variables: %s)", k, strings.Join(names, ", "))
+			}
+			if int(vs.Offset+vs.Size) > len(b) {
+				return errf("variable %s lies outside the section", k)
+			}
+			if err := parse(vs.Type.(*btf.Var).Type, fv, b[vs.Offset:vs.Offset+vs.Size], depth+1, strings.TrimPrefix(path+"."+k, ".")); err != nil {
+				return err
+			}
+		}
 	case *btf.Struct, *btf.Union:
 		var ms []btf.Member
 		if s, ok := t.(*btf.Struct); ok {
@@ -362,4 +403,106 @@ func putUint(b []byte, v uint64) {
 	for i := range b {
 		b[i] = byte(v >> (8 * i))
 	}
+}
+
+// Sum adds up values laid out as t (the slots of a per-CPU value): integer
+// fields are summed (in 64 bits, so that 32-bit counters do not wrap);
+// other fields (byte arrays such as MAC addresses, enums, pointers, bools)
+// are left out. ok is false when nothing in t can be added up.
+func Sum(t btf.Type, values [][]byte) (_ json.RawMessage, ok bool) {
+	var buf bytes.Buffer
+	if !sum(&buf, t, values, 0) {
+		return nil, false
+	}
+	return buf.Bytes(), true
+}
+
+func sum(w *bytes.Buffer, t btf.Type, values [][]byte, depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	switch t := btf.UnderlyingType(t).(type) {
+	case *btf.Int:
+		if t.Encoding&btf.Bool != 0 {
+			return false
+		}
+		var u uint64
+		var s int64
+		for _, b := range values {
+			if int(t.Size) > len(b) {
+				return false
+			}
+			v := uint64Of(b[:t.Size])
+			shift := 64 - 8*t.Size
+			s += int64(v<<shift) >> shift
+			u += v
+		}
+		if t.Encoding&btf.Signed != 0 {
+			w.WriteString(strconv.FormatInt(s, 10))
+		} else {
+			w.WriteString(strconv.FormatUint(u, 10))
+		}
+		return true
+	case *btf.Array:
+		es, err := size(t.Type)
+		if err != nil || es <= 0 || isByte(t.Type) {
+			return false
+		}
+		var inner bytes.Buffer
+		inner.WriteByte('[')
+		for i := 0; i < int(t.Nelems); i++ {
+			if i > 0 {
+				inner.WriteByte(',')
+			}
+			if !sum(&inner, t.Type, sliceAll(values, i*es), depth+1) {
+				return false
+			}
+		}
+		inner.WriteByte(']')
+		w.Write(inner.Bytes())
+		return true
+	case *btf.Struct:
+		return sumMembers(w, t.Members, values, depth)
+	case *btf.Union:
+		return false
+	}
+	return false
+}
+
+func sumMembers(w *bytes.Buffer, ms []btf.Member, values [][]byte, depth int) bool {
+	var inner bytes.Buffer
+	inner.WriteByte('{')
+	n := 0
+	for i, m := range ms {
+		if m.BitfieldSize > 0 {
+			continue
+		}
+		var field bytes.Buffer
+		if !sum(&field, m.Type, sliceAll(values, int(m.Offset/8)), depth+1) {
+			continue
+		}
+		if n > 0 {
+			inner.WriteByte(',')
+		}
+		n++
+		inner.WriteString(strconv.Quote(memberName(m, i)) + ":")
+		inner.Write(field.Bytes())
+	}
+	inner.WriteByte('}')
+	if n == 0 {
+		return false
+	}
+	w.Write(inner.Bytes())
+	return true
+}
+
+// sliceAll returns each value from off on (empty where it is shorter).
+func sliceAll(values [][]byte, off int) [][]byte {
+	out := make([][]byte, len(values))
+	for i, b := range values {
+		if off <= len(b) {
+			out[i] = b[off:]
+		}
+	}
+	return out
 }

@@ -96,3 +96,56 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestSum: a per-CPU value's slots add up field by field, in 64 bits;
+// fields that are not numbers are left out.
+func TestSum(t *testing.T) {
+	u32 := &btf.Int{Name: "u32", Size: 4}
+	s16 := &btf.Int{Name: "s16", Size: 2, Encoding: btf.Signed}
+	u8 := &btf.Int{Name: "u8", Size: 1}
+	st := &btf.Struct{Name: "c", Size: 16, Members: []btf.Member{
+		{Name: "frames", Type: u32, Offset: 0},
+		{Name: "delta", Type: s16, Offset: 32},
+		{Name: "mac", Type: &btf.Array{Type: u8, Index: u32, Nelems: 6}, Offset: 48},
+		{Name: "hist", Type: &btf.Array{Type: u8, Index: u32, Nelems: 2}, Offset: 96},
+	}}
+	a := []byte{0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0}
+	b := []byte{0x02, 0x00, 0x00, 0x00, 0x05, 0x00, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0}
+	got, ok := btfjson.Sum(st, [][]byte{a, b})
+	if want := `{"frames":4294967297,"delta":3}`; !ok || string(got) != want {
+		t.Errorf("struct: %s %v, want %s", got, ok, want)
+	}
+	if got, ok := btfjson.Sum(u32, [][]byte{{1, 0, 0, 0}, {2, 0, 0, 0}, {3, 0, 0, 0}}); !ok || string(got) != "6" {
+		t.Errorf("u32: %s %v", got, ok)
+	}
+	arr := &btf.Array{Type: u32, Index: u32, Nelems: 2}
+	if got, ok := btfjson.Sum(arr, [][]byte{{1, 0, 0, 0, 9, 0, 0, 0}, {2, 0, 0, 0, 1, 0, 0, 0}}); !ok || string(got) != "[3,10]" {
+		t.Errorf("array: %s %v", got, ok)
+	}
+	onlyMAC := &btf.Struct{Name: "m", Size: 6, Members: []btf.Member{{Name: "mac", Type: &btf.Array{Type: u8, Index: u32, Nelems: 6}}}}
+	if got, ok := btfjson.Sum(onlyMAC, [][]byte{make([]byte, 6)}); ok {
+		t.Errorf("a struct of nothing to add: %s", got)
+	}
+}
+
+// TestGlobalData: a global data section reads and writes as an object of
+// its variables; ParseOnto keeps the variables left out.
+func TestGlobalDataParse(t *testing.T) {
+	ty := types(t, "static", "static.data")
+	got, err := btfjson.Parse(ty.Value, json.RawMessage(`{"unknown_action": 255}`))
+	if err != nil || !bytes.Equal(got, []byte{255, 0, 0, 0}) {
+		t.Fatalf("static.data: %x %v", got, err)
+	}
+	if _, err := btfjson.Parse(ty.Value, json.RawMessage(`{"nosuch": 1}`)); err == nil {
+		t.Error("unknown variable accepted")
+	}
+	u32 := &btf.Int{Name: "u32", Size: 4}
+	sec := &btf.Datasec{Name: ".data", Size: 8, Vars: []btf.VarSecinfo{
+		{Type: &btf.Var{Name: "a", Type: u32}, Offset: 0, Size: 4},
+		{Type: &btf.Var{Name: "b", Type: u32}, Offset: 4, Size: 4},
+	}}
+	got, err = btfjson.ParseOnto(sec, json.RawMessage(`{"b": 7}`), []byte{1, 0, 0, 0, 2, 0, 0, 0})
+	if err != nil || !bytes.Equal(got, []byte{1, 0, 0, 0, 7, 0, 0, 0}) {
+		t.Errorf("ParseOnto: %x %v", got, err)
+	}
+}

@@ -1,91 +1,116 @@
 package cli
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/govswitch/vswitch/bench/scenario"
 )
 
-var benchUsage = `usage: vswitch bench [--only ` + strings.Join(scenario.All, ",") + `] [--duration 3s] [--warmup 1s]
-                     [--switches LIST] [--sizes 60,1514] [--flows 1,64] [--latency-rate 50000] [--runs N]
-                     [--plot out.svg|out.png] [-j] [-q] [--cpuprofile FILE]
+// benchParams are the flags of `vswitch bench`.
+type benchParams struct {
+	only, switches, sizes, flows, plot, cpuprofile string
+	duration, warmup                               time.Duration
+	rate                                           float64
+	runs                                           int
+	quiet                                          bool
+}
 
-Runs the benchmark scenarios (as root, in network namespaces it creates and
-removes) and prints one table; -j prints JSON; --plot draws the veth, hosts
-and scale comparisons as bar charts. Switches: ` + strings.Join(scenario.Switches(), ", ") + `.
-Progress goes to stderr (-q: none). On a shared machine run it under setsid so
-that it can raise its autogroup priority.
-`
+func (c *cmd) benchCommand() *cobra.Command {
+	var p benchParams
+	cc := &cobra.Command{
+		Use:   "bench",
+		Short: "benchmark scenarios against the kernel's eBPF, the Linux bridge and Open vSwitch",
+		Long: `bench runs the benchmark scenarios (as root, in network namespaces it creates
+and removes) and prints one table; -j prints JSON; --plot draws the veth,
+hosts and scale comparisons as bar charts. Scenarios: ` + strings.Join(scenario.All, ", ") + `.
+Switches: ` + strings.Join(scenario.Switches(), ", ") + `.
+Progress goes to stderr (-q: none). On a shared machine run it under setsid
+so that it can raise its autogroup priority.`,
+		Example: `  vswitch bench --only vm,core
+  vswitch bench --only veth --switches vswitch-jit,bridge --sizes 60 --flows 1 --plot bench.png
+  vswitch bench -j --runs 3 > bench.json`,
+		Args: noArgs("bench"),
+		RunE: func(*cobra.Command, []string) error { return c.bench(p) },
+	}
+	f := cc.Flags()
+	f.StringVar(&p.only, "only", "", "scenarios, comma-separated: "+strings.Join(scenario.All, ",")+" (default all)")
+	f.DurationVar(&p.duration, "duration", 3*time.Second, "measurement window of each figure")
+	f.DurationVar(&p.warmup, "warmup", time.Second, "warm-up before each window")
+	f.StringVar(&p.switches, "switches", "", "switches of every scenario, comma-separated (default all)")
+	f.StringVar(&p.sizes, "sizes", "", "veth frame lengths without FCS, comma-separated (default 60,1514)")
+	f.StringVar(&p.flows, "flows", "", "veth flow counts, comma-separated (default 1,64)")
+	f.Float64Var(&p.rate, "latency-rate", 50000, "frames per second of the latency scenario")
+	f.IntVar(&p.runs, "runs", 1, "measure each core and veth figure this many times and keep the median")
+	f.StringVar(&p.plot, "plot", "", "write the veth, hosts and scale comparisons as bar charts (.svg or .png)")
+	f.BoolVarP(&p.quiet, "quiet", "q", false, "no progress lines on stderr")
+	f.StringVar(&p.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (the in-process switch, pktgen) to FILE")
+	completeList(cc, "only", scenario.All)
+	completeList(cc, "switches", scenario.Switches())
+	return cc
+}
+
+// completeList completes a comma-separated list of words.
+func completeList(cc *cobra.Command, flag string, words []string) {
+	cc.RegisterFlagCompletionFunc(flag, func(_ *cobra.Command, _ []string, typed string) ([]string, cobra.ShellCompDirective) {
+		done := ""
+		if i := strings.LastIndexByte(typed, ','); i >= 0 {
+			done = typed[:i+1]
+		}
+		var out []string
+		for _, w := range words {
+			out = append(out, done+w)
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+	})
+}
 
 // bench runs `vswitch bench`.
-func (c *cmd) bench(args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	only := fs.String("only", "", "scenarios: comma-separated "+strings.Join(scenario.All, ", ")+" (default all)")
-	dur := fs.Duration("duration", 3*time.Second, "measurement window of each figure")
-	warm := fs.Duration("warmup", time.Second, "warm-up before each window")
-	switches := fs.String("switches", "", "switches of every scenario, comma-separated (default all)")
-	sizes := fs.String("sizes", "", "veth frame lengths without FCS, comma-separated (default 60,1514)")
-	flows := fs.String("flows", "", "veth flow counts, comma-separated (default 1,64)")
-	rate := fs.Float64("latency-rate", 50000, "frames per second of the latency scenario")
-	runs := fs.Int("runs", 1, "measure each core and veth figure this many times and keep the median")
-	plot := fs.String("plot", "", "write the veth, hosts and scale comparisons as bar charts (.svg or .png)")
-	js := fs.Bool("j", false, "print JSON")
-	quiet := fs.Bool("q", false, "no progress lines on stderr")
-	cpuprof := fs.String("cpuprofile", "", "write a CPU profile of the whole run (the in-process switch, pktgen) to FILE")
-	help := fs.Bool("h", false, "help")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if *help {
-		fmt.Fprint(c.out, benchUsage)
-		return nil
-	}
-	if len(pos) > 0 {
-		return usagef("bench takes no arguments (got %q)", strings.Join(pos, " "))
-	}
-	if *js {
-		c.json = true
-	}
-	if *plot != "" {
-		switch strings.ToLower(filepath.Ext(*plot)) {
+func (c *cmd) bench(p benchParams) error {
+	var err error
+	if p.plot != "" {
+		switch strings.ToLower(filepath.Ext(p.plot)) {
 		case ".svg", ".png":
 		default:
-			return usagef("--plot %s: the file name must end in .svg or .png", *plot)
+			return usagef("--plot %s: the file name must end in .svg or .png", p.plot)
 		}
 	}
 	o := scenario.Options{
-		Only:        scenario.ParseList(*only),
-		Duration:    *dur,
-		Warmup:      *warm,
-		Subjects:    scenario.ParseList(*switches),
-		LatencyRate: *rate,
-		Runs:        *runs,
+		Only:        scenario.ParseList(p.only),
+		Duration:    p.duration,
+		Warmup:      p.warmup,
+		Subjects:    scenario.ParseList(p.switches),
+		LatencyRate: p.rate,
+		Runs:        p.runs,
 		Log:         c.errw,
 	}
-	if *quiet {
+	if p.plot != "" && len(o.Only) > 0 && !slices.ContainsFunc(o.Only, plotted) {
+		return usagef("--plot draws the %s comparisons, which --only %s leaves out: add one of them to --only, or drop --plot", strings.Join(plottedScenarios, ", "), p.only)
+	}
+	if p.quiet {
 		o.Log = nil
 	}
-	if o.Sizes, err = intList("--sizes", *sizes); err != nil {
+	if o.Sizes, err = intList("--sizes", p.sizes); err != nil {
 		return err
 	}
-	if o.Flows, err = intList("--flows", *flows); err != nil {
+	if o.Flows, err = intList("--flows", p.flows); err != nil {
 		return err
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(c.errw, "vswitch bench: not root: the core and VM interpreter/JIT figures run, the kernel, veth, latency, hosts and scale rows say why they were skipped (run it with sudo)")
 	}
-	if *cpuprof != "" {
-		f, err := os.Create(*cpuprof)
+	if p.cpuprofile != "" {
+		f, err := os.Create(p.cpuprofile)
 		if err != nil {
 			return err
 		}
@@ -104,11 +129,14 @@ func (c *cmd) bench(args []string) error {
 	if err != nil {
 		fmt.Fprintf(c.errw, "vswitch bench: interrupted (%v): printing what was measured\n", err)
 	}
-	if *plot != "" && t.HasPlot() {
-		if perr := t.WritePlotFile(*plot); perr != nil {
+	if p.plot != "" {
+		if !t.HasPlot() {
+			fmt.Fprintf(c.errw, "vswitch bench: nothing to plot: no %s figures were measured (see their rows): %s not written\n", strings.Join(plottedScenarios, ", "), p.plot)
+		} else if perr := t.WritePlotFile(p.plot); perr != nil {
 			return fmt.Errorf("plot: %w", perr)
+		} else {
+			fmt.Fprintf(c.errw, "# wrote %s\n", p.plot)
 		}
-		fmt.Fprintf(c.errw, "# wrote %s\n", *plot)
 	}
 	if c.json {
 		if werr := t.WriteJSON(c.out); werr != nil {
@@ -122,6 +150,11 @@ func (c *cmd) bench(args []string) error {
 	}
 	return nil
 }
+
+// plottedScenarios are the scenarios --plot draws.
+var plottedScenarios = []string{scenario.Veth, scenario.Hosts, scenario.Scale}
+
+func plotted(s string) bool { return slices.Contains(plottedScenarios, s) }
 
 func intList(flagName, s string) ([]int, error) {
 	var out []int

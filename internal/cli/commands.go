@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -19,35 +18,58 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/govswitch/vswitch/control"
 	"github.com/govswitch/vswitch/internal/daemon"
 )
 
-func (c *cmd) daemon(args []string) error {
-	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
+func (c *cmd) daemonCommand() *cobra.Command {
 	var rc daemon.RunConfig
-	fs.StringVar(&rc.Socket, "socket", "", "control socket")
-	fs.StringVar(&rc.ConfigFile, "config", "", "declarative configuration (JSON)")
-	fs.StringVar(&rc.Metrics, "metrics", "", "serve Prometheus metrics on ADDR")
-	fs.StringVar(&rc.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&rc.LogFormat, "log-format", "text", "text or json")
-	fs.IntVar(&rc.Workers, "workers", 0, "worker goroutines serving every port, and per-CPU map slots (default one per CPU)")
-	fs.IntVar(&rc.Workers, "max-workers", 0, "old name of --workers")
-	fs.StringVar(&rc.BusyPoll, "busy-poll", "", "longest a worker keeps polling a port after its last frame (default 5ms; 0: none)")
-	fs.StringVar(&rc.Engine, "engine", "", "engine of the default program: jit or interp")
-	fs.BoolVar(&rc.NoDefault, "no-default-program", false, "start without the built-in learning program")
-	fs.StringVar(&rc.Netns, "netns", "", "open ports in the network namespace at PATH")
-	fs.IntVar(&rc.Group, "group", 0, "numeric group allowed to use the socket")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+	cc := &cobra.Command{
+		Use:   "daemon",
+		Short: "run the switch (until SIGINT or SIGTERM)",
+		Long: `daemon runs the switch with the built-in learning program (unless told
+otherwise) and serves the control socket the other commands use. The first
+SIGINT or SIGTERM stops it cleanly (ports detached, their interfaces
+restored, the socket removed); a second one exits at once.`,
+		Example: `  vswitch daemon &
+  vswitch daemon --socket /tmp/vs.sock --metrics 127.0.0.1:9464
+  vswitch daemon --netns sw --config /etc/vswitch/config.json   # docs/config.md`,
+		Args: noArgs("daemon"),
+		RunE: func(*cobra.Command, []string) error { return c.daemon(rc) },
 	}
-	if len(pos) > 0 {
-		return usagef("daemon takes no arguments, have %q", pos)
+	f := cc.Flags()
+	f.StringVar(&rc.ConfigFile, "config", "", "declarative configuration: ports to attach and a program to load at start (JSON, see docs/config.md)")
+	f.StringVar(&rc.Metrics, "metrics", "", "serve Prometheus metrics on ADDR (such as 127.0.0.1:9464)")
+	f.StringVar(&rc.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&rc.LogFormat, "log-format", "text", "text or json")
+	f.IntVar(&rc.Workers, "workers", 0, "worker goroutines serving every port, and per-CPU map slots (default one per CPU)")
+	f.IntVar(&rc.Workers, "max-workers", 0, "old name of --workers")
+	f.MarkHidden("max-workers")
+	f.StringVar(&rc.BusyPoll, "busy-poll", "", "longest a worker keeps polling a port after its last frame (default 5ms; 0: none)")
+	f.StringVar(&rc.Engine, "engine", "", "engine of the default program: jit or interp")
+	f.BoolVar(&rc.NoDefault, "no-default-program", false, "start without the built-in learning program")
+	f.StringVar(&rc.Netns, "netns", "", "open ports in network namespace NAME (as made by `ip netns add NAME`) or the one mounted at PATH")
+	f.IntVar(&rc.Group, "group", 0, "numeric group allowed to use the socket (mode 0660)")
+	completeWords(cc, "engine", "jit", "interp")
+	completeWords(cc, "log-level", "debug", "info", "warn", "error")
+	completeWords(cc, "log-format", "text", "json")
+	return cc
+}
+
+// netnsPath turns a namespace name (ip netns add NAME) into its path;
+// anything with a slash is a path already.
+func netnsPath(s string) string {
+	if s == "" || strings.Contains(s, "/") {
+		return s
 	}
-	if rc.Socket == "" {
-		rc.Socket = control.SocketPath(c.socket)
-	}
+	return "/var/run/netns/" + s
+}
+
+func (c *cmd) daemon(rc daemon.RunConfig) error {
+	rc.Socket = control.SocketPath(c.socket)
+	rc.Netns = netnsPath(rc.Netns)
 	rc.Log = c.errw
 	// The first SIGINT/SIGTERM shuts down cleanly; a second one exits at once.
 	ctx, cancel := context.WithCancel(c.ctx)
@@ -74,85 +96,160 @@ func (c *cmd) daemon(args []string) error {
 	return daemon.Run(ctx, rc)
 }
 
-func (c *cmd) port(args []string) error {
-	if len(args) == 0 {
-		return usagef("port: want attach, add, detach or show")
+func (c *cmd) portCommand() *cobra.Command {
+	return group(&cobra.Command{
+		Use:   "port",
+		Short: "attach, create, detach and list ports",
+		Example: `  vswitch port attach veth0
+  vswitch port add tap0
+  vswitch port add vx0 --type vxlan --vni 42 --remote 192.0.2.2
+  vswitch port show -s`,
+	},
+		c.attachCommand("attach", "attach an existing interface (AF_PACKET) or TAP device"),
+		c.addCommand(),
+		c.detachCommand("detach", "detach a port, restoring its interface"),
+		c.portShowCommand(),
+	)
+}
+
+// attachCommand is `port attach` and its short form `attach`.
+func (c *cmd) attachCommand(name, short string) *cobra.Command {
+	var p control.PortAttachParams
+	cc := &cobra.Command{
+		Use:   name + " IFACE",
+		Short: short,
+		Example: `  vswitch port attach veth0
+  vswitch port attach eth1 --queues 2 --may-exist
+  vswitch attach veth1`,
+		Args:              nArgs(1, "port attach: want one interface name"),
+		ValidArgsFunction: noCompletion,
+		RunE: func(_ *cobra.Command, args []string) error {
+			p.Name = args[0]
+			return c.portAttach(p)
+		},
 	}
-	verb, args := args[0], args[1:]
-	fs := flag.NewFlagSet("port", flag.ContinueOnError)
-	typ := fs.String("type", "", "afpacket, tap or vxlan")
-	queues := fs.Int("queues", 0, "queues")
-	busyPoll := fs.String("busy-poll", "", "busy-poll window of this port (e.g. 50us, 2ms; 0: none)")
-	ringSize := fs.Int("ring-size", 0, "receive ring slots per queue (afpacket; default 128)")
-	mayExist := fs.Bool("may-exist", false, "")
-	ifExists := fs.Bool("if-exists", false, "")
-	stats := fs.Bool("s", false, "with counters")
-	vni := fs.String("vni", "", "VXLAN network identifier (vxlan)")
-	var remotes []string
-	fs.Func("remote", "remote VTEPs, comma-separated (vxlan; repeatable)", func(v string) error { remotes = append(remotes, v); return nil })
-	local := fs.String("local", "", "local underlay address (vxlan)")
-	dstport := fs.Int("dstport", 0, "UDP port (vxlan; default 4789)")
-	ttl := fs.Int("ttl", 0, "outer TTL (vxlan; default 64)")
-	pos, err := parse(fs, args)
-	if err != nil {
+	f := cc.Flags()
+	f.StringVar(&p.Type, "type", "", "afpacket (any interface, the default) or tap (an existing TAP device)")
+	f.IntVar(&p.Queues, "queues", 0, "queues (default: the interface's)")
+	f.StringVar(&p.BusyPoll, "busy-poll", "", "busy-poll window of this port (such as 50us, 2ms; 0: none; default: the daemon's)")
+	f.IntVar(&p.RingFrames, "ring-size", 0, "receive ring slots per queue (afpacket; default 128)")
+	f.BoolVar(&p.MayExist, "may-exist", false, "succeed if the port is attached already")
+	completeWords(cc, "type", "afpacket", "tap")
+	return cc
+}
+
+func (c *cmd) addCommand() *cobra.Command {
+	var p control.PortAttachParams
+	var vni uint32
+	cc := &cobra.Command{
+		Use:   "add NAME",
+		Short: "create a TAP device or a VXLAN tunnel port and attach it",
+		Long: `add creates a TAP device (--type tap, the default) or a VXLAN tunnel port
+(--type vxlan: frames to a station learned behind a remote VTEP go to it,
+floods go to every --remote; see docs/vxlan.md) and attaches it.`,
+		Example: `  vswitch port add tap0
+  vswitch port add tap1 --queues 2
+  vswitch port add vx0 --type vxlan --vni 42 --remote 192.0.2.2,192.0.2.3`,
+		Args:              nArgs(1, "port add: want the name of the port to create"),
+		ValidArgsFunction: noCompletion,
+		RunE: func(cc *cobra.Command, args []string) error {
+			vxlanFlags := cc.Flags().Changed("vni") || len(p.Remote) > 0 || p.Local != "" || p.DstPort != 0 || p.TTL != 0
+			switch p.Type {
+			case "", "tap":
+				if vxlanFlags {
+					return usagef("--vni, --remote, --local, --dstport and --ttl are for --type vxlan")
+				}
+				p.Type, p.Create = "tap", true
+			case "vxlan":
+				if !cc.Flags().Changed("vni") {
+					return usagef("port add %s: a VXLAN port needs --vni N (and --remote IP[,IP...])", args[0])
+				}
+				p.VNI = &vni
+			default:
+				return usagef("port add creates TAP devices and VXLAN ports, not %s: attach existing interfaces with port attach", p.Type)
+			}
+			p.Name = args[0]
+			return c.portAttach(p)
+		},
+	}
+	f := cc.Flags()
+	f.StringVar(&p.Type, "type", "tap", "what to create: tap or vxlan")
+	f.IntVar(&p.Queues, "queues", 0, "queues (tap; default 1)")
+	f.StringVar(&p.BusyPoll, "busy-poll", "", "busy-poll window of this port (such as 50us, 2ms; 0: none; default: the daemon's)")
+	f.BoolVar(&p.MayExist, "may-exist", false, "succeed if the port is attached already")
+	f.Uint32Var(&vni, "vni", 0, "VXLAN network identifier, 0 to 16777215 (vxlan)")
+	f.StringSliceVar(&p.Remote, "remote", nil, "remote VTEPs that floods go to, comma-separated (vxlan)")
+	f.StringVar(&p.Local, "local", "", "local underlay address (vxlan; default: the route's)")
+	f.IntVar(&p.DstPort, "dstport", 0, "UDP port (vxlan; default 4789)")
+	f.IntVar(&p.TTL, "ttl", 0, "TTL of the outer IP header (vxlan; default 64)")
+	completeWords(cc, "type", "tap", "vxlan")
+	return cc
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func (c *cmd) portAttach(p control.PortAttachParams) error {
+	var r control.Port
+	if err := c.call(control.MethodPortAttach, p, &r); err != nil {
 		return err
 	}
-	switch verb {
-	case "attach", "add":
-		if len(pos) != 1 {
-			return usagef("port %s: want one interface name", verb)
-		}
-		p := control.PortAttachParams{Name: pos[0], Type: *typ, Queues: *queues, MayExist: *mayExist,
-			BusyPoll: *busyPoll, RingFrames: *ringSize, Remote: remotes, Local: *local, DstPort: *dstport, TTL: *ttl}
-		if *vni != "" {
-			v, err := strconv.ParseUint(*vni, 0, 32)
-			if err != nil {
-				return usagef("--vni %q: want a number from 0 to 16777215", *vni)
+	return c.emit(r, func(w io.Writer) {
+		fmt.Fprintf(w, "port %s attached at index %d (%s, %s)\n", r.Name, r.Index, r.Type, plural(r.Queues, "queue"))
+	})
+}
+
+// detachCommand is `port detach` and its short form `detach`.
+func (c *cmd) detachCommand(name, short string) *cobra.Command {
+	var p control.PortDetachParams
+	cc := &cobra.Command{
+		Use:   name + " IFACE",
+		Short: short,
+		Example: `  vswitch port detach veth0
+  vswitch port detach tap0 --if-exists`,
+		Args:              nArgs(1, "port detach: want one interface name"),
+		ValidArgsFunction: c.completePorts,
+		RunE: func(_ *cobra.Command, args []string) error {
+			p.Name = args[0]
+			var r control.PortDetachResult
+			if err := c.call(control.MethodPortDetach, p, &r); err != nil {
+				return err
 			}
-			v32 := uint32(v)
-			p.VNI = &v32
-		}
-		if *typ == "vxlan" && p.VNI == nil {
-			return usagef("port %s: a vxlan port needs --vni N and --remote IP[,IP...]", verb)
-		}
-		if *typ != "vxlan" && (p.VNI != nil || len(remotes) > 0 || *local != "" || *dstport != 0 || *ttl != 0) {
-			return usagef("--vni, --remote, --local, --dstport and --ttl are for --type vxlan")
-		}
-		if verb == "add" {
-			switch *typ {
-			case "tap":
-				p.Create = true
-			case "vxlan":
-			default:
-				return usagef("port add creates TAP devices (--type tap) and VXLAN ports (--type vxlan): attach existing interfaces with port attach")
-			}
-		}
-		var r control.Port
-		if err := c.call(control.MethodPortAttach, p, &r); err != nil {
-			return err
-		}
-		return c.emit(r, func(w io.Writer) {
-			fmt.Fprintf(w, "port %s attached at index %d (%s, %d queues)\n", r.Name, r.Index, r.Type, r.Queues)
-		})
-	case "detach":
-		if len(pos) != 1 {
-			return usagef("port detach: want one interface name")
-		}
-		if err := c.call(control.MethodPortDetach, control.PortDetachParams{Name: pos[0], IfExists: *ifExists}, nil); err != nil {
-			return err
-		}
-		return c.emit(map[string]string{"detached": pos[0]}, func(w io.Writer) { fmt.Fprintf(w, "port %s detached\n", pos[0]) })
-	case "show":
-		if len(pos) != 0 {
-			return usagef("port show takes no arguments")
-		}
-		var r control.PortShowResult
-		if err := c.call(control.MethodPortShow, control.PortShowParams{Stats: *stats}, &r); err != nil {
-			return err
-		}
-		return c.emit(r, func(w io.Writer) { printPorts(w, r.Ports, *stats) })
+			return c.emit(map[string]any{"detached": p.Name, "absent": r.Absent}, func(w io.Writer) {
+				if r.Absent {
+					fmt.Fprintf(w, "port %s is not attached: nothing to detach\n", p.Name)
+				} else {
+					fmt.Fprintf(w, "port %s detached\n", p.Name)
+				}
+			})
+		},
 	}
-	return usagef("port: unknown verb %q (attach, add, detach, show)", verb)
+	cc.Flags().BoolVar(&p.IfExists, "if-exists", false, "succeed if no such port is attached")
+	return cc
+}
+
+func (c *cmd) portShowCommand() *cobra.Command {
+	var p control.PortShowParams
+	cc := &cobra.Command{
+		Use:   "show",
+		Short: "list the ports (-s: with counters)",
+		Example: `  vswitch port show
+  vswitch port show -s -j`,
+		Args: noArgs("port show"),
+		RunE: func(*cobra.Command, []string) error {
+			var r control.PortShowResult
+			if err := c.call(control.MethodPortShow, p, &r); err != nil {
+				return err
+			}
+			return c.emit(r, func(w io.Writer) { printPorts(w, r.Ports, p.Stats) })
+		},
+	}
+	cc.Flags().BoolVarP(&p.Stats, "stats", "s", false, "with counters")
+	return cc
 }
 
 func state(p control.Port) string {
@@ -211,83 +308,139 @@ func kv(m map[string]uint64) string {
 	return strings.Join(parts, ",")
 }
 
-func (c *cmd) prog(args []string) error {
-	if len(args) == 0 {
-		return usagef("prog: want load, show, dump, log or run")
+func (c *cmd) progCommand() *cobra.Command {
+	dump := group(&cobra.Command{
+		Use:   "dump",
+		Short: "print the installed program: xlated (eBPF) or jited (x86-64)",
+	},
+		c.progDumpCommand("xlated", "the program's eBPF instructions, with map names and source lines"),
+		c.progDumpCommand("jited", "the machine code the JIT made, under the instructions it came from"),
+	)
+	return group(&cobra.Command{
+		Use:   "prog",
+		Short: "load, show, dump and run forwarding programs",
+		Example: `  vswitch prog load examples/acl.o
+  vswitch prog show
+  vswitch prog dump xlated
+  vswitch prog run examples/learn.o --data-in frame.bin`,
+	},
+		c.progLoadCommand(),
+		c.progShowCommand(),
+		dump,
+		c.progLogCommand(),
+		c.progRunCommand(),
+	)
+}
+
+func (c *cmd) progLoadCommand() *cobra.Command {
+	var p control.ProgLoadParams
+	cc := &cobra.Command{
+		Use:   "load FILE.o",
+		Short: "load an object and install its program (maps shared by name keep their contents)",
+		Long: `load reads an eBPF object built with clang -target bpf and installs its
+program in the running switch, replacing the one there: workers switch over
+between two batches, no frame is lost. Maps of the new object named like
+maps of the old one keep their contents. With several programs in the object,
+--section picks one (by function or section name); the others are not used.`,
+		Example: `  vswitch prog load examples/acl.o
+  vswitch prog load prog.o --section classify --engine interp
+  vswitch prog load vale.o --compat vale-bpf`,
+		Args:              nArgs(1, "prog load: want one object file"),
+		ValidArgsFunction: objectFiles,
+		RunE: func(_ *cobra.Command, args []string) error {
+			obj, err := readObject(args[0])
+			if err != nil {
+				return err
+			}
+			p.Object, p.File = obj, filepath.Base(args[0])
+			var r control.Program
+			if err := c.call(control.MethodProgLoad, p, &r); err != nil {
+				return err
+			}
+			return c.emit(r, func(w io.Writer) {
+				fmt.Fprintf(w, "program %s loaded from %s (id %d, %s, %d instructions", r.Name, r.File, r.ID, r.Engine, r.Instructions)
+				if r.JitedBytes > 0 {
+					fmt.Fprintf(w, ", %d bytes of machine code", r.JitedBytes)
+				}
+				fmt.Fprintln(w, ")")
+				if len(r.Reused) > 0 {
+					fmt.Fprintf(w, "kept the contents of maps: %s\n", strings.Join(r.Reused, ", "))
+				}
+			})
+		},
 	}
-	verb, args := args[0], args[1:]
-	if verb == "run" {
-		return c.progRun(args)
+	f := cc.Flags()
+	f.StringVar(&p.Section, "section", "", "program to install, by function or section name (default: the only one, or the one named like the file)")
+	f.StringVar(&p.Engine, "engine", "", "jit (default where supported) or interp")
+	f.StringVar(&p.Compat, "compat", "", "vale-bpf: a VALE-BPF object (legacy maps section, VALE's helper numbers)")
+	completeWords(cc, "engine", "jit", "interp")
+	completeWords(cc, "compat", "vale-bpf")
+	return cc
+}
+
+func (c *cmd) progShowCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show",
+		Short: "describe the installed program, with its run and fault counters",
+		Args:  noArgs("prog show"),
+		RunE: func(*cobra.Command, []string) error {
+			var r control.Program
+			if err := c.call(control.MethodProgShow, nil, &r); err != nil {
+				return err
+			}
+			return c.emit(r, func(w io.Writer) {
+				fmt.Fprintln(w, "ID\tNAME\tFILE\tENGINE\tINSNS\tJITED\tMAPS\tRUNS\tFAULTS")
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\n", r.ID, r.Name, r.File, r.Engine, r.Instructions,
+					r.JitedBytes, strings.Join(r.Maps, ","), r.Runs, r.Faults)
+				var kinds []string
+				for k := range r.FaultsByKind {
+					kinds = append(kinds, k)
+				}
+				sort.Strings(kinds)
+				for _, k := range kinds {
+					fmt.Fprintf(w, "  fault: %s\t%d\n", k, r.FaultsByKind[k])
+				}
+			})
+		},
 	}
-	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
-	section := fs.String("section", "", "program (function or section name)")
-	engine := fs.String("engine", "", "jit or interp")
-	compat := fs.String("compat", "", "vale-bpf")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+}
+
+func (c *cmd) progDumpCommand(kind, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:     kind,
+		Short:   short,
+		Example: "  vswitch prog dump " + kind,
+		Args:    noArgs("prog dump " + kind),
+		RunE: func(*cobra.Command, []string) error {
+			var r control.TextResult
+			if err := c.call(control.MethodProgDump, control.ProgDumpParams{Kind: kind}, &r); err != nil {
+				return err
+			}
+			return c.emit(r, func(io.Writer) { io.WriteString(c.out, r.Text) })
+		},
 	}
-	switch verb {
-	case "load":
-		if len(pos) != 1 {
-			return usagef("prog load: want one object file")
-		}
-		obj, err := readObject(pos[0])
-		if err != nil {
-			return err
-		}
-		var r control.Program
-		if err := c.call(control.MethodProgLoad, control.ProgLoadParams{Object: obj, File: filepath.Base(pos[0]),
-			Section: *section, Engine: *engine, Compat: *compat}, &r); err != nil {
-			return err
-		}
-		return c.emit(r, func(w io.Writer) {
-			fmt.Fprintf(w, "program %s loaded from %s (id %d, %s, %d instructions", r.Name, r.File, r.ID, r.Engine, r.Instructions)
-			if r.JitedBytes > 0 {
-				fmt.Fprintf(w, ", %d bytes of machine code", r.JitedBytes)
+}
+
+func (c *cmd) progLogCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "log",
+		Short: "the program's bpf_trace_printk lines",
+		Args:  noArgs("prog log"),
+		RunE: func(*cobra.Command, []string) error {
+			var r control.LogResult
+			if err := c.call(control.MethodProgLog, nil, &r); err != nil {
+				return err
 			}
-			fmt.Fprintln(w, ")")
-			if len(r.Reused) > 0 {
-				fmt.Fprintf(w, "kept the contents of maps: %s\n", strings.Join(r.Reused, ", "))
-			}
-		})
-	case "show":
-		var r control.Program
-		if err := c.call(control.MethodProgShow, nil, &r); err != nil {
-			return err
-		}
-		return c.emit(r, func(w io.Writer) {
-			fmt.Fprintln(w, "ID\tNAME\tFILE\tENGINE\tINSNS\tJITED\tMAPS\tRUNS\tFAULTS")
-			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\n", r.ID, r.Name, r.File, r.Engine, r.Instructions,
-				r.JitedBytes, strings.Join(r.Maps, ","), r.Runs, r.Faults)
-			for k, n := range r.FaultsByKind {
-				fmt.Fprintf(w, "  fault: %s\t%d\n", k, n)
-			}
-		})
-	case "dump":
-		if len(pos) != 1 || (pos[0] != "xlated" && pos[0] != "jited") {
-			return usagef("prog dump: want xlated or jited")
-		}
-		var r control.TextResult
-		if err := c.call(control.MethodProgDump, control.ProgDumpParams{Kind: pos[0]}, &r); err != nil {
-			return err
-		}
-		return c.emit(r, func(w io.Writer) { io.WriteString(c.out, r.Text) })
-	case "log":
-		var r control.LogResult
-		if err := c.call(control.MethodProgLog, nil, &r); err != nil {
-			return err
-		}
-		return c.emit(r, func(w io.Writer) {
-			if r.Dropped > 0 {
-				fmt.Fprintf(c.out, "(%d older lines were overwritten)\n", r.Dropped)
-			}
-			for _, l := range r.Lines {
-				fmt.Fprintln(c.out, l)
-			}
-		})
+			return c.emit(r, func(io.Writer) {
+				if r.Dropped > 0 {
+					fmt.Fprintf(c.out, "(%d older lines were overwritten)\n", r.Dropped)
+				}
+				for _, l := range r.Lines {
+					fmt.Fprintln(c.out, l)
+				}
+			})
+		},
 	}
-	return usagef("prog: unknown verb %q (load, show, dump, log, run)", verb)
 }
 
 // parseBytes reads `[hex] BYTES...` up to a stop word. Hex tokens may hold
@@ -339,229 +492,364 @@ func hexBytes(b []byte) string {
 	return strings.Join(parts, " ")
 }
 
-func (c *cmd) mapCmd(args []string) error {
-	if len(args) == 0 {
-		return usagef("map: want show, dump, lookup, update, delete or read")
-	}
-	verb, args := args[0], args[1:]
-	switch verb {
-	case "show":
-		var r control.MapShowResult
-		if err := c.call(control.MethodMapShow, nil, &r); err != nil {
-			return err
-		}
-		return c.emit(r, func(w io.Writer) {
-			fmt.Fprintln(w, "NAME\tTYPE\tKEY\tVALUE\tMAX_ENTRIES\tENTRIES")
-			for _, m := range r.Maps {
-				n := "-"
-				if m.Entries >= 0 {
-					n = strconv.Itoa(m.Entries)
-				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", m.Name, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, n)
-			}
-		})
-	case "dump":
-		if len(args) != 1 {
-			return usagef("map dump: want a map name")
-		}
-		var r control.MapDumpResult
-		if err := c.call(control.MethodMapDump, control.MapParams{Name: args[0]}, &r); err != nil {
-			return err
-		}
-		return c.emit(r, func(w io.Writer) {
-			for _, e := range r.Entries {
-				printEntry(w, e)
-			}
-			fmt.Fprintf(w, "Found %d elements\n", len(r.Entries))
-		})
-	case "read":
-		if len(args) != 1 {
-			return usagef("map read: want a ring buffer map name")
-		}
-		return c.ringbuf(args[0])
-	case "lookup", "update", "delete":
-		if len(args) < 3 || args[1] != "key" {
-			return usagef("map %s: want NAME key [hex] BYTES...", verb)
-		}
-		p := control.MapParams{Name: args[0]}
-		var rest []string
-		var err error
-		if args[2] == "json" {
-			if len(args) < 4 || !json.Valid([]byte(args[3])) {
-				return usagef("map %s: `key json` wants one JSON argument, such as '{\"addr\":\"02:00:00:00:00:01\"}'", verb)
-			}
-			p.KeyFields, rest = json.RawMessage(args[3]), args[4:]
-		} else if p.Key, rest, err = parseBytes("key", args[2:], "value", "any", "exist", "noexist"); err != nil {
-			return err
-		}
-		if verb == "update" {
-			if len(rest) < 2 || rest[0] != "value" {
-				return usagef("map update: want NAME key [hex|json] BYTES... value [hex|json] BYTES... [any|exist|noexist]")
-			}
-			if rest[1] == "json" {
-				if len(rest) < 3 || !json.Valid([]byte(rest[2])) {
-					return usagef("map update: `value json` wants one JSON argument")
-				}
-				p.ValueFields, rest = json.RawMessage(rest[2]), rest[3:]
-			} else if p.Value, rest, err = parseBytes("value", rest[1:], "any", "exist", "noexist"); err != nil {
+const keyHelp = `A key or value is given as bytes: decimal (1 2 255) or, after the word hex,
+hex (hex 0a 00 00 01, or hex 0a000001); or, where the object has BTF for the
+map, as typed JSON after the word json (json '{"addr":"02:00:00:00:00:01"}').`
+
+func (c *cmd) mapCommand() *cobra.Command {
+	return group(&cobra.Command{
+		Use:   "map",
+		Short: "show, dump, look up, update and delete map entries; follow ring buffers",
+		Example: `  vswitch map show
+  vswitch map dump fdb
+  vswitch map lookup fdb key hex 02 00 00 00 00 01`,
+	},
+		c.mapShowCommand(),
+		c.mapDumpCommand(),
+		c.mapEntryCommand("lookup", "print one entry", `  vswitch map lookup fdb key hex 02 00 00 00 00 01
+  vswitch map lookup fdb key json '{"addr":"02:00:00:00:00:01"}'`),
+		c.mapEntryCommand("update", "add or change an entry", `  vswitch map update blocklist key hex 18000000 0a420000 value 5 0 0 0
+  vswitch map update ports key json 11 value json '{"port": 3, "valid": 1}' noexist`),
+		c.mapEntryCommand("delete", "remove an entry", `  vswitch map delete fdb key hex 02:00:00:00:00:01`),
+		c.mapReadCommand(),
+	)
+}
+
+func (c *cmd) mapShowCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show",
+		Short: "list the installed program's maps",
+		Args:  noArgs("map show"),
+		RunE: func(*cobra.Command, []string) error {
+			var r control.MapShowResult
+			if err := c.call(control.MethodMapShow, nil, &r); err != nil {
 				return err
 			}
-			if len(rest) > 0 {
-				p.Flags, rest = rest[0], rest[1:]
+			return c.emit(r, func(w io.Writer) {
+				fmt.Fprintln(w, "NAME\tTYPE\tKEY\tVALUE\tMAX_ENTRIES\tENTRIES")
+				for _, m := range r.Maps {
+					n := "-"
+					if m.Entries >= 0 {
+						n = strconv.Itoa(m.Entries)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", m.Name, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, n)
+				}
+			})
+		},
+	}
+}
+
+func (c *cmd) mapDumpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:               "dump NAME",
+		Short:             "print every entry of a map",
+		Example:           "  vswitch map dump fdb\n  vswitch -j map dump blocklist",
+		Args:              nArgs(1, "map dump: want a map name"),
+		ValidArgsFunction: c.completeMaps,
+		RunE: func(_ *cobra.Command, args []string) error {
+			var r control.MapDumpResult
+			if err := c.call(control.MethodMapDump, control.MapParams{Name: args[0]}, &r); err != nil {
+				return err
 			}
+			js := make([]jsonEntry, 0, len(r.Entries))
+			for _, e := range r.Entries {
+				js = append(js, toJSONEntry(e))
+			}
+			return c.emit(js, func(w io.Writer) {
+				for _, e := range r.Entries {
+					printEntry(w, e)
+				}
+				fmt.Fprintf(w, "Found %d elements\n", len(r.Entries))
+			})
+		},
+	}
+}
+
+func (c *cmd) mapReadCommand() *cobra.Command {
+	var p control.RingbufParams
+	cc := &cobra.Command{
+		Use:   "read NAME",
+		Short: "follow a ring buffer's records until Ctrl-C",
+		Long: `read prints the records a program sends on a ring buffer map, as they come,
+until Ctrl-C. Records are decoded as fields by BTF when the object describes
+them: the type named by --type (a struct of the object, as bpf2go -type
+names it), else the ring buffer's own __type(value, struct ...) in its
+definition; else they print in hex.`,
+		Example:           "  vswitch map read events\n  vswitch map read events --type new_ethertype -j",
+		Args:              nArgs(1, "map read: want a ring buffer map name"),
+		ValidArgsFunction: c.completeMaps,
+		RunE: func(_ *cobra.Command, args []string) error {
+			p.Name, p.Fields = args[0], true
+			return c.ringbuf(p)
+		},
+	}
+	cc.Flags().StringVar(&p.Type, "type", "", "decode records as this BTF type of the object (struct name)")
+	return cc
+}
+
+// mapEntryCommand is map lookup, update and delete: NAME key [hex|json]
+// BYTES... [value [hex|json] BYTES... [any|exist|noexist]].
+func (c *cmd) mapEntryCommand(verb, short, example string) *cobra.Command {
+	use := verb + " NAME key [hex|json] KEY..."
+	long := verb + " " + short + ".\n\n" + keyHelp
+	if verb == "update" {
+		use += " value [hex|json] VALUE... [any|exist|noexist]"
+		long += "\n\nany (the default) adds or replaces, noexist only adds, exist only replaces."
+	}
+	return &cobra.Command{
+		Use:               use,
+		Short:             short,
+		Long:              long,
+		Example:           example,
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: c.completeMaps,
+		RunE:              func(_ *cobra.Command, args []string) error { return c.mapEntry(verb, args) },
+	}
+}
+
+func (c *cmd) mapEntry(verb string, args []string) error {
+	if len(args) < 3 || args[1] != "key" {
+		return usagef("map %s: want NAME key [hex] BYTES...", verb)
+	}
+	p := control.MapParams{Name: args[0]}
+	var rest []string
+	var err error
+	if args[2] == "json" {
+		if len(args) < 4 || !json.Valid([]byte(args[3])) {
+			return usagef("map %s: `key json` wants one JSON argument, such as '{\"addr\":\"02:00:00:00:00:01\"}'", verb)
 		}
-		if len(rest) > 0 {
-			return usagef("map %s: unexpected %q", verb, rest)
+		p.KeyFields, rest = json.RawMessage(args[3]), args[4:]
+	} else if p.Key, rest, err = parseBytes("key", args[2:], "value", "any", "exist", "noexist"); err != nil {
+		return err
+	}
+	if verb == "update" {
+		if len(rest) < 2 || rest[0] != "value" {
+			return usagef("map update: want NAME key [hex|json] BYTES... value [hex|json] BYTES... [any|exist|noexist]")
 		}
-		method := map[string]string{"lookup": control.MethodMapLookup, "update": control.MethodMapUpdate, "delete": control.MethodMapDelete}[verb]
-		var r control.MapEntry
-		if err := c.call(method, p, &r); err != nil {
+		if rest[1] == "json" {
+			if len(rest) < 3 || !json.Valid([]byte(rest[2])) {
+				return usagef("map update: `value json` wants one JSON argument")
+			}
+			p.ValueFields, rest = json.RawMessage(rest[2]), rest[3:]
+		} else if p.Value, rest, err = parseBytes("value", rest[1:], "any", "exist", "noexist"); err != nil {
 			return err
 		}
-		return c.emit(r, func(w io.Writer) {
-			switch verb {
-			case "lookup":
-				printEntry(w, r)
-			case "update":
-				fmt.Fprintln(w, "updated")
-			case "delete":
-				fmt.Fprintln(w, "deleted")
-			}
-		})
+		if len(rest) > 0 {
+			p.Flags, rest = rest[0], rest[1:]
+		}
 	}
-	return usagef("map: unknown verb %q (show, dump, lookup, update, delete, read)", verb)
+	if len(rest) > 0 {
+		return usagef("map %s: unexpected %q", verb, rest)
+	}
+	method := map[string]string{"lookup": control.MethodMapLookup, "update": control.MethodMapUpdate, "delete": control.MethodMapDelete}[verb]
+	var r control.MapEntry
+	if err := c.call(method, p, &r); err != nil {
+		return err
+	}
+	var js any = toJSONEntry(r)
+	if verb == "delete" {
+		js = map[string]hexArray{"key": p.Key}
+		if p.Key == nil {
+			js = map[string]json.RawMessage{"key": p.KeyFields}
+		}
+	}
+	return c.emit(js, func(w io.Writer) {
+		switch verb {
+		case "lookup":
+			printEntry(w, r)
+		case "update":
+			fmt.Fprintln(w, "updated")
+		case "delete":
+			fmt.Fprintln(w, "deleted")
+		}
+	})
 }
 
-// printEntry prints an entry as typed fields where the object has BTF for
-// them, else in hex.
-func printEntry(w io.Writer, e control.MapEntry) {
-	k, v := hexBytes(e.Key), hexBytes(e.Value)
-	if len(e.KeyFields) > 0 {
-		k = string(e.KeyFields)
-	}
-	if len(e.ValueFields) > 0 {
-		v = string(e.ValueFields)
-	}
-	fmt.Fprintf(w, "key: %s\tvalue: %s\n", k, v)
-}
-
-func (c *cmd) ringbuf(name string) error {
+func (c *cmd) ringbuf(p control.RingbufParams) error {
 	ctx, stop := signal.NotifyContext(c.ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rc, err := c.client().Stream(ctx, control.MethodRingbufRead, control.RingbufParams{Name: name}, nil)
+	var res control.RingbufResult
+	rc, err := c.client().Stream(ctx, control.MethodRingbufRead, p, &res)
+	if control.CodeOf(err) == control.CodeBadRequest && p.Type == "" && strings.Contains(err.Error(), "unknown field") {
+		// A daemon from before decoding: raw records.
+		p.Fields = false
+		rc, err = c.client().Stream(ctx, control.MethodRingbufRead, p, &res)
+	}
 	if err != nil {
 		return err
 	}
 	go func() { <-ctx.Done(); rc.Close() }()
 	defer rc.Close()
+	if res.Type != "" && !c.json {
+		fmt.Fprintf(c.errw, "records of %s as %s (Ctrl-C to stop)\n", p.Name, res.Type)
+	}
 	var hdr [4]byte
 	for {
 		if _, err := io.ReadFull(rc, hdr[:]); err != nil {
 			return nil
 		}
-		rec := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
-		if _, err := io.ReadFull(rc, rec); err != nil {
+		b := make([]byte, binary.LittleEndian.Uint32(hdr[:]))
+		if _, err := io.ReadFull(rc, b); err != nil {
 			return nil
 		}
+		rec := control.RingbufRecord{Record: b}
+		if p.Fields {
+			if err := json.Unmarshal(b, &rec); err != nil {
+				return fmt.Errorf("map read %s: bad record from the daemon: %w", p.Name, err)
+			}
+		}
 		if c.json {
-			fmt.Fprintf(c.out, "{\"record\":%q}\n", hex.EncodeToString(rec))
+			out, _ := json.Marshal(struct {
+				Record    hexArray        `json:"record"`
+				Formatted json.RawMessage `json:"formatted,omitempty"`
+			}{rec.Record, rec.Fields})
+			fmt.Fprintf(c.out, "%s\n", out)
+		} else if len(rec.Fields) > 0 {
+			fmt.Fprintf(c.out, "%s\n", rec.Fields)
 		} else {
-			fmt.Fprintln(c.out, hexBytes(rec))
+			fmt.Fprintln(c.out, hexBytes(rec.Record))
 		}
 	}
 }
 
-func (c *cmd) fdb(args []string) error {
-	if len(args) == 0 {
-		return usagef("fdb: want show, flush, add or del")
+func (c *cmd) fdbCommand() *cobra.Command {
+	show := &cobra.Command{
+		Use:     "show",
+		Short:   "list learned MAC addresses with their port, age and (behind a VXLAN port) remote VTEP",
+		Example: "  vswitch fdb show\n  vswitch fdb show -j",
+		Args:    noArgs("fdb show"),
+		RunE: func(*cobra.Command, []string) error {
+			var r control.FDBResult
+			if err := c.call(control.MethodFDBShow, nil, &r); err != nil {
+				return err
+			}
+			return c.emit(r, func(w io.Writer) {
+				fmt.Fprintln(w, "MAC\tPORT\tNAME\tAGE\tREMOTE")
+				for _, e := range r.Entries {
+					age, remote := fmt.Sprintf("%.1fs", e.Age), "-"
+					if e.Static {
+						age = "static"
+					}
+					if e.Remote != "" {
+						remote = e.Remote
+					}
+					fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", e.MAC, e.Port, e.PortName, age, remote)
+				}
+			})
+		},
 	}
-	switch verb, rest := args[0], args[1:]; verb {
-	case "show", "flush":
-		if len(rest) != 0 {
-			return usagef("fdb %s takes no arguments", verb)
-		}
-		if verb == "flush" {
+	flush := &cobra.Command{
+		Use:   "flush",
+		Short: "forget every learned address (static entries stay)",
+		Args:  noArgs("fdb flush"),
+		RunE: func(*cobra.Command, []string) error {
 			if err := c.call(control.MethodFDBFlush, nil, nil); err != nil {
 				return err
 			}
-			return c.emit(map[string]bool{"flushed": true}, func(w io.Writer) { fmt.Fprintln(w, "fdb flushed (static entries kept)") })
-		}
-		var r control.FDBResult
-		if err := c.call(control.MethodFDBShow, nil, &r); err != nil {
-			return err
-		}
-		return c.emit(r, func(w io.Writer) {
-			fmt.Fprintln(w, "MAC\tPORT\tNAME\tAGE\tREMOTE")
-			for _, e := range r.Entries {
-				age, remote := fmt.Sprintf("%.1fs", e.Age), "-"
-				if e.Static {
-					age = "static"
-				}
-				if e.Remote != "" {
-					remote = e.Remote
-				}
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", e.MAC, e.Port, e.PortName, age, remote)
+			return c.emit(map[string]bool{"flushed": true}, func(w io.Writer) { fmt.Fprintln(w, "fdb flushed") })
+		},
+	}
+	add := &cobra.Command{
+		Use:   "add MAC port VXPORT remote IP",
+		Short: "a static remote station: frames to MAC go out of VXLAN port VXPORT to VTEP IP only",
+		Long: `add puts a static entry in a VXLAN port's station table (and the learning
+program's): what an EVPN control plane pushes. Learning never changes it;
+fdb flush keeps it; fdb del removes it.`,
+		Example: "  vswitch fdb add 02:00:00:00:00:07 port vx0 remote 192.0.2.3",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 5 || args[1] != "port" || args[3] != "remote" {
+				return usagef("fdb add: want MAC port VXPORT remote IP (a station behind a VXLAN port)")
 			}
-		})
-	case "add":
-		// fdb add MAC port PORT remote IP
-		if len(rest) != 5 || rest[1] != "port" || rest[3] != "remote" {
-			return usagef("fdb add: want MAC port PORT remote IP (a station behind a VXLAN port)")
-		}
-		p := control.FDBAddParams{MAC: rest[0], Port: rest[2], Remote: rest[4]}
-		if err := c.call(control.MethodFDBAdd, p, nil); err != nil {
-			return err
-		}
-		return c.emit(p, func(w io.Writer) { fmt.Fprintf(w, "%s is behind %s at %s (static)\n", p.MAC, p.Port, p.Remote) })
-	case "del":
-		// fdb del MAC [port PORT]
-		if !(len(rest) == 1 || len(rest) == 3 && rest[1] == "port") {
-			return usagef("fdb del: want MAC [port PORT]")
-		}
-		p := control.FDBDelParams{MAC: rest[0]}
-		if len(rest) == 3 {
-			p.Port = rest[2]
-		}
-		if err := c.call(control.MethodFDBDel, p, nil); err != nil {
-			return err
-		}
-		return c.emit(map[string]string{"deleted": p.MAC}, func(w io.Writer) { fmt.Fprintf(w, "%s deleted\n", p.MAC) })
+			return nil
+		},
+		ValidArgsFunction: noCompletion,
+		RunE: func(_ *cobra.Command, args []string) error {
+			p := control.FDBAddParams{MAC: args[0], Port: args[2], Remote: args[4]}
+			if err := c.call(control.MethodFDBAdd, p, nil); err != nil {
+				return err
+			}
+			return c.emit(p, func(w io.Writer) { fmt.Fprintf(w, "%s is behind %s at %s (static)\n", p.MAC, p.Port, p.Remote) })
+		},
 	}
-	return usagef("fdb: unknown verb %q (show, flush, add, del)", args[0])
+	del := &cobra.Command{
+		Use:     "del MAC [port PORT]",
+		Short:   "forget a station (learned or static), on one port or all",
+		Example: "  vswitch fdb del 02:00:00:00:00:07\n  vswitch fdb del 02:00:00:00:00:07 port vx0",
+		Args: func(_ *cobra.Command, args []string) error {
+			if !(len(args) == 1 || len(args) == 3 && args[1] == "port") {
+				return usagef("fdb del: want MAC [port PORT]")
+			}
+			return nil
+		},
+		ValidArgsFunction: noCompletion,
+		RunE: func(_ *cobra.Command, args []string) error {
+			p := control.FDBDelParams{MAC: args[0]}
+			if len(args) == 3 {
+				p.Port = args[2]
+			}
+			if err := c.call(control.MethodFDBDel, p, nil); err != nil {
+				return err
+			}
+			return c.emit(map[string]string{"deleted": p.MAC}, func(w io.Writer) { fmt.Fprintf(w, "%s deleted\n", p.MAC) })
+		},
+	}
+	return group(&cobra.Command{
+		Use:   "fdb",
+		Short: "the learning program's MAC table, with the remote stations of VXLAN ports",
+	}, show, flush, add, del)
 }
 
-func (c *cmd) stats(args []string) error {
-	if len(args) != 0 {
-		return usagef("stats takes no arguments")
+func (c *cmd) statsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "stats",
+		Short:   "per port and per program counters, drops by reason",
+		Example: "  vswitch stats\n  vswitch stats -j",
+		Args:    noArgs("stats"),
+		RunE: func(*cobra.Command, []string) error {
+			var r control.StatsResult
+			if err := c.call(control.MethodStats, nil, &r); err != nil {
+				return err
+			}
+			return c.emit(r, func(w io.Writer) {
+				printPorts(w, r.Ports, true)
+				if p := r.Program; p != nil {
+					fmt.Fprintln(w)
+					fmt.Fprintln(w, "PROGRAM\tENGINE\tRUNS\tINSNS\tFAULTS")
+					fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d %s\n", p.Name, p.Engine, p.Runs, p.Executed, p.Faults, kv(p.FaultsByKind))
+				}
+			})
+		},
 	}
-	var r control.StatsResult
-	if err := c.call(control.MethodStats, nil, &r); err != nil {
-		return err
-	}
-	return c.emit(r, func(w io.Writer) {
-		printPorts(w, r.Ports, true)
-		if p := r.Program; p != nil {
-			fmt.Fprintln(w)
-			fmt.Fprintln(w, "PROGRAM\tENGINE\tRUNS\tINSNS\tFAULTS")
-			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d %s\n", p.Name, p.Engine, p.Runs, p.Executed, p.Faults, kv(p.FaultsByKind))
-		}
-	})
 }
 
-func (c *cmd) capture(args []string) error {
-	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
-	file := fs.String("w", "", "pcap file, - for stdout")
-	snaplen := fs.Int("snaplen", 0, "bytes kept per frame")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func (c *cmd) captureCommand() *cobra.Command {
+	var file string
+	var p control.CaptureParams
+	cc := &cobra.Command{
+		Use:   "capture PORT -w FILE|-",
+		Short: "write a port's traffic (both directions) as pcap until Ctrl-C",
+		Example: `  vswitch capture veth0 -w veth0.pcap
+  vswitch capture veth0 -w - | tcpdump -n -r -`,
+		Args:              nArgs(1, "capture: want PORT -w FILE|-"),
+		ValidArgsFunction: c.completePorts,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if file == "" {
+				return usagef("capture: want PORT -w FILE|-")
+			}
+			p.Port = args[0]
+			return c.capture(p, file)
+		},
 	}
-	if len(pos) != 1 || *file == "" {
-		return usagef("capture: want PORT -w FILE|-")
-	}
+	f := cc.Flags()
+	f.StringVarP(&file, "write", "w", "", "pcap file, - for stdout")
+	f.IntVar(&p.Snaplen, "snaplen", 0, "bytes kept per frame (default: all)")
+	return cc
+}
+
+func (c *cmd) capture(p control.CaptureParams, file string) error {
 	var out io.Writer = c.out
-	if *file != "-" {
-		f, err := os.Create(*file)
+	if file != "-" {
+		f, err := os.Create(file)
 		if err != nil {
 			return err
 		}
@@ -570,18 +858,73 @@ func (c *cmd) capture(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(c.ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rc, err := c.client().Stream(ctx, control.MethodCapture, control.CaptureParams{Port: pos[0], Snaplen: *snaplen}, nil)
+	rc, err := c.client().Stream(ctx, control.MethodCapture, p, nil)
 	if err != nil {
 		return err
 	}
 	go func() { <-ctx.Done(); rc.Close() }()
 	n, err := io.Copy(out, rc)
 	rc.Close()
-	if *file != "-" {
-		fmt.Fprintf(c.errw, "captured %d bytes of pcap from %s into %s\n", n, pos[0], *file)
+	if file != "-" {
+		fmt.Fprintf(c.errw, "captured %d bytes of pcap from %s into %s\n", n, p.Port, file)
 	}
 	if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("capture of %s ended: %w", pos[0], err)
+		return fmt.Errorf("capture of %s ended: %w", p.Port, err)
 	}
 	return nil
+}
+
+// Shell completion of arguments.
+
+func noCompletion(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return nil, cobra.ShellCompDirectiveNoFileComp
+}
+
+func objectFiles(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return []string{"o"}, cobra.ShellCompDirectiveFilterFileExt
+}
+
+func completeWords(cc *cobra.Command, flag string, words ...string) {
+	cc.RegisterFlagCompletionFunc(flag, func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return words, cobra.ShellCompDirectiveNoFileComp
+	})
+}
+
+// completionClient asks the daemon briefly: completion must not hang the
+// shell when no daemon runs.
+func (c *cmd) completionCall(method string, result any) bool {
+	cl := c.client()
+	cl.Timeout = 2 * time.Second
+	return cl.Call(c.ctx, method, nil, result) == nil
+}
+
+func (c *cmd) completePorts(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	var r control.PortShowResult
+	if len(args) > 0 || !c.completionCall(control.MethodPortShow, &r) {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for _, p := range r.Ports {
+		names = append(names, p.Name)
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+func (c *cmd) completeMaps(cc *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	switch {
+	case len(args) == 0:
+	case len(args) == 1 && cc.Name() != "dump" && cc.Name() != "read":
+		return []string{"key"}, cobra.ShellCompDirectiveNoFileComp
+	default:
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var r control.MapShowResult
+	if !c.completionCall(control.MethodMapShow, &r) {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for _, m := range r.Maps {
+		names = append(names, m.Name)
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
 }

@@ -127,7 +127,8 @@ func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessa
 		if err := decode(&p); err != nil {
 			return nil, nil, err
 		}
-		return struct{}{}, nil, d.Detach(p)
+		r, err := d.detach(p)
+		return r, nil, err
 	case control.MethodPortShow:
 		var p control.PortShowParams
 		if err := decode(&p); err != nil {
@@ -196,8 +197,8 @@ func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessa
 		if err := decode(&p); err != nil {
 			return nil, nil, err
 		}
-		stream, err := d.RingbufStream(p.Name)
-		return nil, stream, err
+		r, stream, err := d.RingbufStream(p)
+		return r, stream, err
 	}
 	return nil, nil, bad("unknown method %q", method)
 }
@@ -315,24 +316,31 @@ func portError(err error) error {
 	return control.Errorf(control.CodeInvalid, "%v", err)
 }
 
-// Detach removes a port.
+// Detach removes a port. With IfExists, a port that is not attached is
+// no error.
 func (d *Daemon) Detach(p control.PortDetachParams) error {
+	_, err := d.detach(p)
+	return err
+}
+
+// detach is Detach whose result says whether the port was absent.
+func (d *Daemon) detach(p control.PortDetachParams) (control.PortDetachResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	err := d.sw.Detach(p.Name)
 	if errors.Is(err, vswitch.ErrNoSuchPort) {
 		if p.IfExists {
-			return nil
+			return control.PortDetachResult{Absent: true}, nil
 		}
-		return control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show` (or use --if-exists)", p.Name)
+		return control.PortDetachResult{}, control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show` (or use --if-exists)", p.Name)
 	}
 	delete(d.kinds, p.Name)
 	if err != nil {
 		d.log.Warn("port detached with an error", "port", p.Name, "err", err)
-		return nil
+		return control.PortDetachResult{}, nil
 	}
 	d.log.Info("port detached", "port", p.Name)
-	return nil
+	return control.PortDetachResult{}, nil
 }
 
 func (d *Daemon) portInfo(idx int) control.Port {
@@ -422,6 +430,11 @@ func (d *Daemon) Load(p control.ProgLoadParams) (control.Program, error) {
 		return control.Program{}, bad("prog load: unknown engine %q (jit or interp)", engine)
 	}
 	opts := loader.Options{CPUs: d.sw.Workers()}
+	if p.Section != "" {
+		// Only the program named (and what its program arrays reach): the
+		// object's other programs need not be runnable here.
+		opts.Programs = []string{p.Section}
+	}
 	switch p.Compat {
 	case "", "none":
 	case "vale-bpf":
@@ -602,11 +615,14 @@ func (d *Daemon) Dump(kind string) (control.TextResult, error) {
 	}
 	switch kind {
 	case "xlated", "":
-		return control.TextResult{Text: Xlated(l.prog)}, nil
+		return control.TextResult{Text: Xlated(l.prog, l.coll.Lines[l.name])}, nil
 	case "jited":
 		for _, c := range l.codes {
 			if c.Program() == l.prog {
-				return control.TextResult{Text: c.Listing().String()}, nil
+				listing := c.Listing()
+				listing.MapNames = MapNames(l.prog)
+				listing.Source = sourceLines(l.coll.Lines[l.name])
+				return control.TextResult{Text: listing.String()}, nil
 			}
 		}
 		return control.TextResult{}, control.Errorf(control.CodeUnsupported, "program %s runs on the interpreter: there is no machine code (load it with --engine jit)", l.name)
@@ -615,16 +631,52 @@ func (d *Daemon) Dump(kind string) (control.TextResult, error) {
 }
 
 // Xlated returns a program's disassembly, one instruction per line with
-// its slot index.
-func Xlated(p *vm.Program) string {
+// its slot index, maps by name and, where lines (by slot, from
+// loader.Collection.Lines) has them, the C source lines above the
+// instructions they start, as bpftool prints them.
+func Xlated(p *vm.Program, lines []loader.Line) string {
 	var b strings.Builder
-	insns := p.Instructions()
+	src := sourceLines(lines)
 	slot := 0
-	for _, line := range asmLines(insns) {
+	for _, line := range asmLines(p.Instructions(), MapNames(p)) {
+		if slot < len(src) && src[slot] != "" {
+			fmt.Fprintf(&b, "; %s\n", src[slot])
+		}
 		fmt.Fprintf(&b, "%5d: %s\n", slot, line.text)
 		slot += line.slots
 	}
 	return b.String()
+}
+
+// MapNames names p's maps by the index lddw map[N] uses.
+func MapNames(p *vm.Program) []string {
+	var names []string
+	for _, m := range p.Maps() {
+		name := ""
+		if s, ok := m.(interface{ Spec() maps.Spec }); ok {
+			name = s.Spec().Name
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// sourceLines renders line info by slot as "file.c:12: text", leaving
+// out a line that repeats the one before it.
+func sourceLines(lines []loader.Line) []string {
+	if lines == nil {
+		return nil
+	}
+	out := make([]string, len(lines))
+	var prev loader.Line
+	for pc, l := range lines {
+		if l.Text == "" || l == prev {
+			continue
+		}
+		out[pc] = fmt.Sprintf("%s:%d: %s", filepath.Base(l.File), l.Number, l.Text)
+		prev = l
+	}
+	return out
 }
 
 // Log returns the program's trace_printk lines.

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/govswitch/vswitch/asm"
 	"github.com/govswitch/vswitch/bpfport"
@@ -27,14 +30,14 @@ type asmLine struct {
 	slots int
 }
 
-func asmLines(insns []asm.Instruction) []asmLine {
+func asmLines(insns []asm.Instruction, mapNames []string) []asmLine {
 	var out []asmLine
 	for n := 0; n < len(insns); n++ {
 		var next asm.Instruction
 		if n+1 < len(insns) {
 			next = insns[n+1]
 		}
-		s := asm.Format(insns[n], next)
+		s := asm.FormatNamed(insns[n], next, mapNames)
 		slots := 1
 		if insns[n].IsLDDW() && !strings.HasPrefix(s, ".raw") {
 			slots = 2
@@ -128,36 +131,79 @@ func each(m maps.Map, fn func(key, value []byte)) {
 	}
 }
 
-func perCPU(t maps.Type) bool { return t == maps.PerCPUArray || t == maps.PerCPUHash }
+func isPerCPU(t maps.Type) bool { return t == maps.PerCPUArray || t == maps.PerCPUHash }
 
-// fields formats an entry's key and value by their BTF types (per-CPU
-// values as an array with one element per CPU slot).
-func fields(m maps.Map, ty loader.MapTypes, e *control.MapEntry) {
+// fields formats an entry's key and value by their BTF types. Per-CPU
+// values are split into the slots of workers (see perCPU) and summed.
+func (d *Daemon) fields(m maps.Map, ty loader.MapTypes, e *control.MapEntry) {
 	if ty.Key != nil {
 		if f, err := btfjson.Format(ty.Key, e.Key); err == nil {
 			e.KeyFields = f
 		}
 	}
+	s := m.Spec()
+	if isPerCPU(s.Type) {
+		d.perCPU(s, ty.Value, e)
+		return
+	}
 	if ty.Value == nil {
 		return
 	}
-	s := m.Spec()
-	if !perCPU(s.Type) {
-		if f, err := btfjson.Format(ty.Value, e.Value); err == nil {
-			e.ValueFields = f
+	if f, err := btfjson.Format(ty.Value, e.Value); err == nil {
+		e.ValueFields = f
+	}
+}
+
+// perCPU fills e.PerCPU with the slots of the switch's workers (a
+// program's CPU index is the worker's) and any other slot holding a
+// non-zero value (a map kept from a switch with more workers), and e.Sum
+// with all slots added up.
+func (d *Daemon) perCPU(s maps.Spec, vt btf.Type, e *control.MapEntry) {
+	vsize := int(s.ValueSize)
+	stride := (vsize + 7) &^ 7
+	workers := d.sw.Workers()
+	var all [][]byte
+	for cpu, off := 0, 0; off+vsize <= len(e.Value); cpu, off = cpu+1, off+stride {
+		v := e.Value[off : off+vsize]
+		all = append(all, v)
+		if cpu >= workers && allZero(v) {
+			continue
+		}
+		cv := control.CPUValue{CPU: cpu, Value: v, Worker: cpu < workers}
+		if vt != nil {
+			if f, err := btfjson.Format(vt, v); err == nil {
+				cv.ValueFields = f
+			}
+		}
+		e.PerCPU = append(e.PerCPU, cv)
+	}
+	if vt != nil {
+		if sum, ok := btfjson.Sum(vt, all); ok {
+			e.Sum = sum
 		}
 		return
 	}
-	stride := int(s.ValueSize+7) &^ 7
-	var parts []string
-	for off := 0; off+int(s.ValueSize) <= len(e.Value); off += stride {
-		f, err := btfjson.Format(ty.Value, e.Value[off:off+int(s.ValueSize)])
-		if err != nil {
-			return
+	switch vsize {
+	case 1, 2, 4, 8:
+		var total uint64
+		for _, v := range all {
+			var x uint64
+			for i := len(v) - 1; i >= 0; i-- {
+				x = x<<8 | uint64(v[i])
+			}
+			total += x
 		}
-		parts = append(parts, string(f))
+		e.Sum = json.RawMessage(strconv.FormatUint(total, 10))
 	}
-	e.ValueFields = json.RawMessage("[" + strings.Join(parts, ",") + "]")
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // fromFields fills p.Key and p.Value from their typed forms.
@@ -176,22 +222,30 @@ func fromFields(m maps.Map, ty loader.MapTypes, p *control.MapParams) error {
 		if ty.Value == nil {
 			return bad("map %s has no BTF for its value: give the value in hex", p.Name)
 		}
-		v, err := btfjson.Parse(ty.Value, p.ValueFields)
+		// Global data: variables left out keep their values (the section
+		// is one value; zeroing the others would surprise).
+		var base []byte
+		if _, ok := btf.UnderlyingType(ty.Value).(*btf.Datasec); ok && len(p.Key) > 0 {
+			base, _ = m.Lookup(p.Key)
+		}
+		v, err := btfjson.ParseOnto(ty.Value, p.ValueFields, base)
 		if err != nil {
 			return bad("map %s: value: %v", p.Name, err)
-		}
-		if s := m.Spec(); perCPU(s.Type) {
-			// One value for every CPU slot.
-			stride := int(s.ValueSize+7) &^ 7
-			all := make([]byte, stride*max(s.CPUs, 1))
-			for off := 0; off < len(all); off += stride {
-				copy(all[off:], v)
-			}
-			v = all
 		}
 		p.Value = v
 	}
 	return nil
+}
+
+// everySlot repeats one per-CPU value for every slot, as the control
+// plane writes per-CPU values (one value for all, like the JSON form).
+func everySlot(s maps.Spec, v []byte) []byte {
+	stride := int(s.ValueSize+7) &^ 7
+	all := make([]byte, stride*max(s.CPUs, 1))
+	for off := 0; off < len(all); off += stride {
+		copy(all[off:], v)
+	}
+	return all
 }
 
 func mapError(err error, name string) error {
@@ -230,7 +284,7 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 		}
 		each(m, func(k, v []byte) {
 			e := control.MapEntry{Key: k, Value: v}
-			fields(m, ty, &e)
+			d.fields(m, ty, &e)
 			res.Entries = append(res.Entries, e)
 		})
 		return res, nil
@@ -243,7 +297,7 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 			return nil, mapError(err, p.Name)
 		}
 		e := control.MapEntry{Key: p.Key, Value: v}
-		fields(m, ty, &e)
+		d.fields(m, ty, &e)
 		return e, nil
 	case control.MethodMapUpdate:
 		if err := checkKey(); err != nil {
@@ -258,6 +312,9 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 			flags = maps.UpdateExist
 		default:
 			return nil, bad("map %s: unknown flag %q (any, exist or noexist)", p.Name, p.Flags)
+		}
+		if isPerCPU(s.Type) && len(p.Value) == int(s.ValueSize) {
+			p.Value = everySlot(s, p.Value)
 		}
 		if err := m.Update(p.Key, p.Value, flags); err != nil {
 			if errors.Is(err, maps.ErrBadValue) {
@@ -279,21 +336,44 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 }
 
 // RingbufStream streams the records of a ring buffer map, each prefixed by
-// its length (4 bytes, little endian).
-func (d *Daemon) RingbufStream(name string) (func(context.Context, io.Writer) error, error) {
-	m, err := d.lookupMap(name)
+// its length (4 bytes, little endian): raw, or with p.Fields a JSON
+// control.RingbufRecord decoded by the record type (p.Type, a type of the
+// object's BTF, else the ring buffer's __type(value, ...)).
+func (d *Daemon) RingbufStream(p control.RingbufParams) (control.RingbufResult, func(context.Context, io.Writer) error, error) {
+	m, ty, err := d.lookupMapTypes(p.Name)
 	if err != nil {
-		return nil, err
+		return control.RingbufResult{}, nil, err
 	}
 	rb, ok := m.(*maps.RingBuffer)
 	if !ok {
-		return nil, bad("map %s is a %s, not a ring buffer", name, m.Spec().Type)
+		return control.RingbufResult{}, nil, bad("map %s is a %s, not a ring buffer", p.Name, m.Spec().Type)
 	}
-	return func(ctx context.Context, w io.Writer) error {
+	var rt btf.Type
+	var res control.RingbufResult
+	if p.Fields {
+		if rt, err = d.recordType(p.Type, ty.Value); err != nil {
+			return res, nil, err
+		}
+		if rt != nil {
+			res.Type = typeName(rt)
+		}
+	}
+	return res, func(ctx context.Context, w io.Writer) error {
 		for {
 			rec, err := rb.Read(ctx)
 			if err != nil {
 				return err
+			}
+			if p.Fields {
+				r := control.RingbufRecord{Record: rec}
+				if rt != nil {
+					if f, err := btfjson.Format(rt, rec); err == nil {
+						r.Fields = f
+					}
+				}
+				if rec, err = json.Marshal(r); err != nil {
+					return err
+				}
 			}
 			var hdr [4]byte
 			binary.LittleEndian.PutUint32(hdr[:], uint32(len(rec)))
@@ -302,6 +382,44 @@ func (d *Daemon) RingbufStream(name string) (func(context.Context, io.Writer) er
 			}
 		}
 	}, nil
+}
+
+// recordType finds the BTF type a ring buffer's records are decoded
+// with: the one named (a struct, union or typedef of the object), else the
+// map's declared value type, else none.
+func (d *Daemon) recordType(name string, declared btf.Type) (btf.Type, error) {
+	if name == "" {
+		return declared, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l, err := d.current()
+	if err != nil {
+		return nil, err
+	}
+	if l.coll.BTF == nil {
+		return nil, bad("program %s has no BTF: build it with clang -g to decode records by type", l.name)
+	}
+	cands, _ := l.coll.BTF.AnyTypesByName(strings.TrimPrefix(strings.TrimPrefix(name, "struct "), "union "))
+	for _, c := range cands {
+		switch c.(type) {
+		case *btf.Struct, *btf.Union, *btf.Typedef, *btf.Int:
+			if n, err := btf.Sizeof(c); err == nil && n > 0 {
+				return c, nil
+			}
+		}
+	}
+	return nil, control.Errorf(control.CodeNotFound, "program %s has no type %q in its BTF (give a struct, union or typedef name)", l.name, name)
+}
+
+func typeName(t btf.Type) string {
+	switch t.(type) {
+	case *btf.Struct:
+		return "struct " + t.TypeName()
+	case *btf.Union:
+		return "union " + t.TypeName()
+	}
+	return t.TypeName()
 }
 
 // Capture streams a port's frames, both directions, as pcap. The capture
@@ -315,6 +433,13 @@ func (d *Daemon) Capture(p control.CaptureParams) (func(context.Context, io.Writ
 	}
 	lw := &latchWriter{}
 	stop, err := d.sw.Capture(idx, lw, bpfport.CaptureConfig{SnapLen: p.Snaplen})
+	// A capture whose client just left is released by its own connection's
+	// goroutine: give it a moment before refusing, so that stopping a
+	// capture and starting the next one at once works.
+	for deadline := time.Now().Add(time.Second); errors.Is(err, vswitch.ErrCaptureRunning) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		stop, err = d.sw.Capture(idx, lw, bpfport.CaptureConfig{SnapLen: p.Snaplen})
+	}
 	if err != nil {
 		if errors.Is(err, vswitch.ErrCaptureRunning) {
 			return nil, control.Errorf(control.CodeExists, "%v", err)

@@ -251,16 +251,18 @@ func TestACLExample(t *testing.T) {
 	if got := e.portTx(t, 1) - before; got != 1 {
 		t.Fatalf("%d frames forwarded to h2, want 1 (the allowed one)", got)
 	}
-	var dump control.MapDumpResult
+	// -j prints bpftool's form: hex byte keys, per-CPU values and their sum.
+	var dump []struct {
+		Key []string `json:"key"`
+		Sum uint64   `json:"sum"`
+	}
 	if err := json.Unmarshal([]byte(e.cli(t, "-j", "map", "dump", "drops")), &dump); err != nil {
 		t.Fatal(err)
 	}
 	var rule5 uint64
-	for _, en := range dump.Entries {
-		if binary.LittleEndian.Uint32(en.Key) == 5 {
-			for off := 0; off+8 <= len(en.Value); off += 8 {
-				rule5 += binary.LittleEndian.Uint64(en.Value[off:])
-			}
+	for _, en := range dump {
+		if strings.Join(en.Key, " ") == "0x05 0x00 0x00 0x00" {
+			rule5 = en.Sum
 		}
 	}
 	if rule5 != 1 {
