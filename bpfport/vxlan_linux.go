@@ -61,9 +61,15 @@ type VXLAN struct {
 
 	tx vxTx
 
-	ctl      ifctl        // the underlay interface
-	routeMTU int          // the route's MTU, 0 if it has none
-	mtu      atomic.Int64 // the underlay's
+	// The underlay: the interface of the route to the first remote,
+	// found through a netlink handle and an ioctl socket of the port's
+	// namespace (ifindex 0 until there is such a route).
+	nl       *netlink.Handle
+	ctlfd    int
+	ifindex  atomic.Int32
+	routeMTU atomic.Int32 // the route's MTU, 0 if it has none
+	tried    atomic.Int64 // vxNow of the last lookup while unresolved
+	mtu      atomic.Int64 // the underlay's (1500 until it is known)
 	mtuRead  atomic.Int64 // vxNow of the last refresh by the sender
 	closed   atomic.Bool
 	fdMu     sync.RWMutex
@@ -85,8 +91,7 @@ func OpenVXLAN(name string, cfg VXLANConfig) (*VXLAN, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vxlan %s: %w", name, err)
 	}
-	p := &VXLAN{name: name, cfg: cfg, v4: cfg.is4(cfg.Remotes), epfd: -1}
-	p.ctl = ifctl{fd: -1}
+	p := &VXLAN{name: name, cfg: cfg, v4: cfg.is4(cfg.Remotes), epfd: -1, ctlfd: -1}
 	p.overhead = VXLANOverhead6
 	if p.v4 {
 		p.overhead = VXLANOverhead4
@@ -107,19 +112,19 @@ func OpenVXLAN(name string, cfg VXLANConfig) (*VXLAN, error) {
 }
 
 func (p *VXLAN) open() error {
-	ifindex, routeMTU, err := underlay(p.cfg)
+	var err error
+	if p.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	ctl, err := newIfctl(0)
 	if err != nil {
 		return err
 	}
-	p.routeMTU = routeMTU
-	if p.ctl, err = newIfctl(ifindex); err != nil {
+	p.ctlfd = ctl.fd
+	p.mtu.Store(1500)
+	if err := p.resolve(); err != nil && !errors.Is(err, errNoRoute) {
 		return err
 	}
-	m, err := p.ctl.mtu()
-	if err != nil {
-		return fmt.Errorf("underlay MTU: %w", err)
-	}
-	p.mtu.Store(int64(p.effectiveMTU(m)))
 	if p.inbox.efd, err = newEventfd(); err != nil {
 		return err
 	}
@@ -145,11 +150,53 @@ func (p *VXLAN) open() error {
 	return nil
 }
 
+// errNoRoute means there is no route to the first remote yet: the port
+// opens, and finds its underlay once there is one.
+var errNoRoute = errors.New("no route")
+
+// resolve finds the underlay interface and reads its MTU.
+func (p *VXLAN) resolve() error {
+	ifindex, routeMTU, err := underlay(p.nl, p.cfg)
+	if err != nil {
+		return err
+	}
+	p.routeMTU.Store(int32(routeMTU))
+	p.ifindex.Store(int32(ifindex))
+	if m, err := p.ctl().mtu(); err == nil {
+		p.mtu.Store(int64(p.effectiveMTU(m)))
+	}
+	return nil
+}
+
+// lookAgain looks for the underlay again while there is no route to the
+// first remote, at most every second. The caller holds fdMu.
+func (p *VXLAN) lookAgain() {
+	now := vxNow()
+	if last := p.tried.Load(); now-last >= int64(time.Second) && p.tried.CompareAndSwap(last, now) {
+		p.resolve()
+	}
+}
+
+// ctl is the underlay interface's ioctl handle.
+func (p *VXLAN) ctl() ifctl { return ifctl{fd: p.ctlfd, ifindex: int(p.ifindex.Load())} }
+
+// Underlay returns the name of the underlay interface, and false while
+// there is no route to the first remote.
+func (p *VXLAN) Underlay() (string, bool) {
+	p.fdMu.RLock()
+	defer p.fdMu.RUnlock()
+	if p.fdsOff || p.ifindex.Load() == 0 {
+		return "", false
+	}
+	n, err := p.ctl().name()
+	return n, err == nil
+}
+
 // effectiveMTU is the underlay MTU (the route's, if lower) as the port
 // sees it.
 func (p *VXLAN) effectiveMTU(link int) int {
-	if p.routeMTU > 0 && p.routeMTU < link {
-		return p.routeMTU
+	if r := int(p.routeMTU.Load()); r > 0 && r < link {
+		return r
 	}
 	return link
 }
@@ -157,13 +204,13 @@ func (p *VXLAN) effectiveMTU(link int) int {
 // underlay finds the interface the tunnel leaves by: the route to the
 // first remote (from the local address, if any), or the interface holding
 // the local address.
-func underlay(cfg VXLANConfig) (ifindex, routeMTU int, err error) {
+func underlay(h *netlink.Handle, cfg VXLANConfig) (ifindex, routeMTU int, err error) {
 	if cfg.Local.IsValid() {
 		family := netlink.FAMILY_V6
 		if cfg.Local.Is4() {
 			family = netlink.FAMILY_V4
 		}
-		addrs, err := netlink.AddrList(nil, family)
+		addrs, err := h.AddrList(nil, family)
 		if err != nil {
 			return 0, 0, fmt.Errorf("listing addresses: %w", err)
 		}
@@ -185,9 +232,9 @@ func underlay(cfg VXLANConfig) (ifindex, routeMTU int, err error) {
 	if cfg.Local.IsValid() {
 		opts.SrcAddr = net.IP(cfg.Local.AsSlice())
 	}
-	routes, err := netlink.RouteGetWithOptions(net.IP(r.AsSlice()), opts)
+	routes, err := h.RouteGetWithOptions(net.IP(r.AsSlice()), opts)
 	if err != nil || len(routes) == 0 {
-		return 0, 0, fmt.Errorf("no route to remote %s (%v): configure the underlay (an address and a route to it) first", r, err)
+		return 0, 0, fmt.Errorf("remote %s: %w (%v)", r, errNoRoute, err)
 	}
 	if routes[0].LinkIndex <= 0 {
 		return 0, 0, fmt.Errorf("the route to remote %s has no interface", r)
@@ -219,7 +266,9 @@ func (p *VXLAN) MTU() int {
 	p.fdMu.RLock()
 	defer p.fdMu.RUnlock()
 	if !p.fdsOff {
-		if m, err := p.ctl.mtu(); err == nil {
+		if p.ifindex.Load() == 0 {
+			p.lookAgain()
+		} else if m, err := p.ctl().mtu(); err == nil {
 			p.mtu.Store(int64(p.effectiveMTU(m)))
 		}
 	}
@@ -230,7 +279,13 @@ func (p *VXLAN) MTU() int {
 func (p *VXLAN) Up() bool {
 	p.fdMu.RLock()
 	defer p.fdMu.RUnlock()
-	return !p.fdsOff && p.ctl.up()
+	if p.fdsOff {
+		return false
+	}
+	if p.ifindex.Load() == 0 {
+		p.lookAgain()
+	}
+	return p.ifindex.Load() != 0 && p.ctl().up()
 }
 
 // Stats implements Port. RxKernelDrops are the receive socket's drops
@@ -576,7 +631,12 @@ func (p *VXLAN) release() {
 		}
 		p.tx.close()
 		p.w.close()
-		p.ctl.close()
+		if p.ctlfd >= 0 {
+			unix.Close(p.ctlfd)
+		}
+		if p.nl != nil {
+			p.nl.Close()
+		}
 		p.fdsOff = true
 	}
 	p.fdMu.Unlock()

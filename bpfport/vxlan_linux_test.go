@@ -496,3 +496,35 @@ func TestVXLANConcurrent(t *testing.T) {
 	}
 	t.Logf("B received %d frames, A: %+v %+v", n, a.Stats(), a.TunnelStats())
 }
+
+// TestVXLANUnderlayLater opens a port before its underlay has a route to
+// the remote (as a daemon restoring its ports at boot may): it is down
+// with the MTU of a 1500-byte underlay, then up with the underlay's MTU
+// once the route exists, and carries frames.
+func TestVXLANUnderlayLater(t *testing.T) {
+	a, b := nettest.NewNS(t), nettest.NewNS(t)
+	ua, ub := nettest.Name("ua"), nettest.Name("ub")
+	nettest.Veth(t, a, ua, b, ub, 1400)
+	pa := openVX(t, a, "vxa", VXLANConfig{VNI: 3, Remotes: []netip.Addr{netip.MustParseAddr("10.99.0.2")}})
+	if pa.Up() || pa.MTU() != 1450 {
+		t.Errorf("before the route: up %v MTU %d, want down, 1450", pa.Up(), pa.MTU())
+	}
+	if _, ok := pa.Underlay(); ok {
+		t.Errorf("an underlay without a route")
+	}
+	nettest.AddAddr(t, a, ua, "10.99.0.1/24")
+	nettest.AddAddr(t, b, ub, "10.99.0.2/24")
+	deadline := time.Now().Add(5 * time.Second)
+	for !pa.Up() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if name, ok := pa.Underlay(); !ok || name != ua || pa.MTU() != 1350 {
+		t.Fatalf("after the route: underlay %q %v, MTU %d, want %s, 1350", name, ok, pa.MTU(), ua)
+	}
+	pb := openVX(t, b, "vxb", VXLANConfig{VNI: 3, Remotes: []netip.Addr{netip.MustParseAddr("10.99.0.1")}})
+	f := frameFromTo(bcast, macA, 100, 1)
+	sendAll(t, pa, 0, [][]byte{f})
+	if got := recvFrames(t, pb, 1, 2*time.Second); len(got) != 1 || !bytes.Equal(got[0], f) {
+		t.Errorf("received %d frames", len(got))
+	}
+}
