@@ -257,7 +257,7 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 				port = t
 			}
 		case "vxlan":
-			port, err = openVXLAN(p)
+			port, err = d.openVXLAN(p)
 		default:
 			return bad("port attach: unknown type %q (afpacket, tap or vxlan)", typ)
 		}

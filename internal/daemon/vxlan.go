@@ -58,7 +58,7 @@ func vxlanConfig(p control.PortAttachParams) (bpfport.VXLANConfig, error) {
 }
 
 // openVXLAN opens a VXLAN port (in the caller's network namespace).
-func openVXLAN(p control.PortAttachParams) (bpfport.Port, error) {
+func (d *Daemon) openVXLAN(p control.PortAttachParams) (bpfport.Port, error) {
 	cfg, err := vxlanConfig(p)
 	if err != nil {
 		return nil, err
@@ -66,6 +66,10 @@ func openVXLAN(p control.PortAttachParams) (bpfport.Port, error) {
 	v, err := bpfport.OpenVXLAN(p.Name, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := v.Underlay(); !ok && len(cfg.Remotes) > 0 {
+		d.log.Warn("no route to the VXLAN port's first remote yet: the port is down until there is one",
+			"port", p.Name, "remote", cfg.Remotes[0].String())
 	}
 	return v, nil
 }
