@@ -227,7 +227,7 @@ func tunnelCounters(p bpfport.Port, m map[string]uint64) {
 	s := v.TunnelStats()
 	for k, n := range map[string]uint64{
 		"rx_bad_header": s.RxBadHeader, "rx_unknown_vni": s.RxUnknownVNI, "rx_queue_drops": s.RxQueueDrops,
-		"rx_gro": s.RxGRO, "rx_csum_finished": s.RxCsumFinished, "tx_flooded": s.TxFlooded, "tx_datagrams": s.TxCopies,
+		"rx_gro": s.RxGRO, "rx_csum_finished": s.RxCsumFinished, "rx_coalesced": s.RxCoalesced, "tx_flooded": s.TxFlooded, "tx_datagrams": s.TxCopies,
 		"tx_no_remote": s.TxNoRemote, "tx_gso": s.TxGSO,
 	} {
 		if n != 0 {
