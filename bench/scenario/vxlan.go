@@ -11,4 +11,7 @@ const (
 	LinuxVXLAN   = "linux-vxlan"   // a Linux bridge on each machine with a vxlan device
 )
 
-const vxlanNote = "two machines joined by VXLAN over a veth underlay"
+const (
+	vxlanNote        = "two machines joined by VXLAN over a veth underlay"
+	vswitchVXLANNote = vxlanNote + "; each daemon 1 worker, --busy-poll 0"
+)

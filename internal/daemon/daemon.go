@@ -236,6 +236,8 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 			return control.Port{}, bad("port attach: %v", err)
 		}
 		pc.BusyPoll = bp
+	} else if typ == "vxlan" {
+		pc.BusyPoll = vxlanBusyPoll
 	}
 	if p.RingFrames != 0 && (p.RingFrames < 8 || p.RingFrames > bpfport.MaxRingFrames) {
 		return control.Port{}, bad("port attach: --ring-size %d: want 8 to %d frames", p.RingFrames, bpfport.MaxRingFrames)
