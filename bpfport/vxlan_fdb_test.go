@@ -310,3 +310,36 @@ func TestInnerSuperFrame(t *testing.T) {
 		}
 	}
 }
+
+// FuzzInnerFrame: the parsers of received inner frames never panic, never
+// touch a frame they do not recognize, and what they recognize as a
+// super-frame segments.
+func FuzzInnerFrame(f *testing.F) {
+	for _, ipv6 := range []bool{false, true} {
+		sf, _ := gsoTestFrame(ipv6, false, 3000)
+		f.Add(sf, 1014)
+		_, partial := partialFrame(&testing.T{}, ipv6)
+		f.Add(partial, 1500)
+	}
+	f.Add(testFrame(60, 1), 1514)
+	f.Fuzz(func(t *testing.T, frame []byte, maxFrame int) {
+		if maxFrame < 0 || maxFrame > 1<<16 {
+			return
+		}
+		flowHash(frame)
+		vni, ok := parseVXLANHeader(frame)
+		_, _ = vni, ok
+		if o, ok := innerSuperFrame(frame, maxFrame); ok && SoftSegments(frame, o) == 0 {
+			t.Fatalf("a super-frame that does not segment: %+v", o)
+		}
+		before := bytes.Clone(frame)
+		if finishPartialChecksum(frame) {
+			x, ok := innerL4(frame)
+			if !ok || csumFold(csumAdd(x.pseudo, frame[x.l4:x.end])) != 0xffff {
+				t.Fatal("a finished checksum does not verify")
+			}
+		} else if !bytes.Equal(frame, before) {
+			t.Fatal("a frame left alone was changed")
+		}
+	})
+}
