@@ -45,10 +45,10 @@ func coalesceTCP(data []byte, seg int) (uint32, []byte, Offload, bool) {
 	total := 0
 	for i := 0; i < n; i++ {
 		dg := data[i*seg : min((i+1)*seg, len(data))]
-		f := dg[vxlanHdrLen:]
-		if len(f) < hdr+1 || [vxlanHdrLen]byte(dg) != [vxlanHdrLen]byte(first) {
-			return 0, nil, Offload{}, false
+		if len(dg) < vxlanHdrLen+hdr+1 || [vxlanHdrLen]byte(dg) != [vxlanHdrLen]byte(first) {
+			return 0, nil, Offload{}, false // the last datagram may be short
 		}
+		f := dg[vxlanHdrLen:]
 		pl := len(f) - hdr
 		last := i == n-1
 		if pl > mss || (!last && pl != mss) {

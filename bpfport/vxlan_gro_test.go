@@ -68,9 +68,20 @@ func TestCoalesceTCP(t *testing.T) {
 			}
 		}
 	}
-	// UDP and non-IP runs are never joined.
-	f, o := gsoTestFrame(false, true, 3000)
+	// A run whose last datagram is shorter than a VXLAN header (what a
+	// peer can send) is refused, not read past its end (found by
+	// FuzzCoalesceTCP: it panicked).
+	f, o := gsoTestFrame(false, false, 3000)
 	run, seg := vxRun(t, f, o, 1)
+	for _, tail := range []int{1, 4, 7, 8, 30} {
+		r := append(bytes.Clone(run[:seg]), make([]byte, tail)...)
+		if _, _, _, ok := coalesceTCP(r, seg); ok {
+			t.Errorf("a run ending in a %d-byte datagram was coalesced", tail)
+		}
+	}
+	// UDP and non-IP runs are never joined.
+	f, o = gsoTestFrame(false, true, 3000)
+	run, seg = vxRun(t, f, o, 1)
 	if _, _, _, ok := coalesceTCP(run, seg); ok {
 		t.Errorf("a UDP run was coalesced")
 	}
