@@ -41,3 +41,6 @@ func (*VXLAN) Delete(net.HardwareAddr) bool { return false }
 
 // FlushLearned forgets nothing.
 func (*VXLAN) FlushLearned() int { return 0 }
+
+// Underlay reports no underlay.
+func (*VXLAN) Underlay() (string, bool) { return "", false }
