@@ -111,7 +111,7 @@ type PingResult struct {
 // VXLAN tunnel port).
 type PortAttachParams struct {
 	Name     string `json:"name"`
-	Type     string `json:"type,omitempty"` // afpacket (default), tap or vxlan
+	Type     string `json:"type,omitempty"` // afpacket (default), afxdp, tap or vxlan
 	Create   bool   `json:"create,omitempty"`
 	MayExist bool   `json:"may_exist,omitempty"`
 	Queues   int    `json:"queues,omitempty"`
@@ -120,8 +120,15 @@ type PortAttachParams struct {
 	// daemon's default.
 	BusyPoll string `json:"busy_poll,omitempty"`
 	// RingFrames is the number of receive ring slots per queue of an
-	// afpacket port (default 128).
+	// afpacket port (default 128), or the size of each ring of an afxdp
+	// port's queues (a power of two, default 512).
 	RingFrames int `json:"ring_frames,omitempty"`
+	// XDPMode is where an afxdp port's XDP program runs: native, generic
+	// or auto (default: native where the driver has it).
+	XDPMode string `json:"xdp_mode,omitempty"`
+	// ZeroCopy is an afxdp port's zero-copy mode: on, off or auto
+	// (default: zero-copy where the driver has it).
+	ZeroCopy string `json:"zero_copy,omitempty"`
 	// VXLAN ports (type vxlan): the VNI (required, 0 to 16777215), the
 	// remote VTEPs floods are replicated to, the local underlay address
 	// (default: chosen by the route), the UDP port (default 4789) and the
@@ -164,6 +171,12 @@ type Port struct {
 	BusyPoll string     `json:"busy_poll"` // the port's busy-poll window
 	Attached time.Time  `json:"attached"`
 	Stats    *PortStats `json:"stats,omitempty"`
+
+	// XDP describes an afxdp port's mode (native or generic XDP,
+	// zero-copy or copy mode, queues, UMEM).
+	XDP string `json:"xdp,omitempty"`
+	// Notes are the fall-backs an afxdp port took when it was attached.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // PortStats are a port's counters.

@@ -75,6 +75,7 @@ type hostsSwitch struct {
 // hostsSubjects are the switches of the hosts scenario, in run order.
 var hostsSubjects = []hostsSubject{
 	{name: VswitchJIT, up: vswitchHostsUp("jit", control.PortAttachParams{}), note: "in-process daemon, default settings"},
+	{name: VswitchAFXDP, up: vswitchHostsUp("", control.PortAttachParams{Type: "afxdp"}), hostsTxOff: true, note: "AF_XDP ports (shared UMEM); " + ovsTxOffNote},
 	{name: Bridge, up: learningBridgeUp},
 	// OVS forwards a partial checksum unfinished (the receiving host
 	// drops the segment): with the hosts' default offloads not even a TCP

@@ -80,10 +80,10 @@ const (
 )
 
 // AllSubjects lists the veth subjects in the order they run and plot.
-var AllSubjects = []string{Ceiling, TrafgenCeiling, VswitchJIT, VswitchInterp, Bridge, OVSAFPacket, OVSAFXDPGeneric, OVSAFXDPNative, VswitchVXLAN, LinuxVXLAN}
+var AllSubjects = []string{Ceiling, TrafgenCeiling, VswitchJIT, VswitchInterp, VswitchAFXDP, Bridge, OVSAFPacket, OVSAFXDPGeneric, OVSAFXDPNative, VswitchVXLAN, LinuxVXLAN}
 
 // LatencySubjects are the switches the latency scenario measures.
-var LatencySubjects = []string{VswitchJIT, Bridge}
+var LatencySubjects = []string{VswitchJIT, VswitchAFXDP, Bridge}
 
 // ScaleSubjects are the switches the scale scenario measures: the vswitch
 // daemon (its own process, default settings, the JIT) and ovs-vswitchd

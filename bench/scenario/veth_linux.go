@@ -186,6 +186,11 @@ func setup(ctx context.Context, t *topo, name string, logf func(string, ...any))
 			d.Close()
 			return nil, err
 		}
+	case VswitchAFXDP:
+		if err := setupVswitchAFXDP(t, s); err != nil {
+			s.teardown()
+			return nil, err
+		}
 	case Bridge:
 		if err := bridgeUp(t); err != nil {
 			return nil, err

@@ -120,6 +120,7 @@ func (c *cmd) attachCommand(name, short string) *cobra.Command {
 		Short: short,
 		Example: `  vswitch port attach veth0
   vswitch port attach eth1 --queues 2 --may-exist
+  vswitch port attach eth2 --type afxdp --xdp-mode native
   vswitch attach veth1`,
 		Args:              nArgs(1, "port attach: want one interface name"),
 		ValidArgsFunction: noCompletion,
@@ -129,12 +130,16 @@ func (c *cmd) attachCommand(name, short string) *cobra.Command {
 		},
 	}
 	f := cc.Flags()
-	f.StringVar(&p.Type, "type", "", "afpacket (any interface, the default) or tap (an existing TAP device)")
+	f.StringVar(&p.Type, "type", "", "afpacket (any interface, the default), afxdp (AF_XDP, the fast path for NICs) or tap (an existing TAP device)")
 	f.IntVar(&p.Queues, "queues", 0, "queues (default: the interface's)")
 	f.StringVar(&p.BusyPoll, "busy-poll", "", "busy-poll window of this port (such as 50us, 2ms; 0: none; default: the daemon's)")
-	f.IntVar(&p.RingFrames, "ring-size", 0, "receive ring slots per queue (afpacket; default 128)")
+	f.IntVar(&p.RingFrames, "ring-size", 0, "receive ring slots per queue (afpacket; default 128), or each ring's size (afxdp; a power of two, default 512)")
+	f.StringVar(&p.XDPMode, "xdp-mode", "", "afxdp: where the XDP program runs: native, generic or auto (default: native where the driver has it)")
+	f.StringVar(&p.ZeroCopy, "zero-copy", "", "afxdp: on, off or auto (default: zero-copy where the driver has it)")
 	f.BoolVar(&p.MayExist, "may-exist", false, "succeed if the port is attached already")
-	completeWords(cc, "type", "afpacket", "tap")
+	completeWords(cc, "type", "afpacket", "afxdp", "tap")
+	completeWords(cc, "xdp-mode", "native", "generic", "auto")
+	completeWords(cc, "zero-copy", "on", "off", "auto")
 	return cc
 }
 
@@ -200,6 +205,12 @@ func (c *cmd) portAttach(p control.PortAttachParams) error {
 	}
 	return c.emit(r, func(w io.Writer) {
 		fmt.Fprintf(w, "port %s attached at index %d (%s, %s)\n", r.Name, r.Index, r.Type, plural(r.Queues, "queue"))
+		if r.XDP != "" {
+			fmt.Fprintf(w, "  %s\n", r.XDP)
+		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "  note: %s\n", n)
+		}
 	})
 }
 

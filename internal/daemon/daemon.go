@@ -57,6 +57,10 @@ type Daemon struct {
 	mu    sync.Mutex // serializes control operations
 	prog  *loaded
 	kinds map[string]string // port name -> type
+	xdp   map[string]*bpfport.AFXDP
+	// umems are the UMEMs the afxdp ports share, so that frames go from
+	// one to another by descriptor.
+	umems *bpfport.UMEMGroup
 }
 
 // loaded is an installed program with everything it owns.
@@ -83,6 +87,8 @@ func New(cfg Config) *Daemon {
 		sw:      vswitch.New(vswitch.Config{Batch: cfg.Batch, Workers: cfg.Workers, BusyPoll: cfg.BusyPoll, Logger: cfg.Logger}),
 		started: time.Now(),
 		kinds:   map[string]string{},
+		xdp:     map[string]*bpfport.AFXDP{},
+		umems:   bpfport.NewUMEMGroup(0),
 	}
 }
 
@@ -239,10 +245,16 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 	} else if typ == "vxlan" {
 		pc.BusyPoll = vxlanBusyPoll
 	}
-	if p.RingFrames != 0 && (p.RingFrames < 8 || p.RingFrames > bpfport.MaxRingFrames) {
+	if typ == "afpacket" && p.RingFrames != 0 && (p.RingFrames < 8 || p.RingFrames > bpfport.MaxRingFrames) {
 		return control.Port{}, bad("port attach: --ring-size %d: want 8 to %d frames", p.RingFrames, bpfport.MaxRingFrames)
 	}
+	xdpCfg, err := afxdpConfig(typ, p)
+	if err != nil {
+		return control.Port{}, err
+	}
+	xdpCfg.Share = d.umems
 	var port bpfport.Port
+	var xp *bpfport.AFXDP
 	open := func() error {
 		var err error
 		switch typ {
@@ -251,6 +263,11 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 			a, err = bpfport.OpenAFPacket(p.Name, bpfport.AFPacketConfig{Queues: p.Queues, RingFrames: p.RingFrames})
 			if err == nil {
 				port = a
+			}
+		case "afxdp":
+			xp, err = bpfport.OpenAFXDP(p.Name, xdpCfg)
+			if err == nil {
+				port = xp
 			}
 		case "tap":
 			var t *bpfport.TAP
@@ -261,11 +278,10 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 		case "vxlan":
 			port, err = d.openVXLAN(p)
 		default:
-			return bad("port attach: unknown type %q (afpacket, tap or vxlan)", typ)
+			return bad("port attach: unknown type %q (afpacket, afxdp, tap or vxlan)", typ)
 		}
 		return err
 	}
-	var err error
 	if d.cfg.Netns != nil {
 		err = d.cfg.Netns.Run(open)
 	} else {
@@ -281,7 +297,36 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 	}
 	d.kinds[p.Name] = typ
 	d.log.Info("port attached", "port", p.Name, "type", typ, "index", idx, "queues", port.NumQueues())
+	if xp != nil {
+		d.xdp[p.Name] = xp
+		d.log.Info("AF_XDP port", "port", p.Name, "mode", xp.Info().String())
+		for _, n := range xp.Info().Notes {
+			d.log.Warn("AF_XDP port fall-back", "port", p.Name, "note", n)
+		}
+	}
 	return d.portInfo(idx), nil
+}
+
+// afxdpConfig reads the afxdp settings of p (and refuses them for other
+// port types).
+func afxdpConfig(typ string, p control.PortAttachParams) (bpfport.AFXDPConfig, error) {
+	var c bpfport.AFXDPConfig
+	if typ != "afxdp" {
+		if p.XDPMode != "" || p.ZeroCopy != "" {
+			return c, bad("port attach: --xdp-mode and --zero-copy are for --type afxdp")
+		}
+		return c, nil
+	}
+	var err error
+	if c.XDPMode, err = bpfport.ParseXDPMode(p.XDPMode); err != nil {
+		return c, bad("port attach: --%v", err)
+	}
+	if c.ZeroCopy, err = bpfport.ParseZeroCopy(p.ZeroCopy); err != nil {
+		return c, bad("port attach: --%v", err)
+	}
+	c.Queues = p.Queues
+	c.RingSize = p.RingFrames
+	return c, nil
 }
 
 // ParseBusyPoll reads a busy-poll window as the CLI and the protocol take
@@ -337,6 +382,7 @@ func (d *Daemon) detach(p control.PortDetachParams) (control.PortDetachResult, e
 		return control.PortDetachResult{}, control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show` (or use --if-exists)", p.Name)
 	}
 	delete(d.kinds, p.Name)
+	delete(d.xdp, p.Name)
 	if err != nil {
 		d.log.Warn("port detached with an error", "port", p.Name, "err", err)
 		return control.PortDetachResult{}, nil
@@ -386,6 +432,10 @@ func (d *Daemon) controlPort(p vswitch.PortInfo, s *vswitch.PortStats) control.P
 		if pp, err := d.sw.Port(p.Index); err == nil {
 			tunnelCounters(pp, cp.Stats.Port)
 		}
+	}
+	if xp := d.xdp[p.Name]; xp != nil && d.kinds[p.Name] == "afxdp" {
+		info := xp.Info()
+		cp.XDP, cp.Notes = info.String(), info.Notes
 	}
 	return cp
 }
