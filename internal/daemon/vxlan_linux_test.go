@@ -124,7 +124,7 @@ func pingN(t *testing.T, ns *nettest.NS, dst string, want, tries int, wait time.
 	return got
 }
 
-func ping(t *testing.T, ns *nettest.NS, dst string) {
+func vxPing(t *testing.T, ns *nettest.NS, dst string) {
 	t.Helper()
 	if n := pingN(t, ns, dst, 3, 20, 500*time.Millisecond); n < 3 {
 		t.Fatalf("ping %s: %d of 3 replies", dst, n)
@@ -202,8 +202,8 @@ func TestVXLANTwoDaemons(t *testing.T) {
 	if vxA.Type != "vxlan" || vxA.MTU != 1500 {
 		t.Errorf("port: %+v", vxA)
 	}
-	ping(t, hA, "10.77.0.2")
-	ping(t, hB, "10.77.0.1")
+	vxPing(t, hA, "10.77.0.2")
+	vxPing(t, hB, "10.77.0.1")
 	tcp(t, hA, hB, "10.77.0.2:5001", 4<<20)
 	tcp(t, hB, hA, "10.77.0.1:5002", 4<<20)
 
@@ -249,7 +249,7 @@ func TestVXLANTwoDaemons(t *testing.T) {
 		t.Errorf("second delete: %v", err)
 	}
 	// The hosts still reach each other (relearned).
-	ping(t, hA, "10.77.0.2")
+	vxPing(t, hA, "10.77.0.2")
 
 	for _, c := range []struct {
 		p    control.FDBAddParams
@@ -358,8 +358,8 @@ func TestVXLANVNIsIsolated(t *testing.T) {
 		bHosts = append(bHosts, host)
 		linuxVXLAN(t, h, vni, b.addr, a.addr, dev)
 	}
-	ping(t, a1, "10.77.0.2")
-	ping(t, bHosts[1], "10.77.0.3")
+	vxPing(t, a1, "10.77.0.2")
+	vxPing(t, bHosts[1], "10.77.0.3")
 	tcp(t, a2, bHosts[1], "10.77.0.4:5003", 1<<20)
 	// Across VNIs: host A1 cannot reach host B2 (its ARP never leaves
 	// VNI 10), host B1 cannot reach host A2.
