@@ -325,19 +325,18 @@ func TestVXLANAttachErrors(t *testing.T) {
 func TestVXLANVNIsIsolated(t *testing.T) {
 	a, b := newMachines(t)
 	a.daemon(t, "vlan")
-	a1, _, p1 := a.host(t, "10.77.0.1")
-	a2, _, p2 := a.host(t, "10.77.0.3")
-	vx10 := a.vxlan(t, "vx10", 10, b.addr)
-	vx20 := a.vxlan(t, "vx20", 20, b.addr)
-	// port_vlan: host 1 and vx10 in VLAN 10, host 2 and vx20 in VLAN 20.
-	for port, vlan := range map[int]int{p1: 10, vx10.Index: 10, p2: 20, vx20.Index: 20} {
+	// The VLANs are set before the ports exist (indices in attach order:
+	// host 1, host 2, vx10, vx20): port_vlan puts host 1 and vx10 in VLAN
+	// 10, host 2 and vx20 in VLAN 20.
+	const p1, p2, i10, i20 = 0, 1, 2, 3
+	for port, vlan := range map[int]int{p1: 10, i10: 10, p2: 20, i20: 20} {
 		key := binary.NativeEndian.AppendUint32(nil, uint32(port))
 		val := binary.NativeEndian.AppendUint32(nil, uint32(vlan))
 		if _, err := a.d.MapOp(control.MethodMapUpdate, control.MapParams{Name: "port_vlan", Key: key, Value: val}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for vlan, ports := range map[int][]int{10: {p1, vx10.Index}, 20: {p2, vx20.Index}} {
+	for vlan, ports := range map[int][]int{10: {p1, i10}, 20: {p2, i20}} {
 		set := make([]byte, 32)
 		for _, p := range ports {
 			set[p/8] |= 1 << (p % 8)
@@ -346,6 +345,13 @@ func TestVXLANVNIsIsolated(t *testing.T) {
 		if _, err := a.d.MapOp(control.MethodMapUpdate, control.MapParams{Name: "vlan_members", Key: key, Value: set}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	a1, _, q1 := a.host(t, "10.77.0.1")
+	a2, _, q2 := a.host(t, "10.77.0.3")
+	vx10 := a.vxlan(t, "vx10", 10, b.addr)
+	vx20 := a.vxlan(t, "vx20", 20, b.addr)
+	if q1 != p1 || q2 != p2 || vx10.Index != i10 || vx20.Index != i20 {
+		t.Fatalf("ports at %d %d %d %d, want 0 1 2 3", q1, q2, vx10.Index, vx20.Index)
 	}
 	// Machine B: Linux, a vxlan device and a bridge per VNI.
 	h := b.ns.Handle(t)
