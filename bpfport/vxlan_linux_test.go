@@ -528,3 +528,38 @@ func TestVXLANUnderlayLater(t *testing.T) {
 		t.Errorf("received %d frames", len(got))
 	}
 }
+
+// TestVXLANWakeClose: Wake makes a blocked RecvBatch return 0, nil; Close
+// makes it return ErrClosed, and every later call too.
+func TestVXLANWakeClose(t *testing.T) {
+	u := newUnderlay(t, false, 0)
+	p := openVX(t, u.a, "vxa", VXLANConfig{VNI: 1, Remotes: []netip.Addr{u.addrB}})
+	errc := make(chan error, 1)
+	recv := func() {
+		n, err := p.RecvBatch(0, NewBatch(8))
+		if err == nil && n != 0 {
+			err = fmt.Errorf("received %d frames", n)
+		}
+		errc <- err
+	}
+	go recv()
+	time.Sleep(20 * time.Millisecond) // let it block (a Wake before also returns at once)
+	p.Wake()
+	waitErr(t, errc, nil, 5*time.Second)
+	go recv()
+	time.Sleep(20 * time.Millisecond)
+	p.Close()
+	waitErr(t, errc, ErrClosed, 5*time.Second)
+	if _, err := p.TryRecv(0, NewBatch(8)); !errors.Is(err, ErrClosed) {
+		t.Errorf("TryRecv after Close: %v", err)
+	}
+	if _, err := p.SendBatch(0, [][]byte{testFrame(60, 1)}, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("SendBatch after Close: %v", err)
+	}
+	if p.Up() {
+		t.Errorf("up after Close")
+	}
+	// The UDP port is free again for a new port.
+	q := openVX(t, u.a, "vxa2", VXLANConfig{VNI: 1, Remotes: []netip.Addr{u.addrB}})
+	q.Close()
+}
