@@ -399,8 +399,17 @@ func (p *VXLAN) RecvBatch(q int, b *Batch) (int, error) {
 // Release implements Port: frames live in the receiver's arena.
 func (p *VXLAN) Release(q int) {}
 
-// Arm implements Port: the socket and the queue are level-triggered.
-func (p *VXLAN) Arm(q int) bool { return !p.closed.Load() }
+// Arm implements Port: the socket and the queue are level-triggered; it
+// returns false while the port's last receive left frames to hand out.
+func (p *VXLAN) Arm(q int) bool {
+	if p.closed.Load() {
+		return false
+	}
+	sh := p.sh
+	sh.rxMu.Lock()
+	defer sh.rxMu.Unlock()
+	return !(sh.pend.active && sh.reader == p)
+}
 
 // TryRecv implements Port: frames handed over by other receivers first,
 // then what the shared socket holds.
@@ -1007,7 +1016,8 @@ type vxShared struct {
 	ports atomic.Pointer[map[uint32]*VXLAN]
 
 	rxMu   sync.Mutex
-	reader *VXLAN // whose receive buffer msgs point into
+	reader *VXLAN    // whose receive buffer msgs point into
+	pend   vxPending // messages of reader's last receive not yet handed out
 	msgs   [vxRxMsgs]mmsghdr
 	iovs   [vxRxMsgs]unix.Iovec
 	names  [vxRxMsgs][28]byte
@@ -1164,26 +1174,42 @@ func (sh *vxShared) drops() uint64 {
 
 // recv reads the socket into p's receive buffer: frames of p's VNI are
 // added to b.Frames[n:] (views into that buffer), others go to their
-// ports' queues (and p's own once b is full). It returns how many frames
-// it added to b.
+// ports' queues. When b fills up, the messages not yet handed out stay
+// in the buffer (the socket is not read again until they are): the next
+// recv of p hands them out first, without a copy. It returns how many
+// frames it added to b.
 func (sh *vxShared) recv(p *VXLAN, b *Batch, n int) (int, error) {
 	sh.rxMu.Lock()
 	defer sh.rxMu.Unlock()
 	if sh.fd < 0 {
 		return 0, ErrClosed
 	}
-	lim := b.Len()
-	nm := min(vxRxMsgs, lim-n)
+	d := vxDispatch{p: p, b: b, n: n, lim: b.Len(), mono: vxNow(), ports: *sh.ports.Load()}
+	if sh.pend.active {
+		if sh.reader == p {
+			// The rest of p's last receive; the socket is read at the
+			// next call (these frames are views into the buffer it
+			// would overwrite).
+			sh.dispatch(&d)
+			return d.added, nil
+		}
+		// Another port's receive was cut short by its batch: that
+		// port's buffer is not p's to hand out, so what is left goes
+		// to the ports' queues, p's included.
+		d.copyAll = true
+		sh.dispatch(&d)
+		d.copyAll = false
+	}
+	nm := min(vxRxMsgs, d.lim-n)
 	if nm <= 0 {
 		return 0, nil
 	}
-	buf := p.rxbuf
 	if sh.reader != p {
 		// The messages point into the reader's buffer: set them up for
 		// p. After a receive only the messages the kernel filled need
-		// their lengths and flags reset (below).
+		// their lengths and flags reset (in dispatch).
 		for i := range sh.msgs {
-			setIovec(&sh.iovs[i], buf[i*vxSlot:(i+1)*vxSlot])
+			setIovec(&sh.iovs[i], p.rxbuf[i*vxSlot:(i+1)*vxSlot])
 			sh.resetMsg(i)
 		}
 		sh.reader = p
@@ -1198,47 +1224,70 @@ func (sh *vxShared) recv(p *VXLAN, b *Batch, n int) (int, error) {
 	}
 	if err != nil {
 		if err == unix.EAGAIN {
-			return 0, nil
+			return d.added, nil
 		}
-		return 0, err
+		return d.added, err
 	}
-	defer func() {
-		for i := 0; i < got; i++ {
-			sh.resetMsg(i)
-		}
-	}()
-	d := vxDispatch{p: p, b: b, n: n, lim: lim, mono: vxNow(), ports: *sh.ports.Load()}
-	for i := 0; i < got; i++ {
-		m := &sh.msgs[i]
-		data := buf[i*vxSlot : i*vxSlot+int(m.len)]
+	sh.pend = vxPending{active: true, end: got}
+	sh.dispatch(&d)
+	return d.added, nil
+}
+
+// vxPending is where the dispatch of a receive stands: message i, byte
+// off of it, of end messages received into the reader's buffer.
+type vxPending struct {
+	active      bool
+	i, off, end int
+}
+
+// dispatch hands out the received messages from where sh.pend stands,
+// until they are all handed out or d's batch is full (unless d.copyAll).
+func (sh *vxShared) dispatch(d *vxDispatch) {
+	buf := sh.reader.rxbuf
+	pd := &sh.pend
+	for ; pd.i < pd.end; pd.i, pd.off = pd.i+1, 0 {
+		m := &sh.msgs[pd.i]
+		data := buf[pd.i*vxSlot : pd.i*vxSlot+int(m.len)]
 		if m.hdr.Flags&unix.MSG_TRUNC != 0 {
-			p.stats[0].rxOversize.Add(1)
+			d.p.stats[0].rxOversize.Add(1)
 			continue
 		}
-		d.src = parseSockaddr(sh.names[i][:])
+		d.src = parseSockaddr(sh.names[pd.i][:])
 		seg := len(data)
 		if sh.gro {
-			if g := groSize(sh.cmsgs[i][:m.hdr.Controllen]); g > 0 && g < seg {
+			if g := groSize(sh.cmsgs[pd.i][:m.hdr.Controllen]); g > 0 && g < seg {
 				seg = g // a run of datagrams of seg bytes coalesced by UDP_GRO
-				p.vx.rxGRO.Add(1)
-				if vni, f, o, ok := coalesceTCP(data, seg); ok {
-					d.inner(vni, f, o)
-					continue
-				}
 			}
 		}
-		for len(data) > 0 {
-			dg := data[:min(seg, len(data))]
-			data = data[len(dg):]
+		if pd.off == 0 && seg < len(data) {
+			if d.full() {
+				return
+			}
+			d.p.vx.rxGRO.Add(1)
+			if vni, f, o, ok := coalesceTCP(data, seg); ok {
+				d.inner(vni, f, o)
+				continue
+			}
+		}
+		for pd.off < len(data) {
+			if d.full() {
+				return
+			}
+			dg := data[pd.off:min(pd.off+seg, len(data))]
+			pd.off += len(dg)
 			d.frame(dg)
 		}
 	}
-	return d.added, nil
+	for i := 0; i < pd.end; i++ {
+		sh.resetMsg(i)
+	}
+	*pd = vxPending{}
 }
 
 // vxDispatch hands the frames of one receive to their ports.
 type vxDispatch struct {
 	p        *VXLAN
+	copyAll  bool // p's frames go to its queue too
 	b        *Batch
 	n, lim   int
 	added    int
@@ -1249,6 +1298,10 @@ type vxDispatch struct {
 	lastSrc  netip.Addr
 	lastPort *VXLAN
 }
+
+// full reports whether the batch has no room for one more frame of the
+// receiving port.
+func (d *vxDispatch) full() bool { return !d.copyAll && d.n+d.added >= d.lim }
 
 // frame handles datagram dg (VXLAN header and inner frame).
 func (d *vxDispatch) frame(dg []byte) {
@@ -1286,7 +1339,7 @@ func (d *vxDispatch) inner(vni uint32, f []byte, o Offload) {
 	} else if finishPartialChecksum(f) {
 		q.vx.rxCsumFinished.Add(1)
 	}
-	if q == p && d.n+d.added < d.lim {
+	if q == p && !d.copyAll && d.n+d.added < d.lim {
 		k := d.n + d.added
 		d.b.Frames[k] = f[:len(f):len(f)]
 		d.b.Offloads[k] = o

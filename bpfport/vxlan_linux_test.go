@@ -563,3 +563,46 @@ func TestVXLANWakeClose(t *testing.T) {
 	q := openVX(t, u.a, "vxa2", VXLANConfig{VNI: 1, Remotes: []netip.Addr{u.addrB}})
 	q.Close()
 }
+
+// TestVXLANSmallBatches receives UDP_GRO runs of 40 frames into batches
+// of 3: the frames of a run that do not fit stay in the port's buffer for
+// the next receive (in order, none dropped, none copied into the port's
+// queue), and the port does not arm while it holds some.
+func TestVXLANSmallBatches(t *testing.T) {
+	u := newUnderlay(t, false, 0)
+	a := openVX(t, u.a, "vxa", VXLANConfig{VNI: 5, Remotes: []netip.Addr{u.addrB}})
+	b := openVX(t, u.b, "vxb", VXLANConfig{VNI: 5, Remotes: []netip.Addr{u.addrA}})
+	var frames [][]byte
+	for r := 0; r < 3; r++ {
+		for i := 0; i < 40; i++ {
+			frames = append(frames, frameFromTo(macB, macA, 200+r, uint32(r*40+i)))
+		}
+	}
+	sendAll(t, a, 0, frames)
+	bt := NewBatch(3)
+	var got [][]byte
+	held := false
+	for deadline := time.Now().Add(5 * time.Second); len(got) < len(frames) && time.Now().Before(deadline); {
+		n, err := b.TryRecv(0, bt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range bt.Frames[:n] {
+			got = append(got, bytes.Clone(f))
+		}
+		if n == 3 && !b.Arm(0) {
+			held = true
+		}
+	}
+	if len(got) != len(frames) {
+		t.Fatalf("received %d of %d frames", len(got), len(frames))
+	}
+	for i := range frames {
+		if !bytes.Equal(got[i], frames[i]) {
+			t.Fatalf("frame %d differs", i)
+		}
+	}
+	if s := b.TunnelStats(); s.RxQueueDrops != 0 || s.RxGRO == 0 || !held {
+		t.Errorf("runs %d, queue drops %d, held frames seen by Arm %v", s.RxGRO, s.RxQueueDrops, held)
+	}
+}
