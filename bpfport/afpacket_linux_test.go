@@ -152,8 +152,7 @@ func TestAFPacketFanout(t *testing.T) {
 			res <- r
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
-	sendAll(t, p.pa, 0, frames)
+	sendAll(t, p.pa, 0, frames) // frames wait in the rings for receivers not yet there
 	seen := map[uint16]int{}
 	used := 0
 	for i := 0; i < queues; i++ {
@@ -217,9 +216,11 @@ func TestAFPacketLinkGone(t *testing.T) {
 		}
 		txErr <- errors.New("no error within 5s")
 	}()
-	time.Sleep(100 * time.Millisecond)
-	if p.pb.Stats().RxPackets == 0 {
-		t.Error("no traffic before deleting the link")
+	for deadline := time.Now().Add(10 * time.Second); p.pb.Stats().RxPackets == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no traffic within 10s before deleting the link")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	h := p.nsB.Handle(t)
 	l, err := h.LinkByName(p.b)
@@ -229,8 +230,8 @@ func TestAFPacketLinkGone(t *testing.T) {
 	if err := h.LinkDel(l); err != nil {
 		t.Fatal(err)
 	}
-	waitErr(t, rxErr, ErrLinkGone, 2*time.Second)
-	waitErr(t, txErr, ErrLinkGone, 2*time.Second)
+	waitErr(t, rxErr, ErrLinkGone, 10*time.Second)
+	waitErr(t, txErr, ErrLinkGone, 10*time.Second)
 	if _, err := p.pb.RecvBatch(0, NewBatch(1)); !errors.Is(err, ErrLinkGone) {
 		t.Errorf("later RecvBatch: %v, want ErrLinkGone", err)
 	}
@@ -274,13 +275,13 @@ func downWhileReceiving(t *testing.T) (*afPair, *netlink.Handle, netlink.Link, c
 		_, err := p.pb.RecvBatch(0, NewBatch(8))
 		rxErr <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitBlocked(t, p.pb, 0)
 	h := p.nsB.Handle(t)
 	l, _ := h.LinkByName(p.b)
 	if err := h.LinkSetDown(l); err != nil {
 		t.Fatal(err)
 	}
-	waitErr(t, rxErr, ErrLinkDown, 2*time.Second)
+	waitErr(t, rxErr, ErrLinkDown, 10*time.Second)
 	return p, h, l, rxErr
 }
 
@@ -315,18 +316,19 @@ func TestAFPacketCloseWhileBlocked(t *testing.T) {
 			errc <- err
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitBlocked(t, p.pa, 0)
+	waitBlocked(t, p.pa, 1)
 	p.pa.Wake()
-	waitErr(t, errc, nil, time.Second)
-	waitErr(t, errc, nil, time.Second)
+	waitErr(t, errc, nil, 10*time.Second)
+	waitErr(t, errc, nil, 10*time.Second)
 	go func() {
 		_, err := p.pa.RecvBatch(1, NewBatch(8))
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitBlocked(t, p.pa, 1)
 	start := time.Now()
 	go p.pa.Close()
-	waitErr(t, errc, ErrClosed, time.Second)
+	waitErr(t, errc, ErrClosed, 10*time.Second)
 	t.Logf("blocked RecvBatch returned %v after Close started", time.Since(start))
 	if _, err := p.pa.SendBatch(0, [][]byte{testFrame(60, 0)}, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("SendBatch after Close: %v", err)
@@ -405,7 +407,7 @@ func TestAFPacketAllocs(t *testing.T) {
 	b := NewBatch(64)
 	// Warm up (first batches may allocate inside the runtime's poller).
 	sendAll(t, p.pa, 0, frames)
-	recvTest(t, p.pb, 0, len(frames), time.Second)
+	recvTest(t, p.pb, 0, len(frames), 10*time.Second)
 	allocs := testing.AllocsPerRun(200, func() {
 		p.pa.SendBatch(0, frames, nil)
 		for got := 0; got < len(frames); {

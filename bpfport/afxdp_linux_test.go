@@ -142,9 +142,9 @@ func TestAFXDPAllocs(t *testing.T) {
 	}
 	b := NewBatch(64)
 	sendAll(t, p.pp, 0, frames)
-	recvTest(t, p.px, 0, len(frames), time.Second)
+	recvTest(t, p.px, 0, len(frames), 10*time.Second)
 	sendAll(t, p.px, 0, frames)
-	recvTest(t, p.pp, 0, len(frames), time.Second)
+	recvTest(t, p.pp, 0, len(frames), 10*time.Second)
 	allocs := testing.AllocsPerRun(200, func() {
 		p.pp.SendBatch(0, frames, nil)
 		for got := 0; got < len(frames); {
@@ -209,14 +209,14 @@ func TestAFXDPCloseWhileBlocked(t *testing.T) {
 	}()
 	time.Sleep(50 * time.Millisecond)
 	p.px.Wake()
-	waitErr(t, errc, nil, time.Second)
+	waitErr(t, errc, nil, 10*time.Second)
 	go func() {
 		_, err := p.px.RecvBatch(0, NewBatch(8))
 		errc <- err
 	}()
 	time.Sleep(50 * time.Millisecond)
 	go p.px.Close()
-	waitErr(t, errc, ErrClosed, time.Second)
+	waitErr(t, errc, ErrClosed, 10*time.Second)
 	if _, err := p.px.SendBatch(0, [][]byte{testFrame(60, 0)}, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("SendBatch after Close: %v", err)
 	}

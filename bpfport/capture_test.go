@@ -33,7 +33,7 @@ func TestCaptureReadBack(t *testing.T) {
 	}
 	sendAll(t, b, 0, back) // b -> a, captured as received
 	want = append(want, back...)
-	if got := recvTest(t, c, 0, len(back), time.Second); len(got) != len(back) {
+	if got := recvTest(t, c, 0, len(back), 10*time.Second); len(got) != len(back) {
 		t.Fatalf("received %d", len(got))
 	}
 	if err := c.Close(); err != nil {

@@ -111,3 +111,25 @@ func waitErr(t *testing.T, errc <-chan error, want error, within time.Duration) 
 		t.Fatalf("no return within %v (want %v)", within, want)
 	}
 }
+
+// waitBlocked waits until a receiver is blocked in queue q of p (an
+// AF_PACKET or TAP port), so that a test acts on a blocked receiver.
+func waitBlocked(t testing.TB, p Port, q int) {
+	t.Helper()
+	var w *waiter
+	switch p := p.(type) {
+	case *AFPacket:
+		w = &p.rxq[q].w
+	case *TAP:
+		w = &p.queues[q].w
+	default:
+		t.Fatalf("waitBlocked: %T", p)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !w.blocked.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no receiver blocked on queue %d within 10s", p.Name(), q)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}

@@ -158,9 +158,10 @@ func eventfdDrain(fd int) {
 // eventfd (made on the first blocking call, so that ports served by the
 // switch's worker pool never have one) that Wake signals.
 type waiter struct {
-	fd   atomic.Int32 // eventfd, -1 until the first RecvBatch
-	req  atomic.Bool  // a Wake not yet seen
-	pfds [2]unix.PollFd
+	fd      atomic.Int32 // eventfd, -1 until the first RecvBatch
+	req     atomic.Bool  // a Wake not yet seen
+	blocked atomic.Bool  // a receiver is in poll (for tests that need one blocked)
+	pfds    [2]unix.PollFd
 }
 
 func (w *waiter) init() { w.fd.Store(-1) }
@@ -193,12 +194,14 @@ func (w *waiter) wait(fd int) (woke bool, err error) {
 	}
 	w.pfds[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
 	w.pfds[1] = unix.PollFd{Fd: w.fd.Load(), Events: unix.POLLIN}
+	w.blocked.Store(true)
 	for {
 		_, err = unix.Poll(w.pfds[:], -1)
 		if err != unix.EINTR {
 			break
 		}
 	}
+	w.blocked.Store(false)
 	if err != nil {
 		return false, err
 	}

@@ -148,17 +148,18 @@ func TestTAPMultiQueueWakeClose(t *testing.T) {
 			errc <- err
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitBlocked(t, tp, 0)
+	waitBlocked(t, tp, 1)
 	tp.Wake()
-	waitErr(t, errc, nil, time.Second)
-	waitErr(t, errc, nil, time.Second)
+	waitErr(t, errc, nil, 10*time.Second)
+	waitErr(t, errc, nil, 10*time.Second)
 	go func() {
 		_, err := tp.RecvBatch(0, NewBatch(4))
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitBlocked(t, tp, 0)
 	go tp.Close()
-	waitErr(t, errc, ErrClosed, time.Second)
+	waitErr(t, errc, ErrClosed, 10*time.Second)
 }
 
 func TestTAPLinkGone(t *testing.T) {
@@ -170,7 +171,7 @@ func TestTAPLinkGone(t *testing.T) {
 		_, err := tp.RecvBatch(0, NewBatch(4))
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitBlocked(t, tp, 0)
 	h := ns.Handle(t)
 	l, err := h.LinkByName(name)
 	if err != nil {

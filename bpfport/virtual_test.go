@@ -110,12 +110,12 @@ func TestVirtualWakeAndClose(t *testing.T) {
 		}
 	}
 	go recv()
-	time.Sleep(20 * time.Millisecond)
+	waitParked(t, b)
 	b.Wake()
 	wait(nil)
 
 	go recv()
-	time.Sleep(20 * time.Millisecond)
+	waitParked(t, b)
 	a.Close() // peer gone
 	wait(ErrLinkGone)
 	if _, err := b.SendBatch(0, [][]byte{testFrame(60, 0)}, nil); !errors.Is(err, ErrLinkGone) {
@@ -126,7 +126,7 @@ func TestVirtualWakeAndClose(t *testing.T) {
 	a, b = NewVirtualPair("a", "b", VirtualConfig{})
 	defer a.Close()
 	go recv()
-	time.Sleep(20 * time.Millisecond)
+	waitParked(t, b)
 	b.Close()
 	wait(ErrClosed)
 }
@@ -234,4 +234,16 @@ func benchVirtual(b *testing.B, size, batch int) {
 		done += n
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mpps")
+}
+
+// waitParked waits until a receiver is parked on queue 0 of p.
+func waitParked(t testing.TB, p *Virtual) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.rx[0].waiting.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no receiver parked within 10s", p.Name())
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 }

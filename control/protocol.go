@@ -50,6 +50,7 @@ const (
 	CodeExists      = "exists"      // already attached, key exists
 	CodeInvalid     = "invalid"     // refused: bad object, program fails validation
 	CodeUnsupported = "unsupported" // not available here
+	CodeBusy        = "busy"        // refused for now by an admission limit: try again
 	CodeInternal    = "internal"
 )
 
@@ -159,18 +160,21 @@ type PortShowParams struct {
 
 // Port describes an attached port.
 type Port struct {
-	Index    int        `json:"index"`
-	Name     string     `json:"name"`
-	Type     string     `json:"type"`
-	Queues   int        `json:"queues"`
-	MTU      int        `json:"mtu"`
-	Up       bool       `json:"up"`
-	Gone     bool       `json:"gone,omitempty"`
-	Error    string     `json:"error,omitempty"`
-	Offload  bool       `json:"offload"`   // takes super-frames and partial checksums as they are
-	BusyPoll string     `json:"busy_poll"` // the port's busy-poll window
-	Attached time.Time  `json:"attached"`
-	Stats    *PortStats `json:"stats,omitempty"`
+	Index  int    `json:"index"`
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Queues int    `json:"queues"`
+	MTU    int    `json:"mtu"`
+	Up     bool   `json:"up"`
+	Gone   bool   `json:"gone,omitempty"`
+	// NotRestored marks a port of the daemon's saved state that could
+	// not be attached again at start (Error says why); it keeps its index.
+	NotRestored bool       `json:"not_restored,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	Offload     bool       `json:"offload"`   // takes super-frames and partial checksums as they are
+	BusyPoll    string     `json:"busy_poll"` // the port's busy-poll window
+	Attached    time.Time  `json:"attached"`
+	Stats       *PortStats `json:"stats,omitempty"`
 
 	// XDP describes an afxdp port's mode (native or generic XDP,
 	// zero-copy or copy mode, queues, UMEM).

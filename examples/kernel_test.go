@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/govswitch/vswitch/internal/kernel"
+	"github.com/govswitch/vswitch/internal/testenv"
 	"github.com/govswitch/vswitch/loader"
 	"github.com/govswitch/vswitch/maps"
 )
@@ -31,7 +32,7 @@ func loadKernel(t testing.TB, name, prog string) *kernelProgram {
 		s := mm.Spec()
 		km, err := kernel.CreateMap(kernel.MapType(s.Type), s.KeySize, s.ValueSize, s.MaxEntries, kernel.MapFlags(s.Flags))
 		if err != nil {
-			t.Skipf("kernel map %s: %v", s.Name, err)
+			testenv.Skip(t, "kernel map %s: %v", s.Name, err)
 		}
 		t.Cleanup(func() { km.Close() })
 		if s.Type == maps.Array && s.MaxEntries == 1 { // global data: copy the initial value
@@ -73,9 +74,7 @@ func (k *kernelProgram) run(t *testing.T, fr []byte, ingress uint32) uint64 {
 // kernel's (BPF_PROG_TEST_RUN on the XDP build of the same source) and
 // compares the decisions step by step.
 func TestKernelAgrees(t *testing.T) {
-	if err := kernel.Available(); err != nil {
-		t.Skipf("kernel eBPF: %v", err)
-	}
+	testenv.Need(t, "kernel eBPF (needs Linux and root)", kernel.Available())
 	type setup func(update func(m string, k, v []byte))
 	for _, tc := range []struct {
 		name, prog string

@@ -6,6 +6,7 @@ import (
 
 	"github.com/govswitch/vswitch/internal/kernel"
 	"github.com/govswitch/vswitch/internal/progen"
+	"github.com/govswitch/vswitch/internal/testenv"
 	"github.com/govswitch/vswitch/jit"
 	"github.com/govswitch/vswitch/vm"
 )
@@ -66,9 +67,7 @@ func FuzzProgen(f *testing.F) {
 // verifier accepts and computes correctly (progen.KernelSafe).
 func TestKernelDifferential(t *testing.T) {
 	skipIfUnsupported(t)
-	if err := kernel.Available(); err != nil {
-		t.Skipf("no kernel reference: %v", err)
-	}
+	testenv.Need(t, "kernel eBPF (the reference)", kernel.Available())
 	n := 300
 	if testing.Short() {
 		n = 30

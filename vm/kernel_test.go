@@ -11,6 +11,7 @@ import (
 	"github.com/govswitch/vswitch/asm"
 	"github.com/govswitch/vswitch/internal/kernel"
 	"github.com/govswitch/vswitch/internal/progen"
+	"github.com/govswitch/vswitch/internal/testenv"
 	"github.com/govswitch/vswitch/vm"
 )
 
@@ -18,9 +19,7 @@ import (
 // loads and stores, atomics, loops) on the interpreter and in the kernel,
 // and requires the same full 64-bit r0.
 func TestKernelDifferential(t *testing.T) {
-	if err := kernel.Available(); err != nil {
-		t.Skipf("kernel eBPF is not available as a reference: %v", err)
-	}
+	testenv.Need(t, "kernel eBPF (the reference)", kernel.Available())
 	n := 2000
 	if testing.Short() {
 		n = 200

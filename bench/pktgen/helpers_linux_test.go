@@ -16,6 +16,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 // Named network namespaces ("ip netns add") for tests that run other
@@ -27,11 +29,9 @@ var nsCounter atomic.Uint32
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (creates network namespaces and veth pairs): run the tests as root")
-	}
+	testenv.Root(t, "creates network namespaces and veth pairs")
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command (iproute2)")
+		testenv.Skip(t, "needs the ip command (iproute2)")
 	}
 }
 

@@ -98,7 +98,10 @@ func (r *receiver) run(ctx context.Context, report func(Interval)) (Summary, err
 	var last struct {
 		packets, bytes, foreign uint64
 		c                       seqCounters
+		ringDrops               uint64
 	}
+	st0 := r.port.Stats()
+	last.ringDrops = st0.RxKernelDrops
 	emit := func(el, secs float64) {
 		iv := Interval{Type: "interval", Mode: c.Mode.String(), Elapsed: el, Seconds: secs}
 		iv.Packets = r.packets - last.packets
@@ -109,6 +112,8 @@ func (r *receiver) run(ctx context.Context, report func(Interval)) (Summary, err
 		iv.Duplicates = sc.duplicates - last.c.duplicates
 		iv.Reordered = sc.reordered - last.c.reordered
 		iv.Latency = r.hist.latency()
+		drops := r.port.Stats().RxKernelDrops
+		iv.RingDrops, last.ringDrops = drops-last.ringDrops, drops
 		iv.setRates(time.Duration(secs * 1e9))
 		r.total.merge(r.hist)
 		r.hist.reset()
@@ -163,6 +168,7 @@ func (r *receiver) run(ctx context.Context, report func(Interval)) (Summary, err
 	s.Lost = int64(sc.lost())
 	s.Duplicates, s.Reordered = sc.duplicates, sc.reordered
 	s.Latency = r.total.latency()
+	s.RingDrops = r.port.Stats().RxKernelDrops - st0.RxKernelDrops
 	s.setRates(end.Sub(start))
 	if err != nil {
 		return s, fmt.Errorf("receive on %s: %w", r.port.Name(), err)

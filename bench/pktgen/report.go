@@ -31,6 +31,9 @@ type Counters struct {
 	Lost       int64  `json:"lost,omitempty"`
 	Duplicates uint64 `json:"duplicates,omitempty"`
 	Reordered  uint64 `json:"reordered,omitempty"`
+	// RingDrops counts frames the kernel dropped because the receive
+	// ring was full: the receiver fell behind (Receive, AF_PACKET).
+	RingDrops uint64 `json:"ring_drops,omitempty"`
 
 	// Latency is the one-way latency (Receive only, nil without samples).
 	Latency *Latency `json:"latency,omitempty"`
@@ -108,6 +111,9 @@ func (c *Counters) tail(b *strings.Builder, mode string) {
 		return
 	}
 	fmt.Fprintf(b, " lost %d dup %d reord %d", c.Lost, c.Duplicates, c.Reordered)
+	if c.RingDrops > 0 {
+		fmt.Fprintf(b, " ring-drops %d", c.RingDrops)
+	}
 	if c.Foreign > 0 {
 		fmt.Fprintf(b, " foreign %d", c.Foreign)
 	}

@@ -44,6 +44,7 @@ func testDaemon(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	rc.Log = os.Stderr
+	rc.NoState = true // a benchmark's switch: nothing kept
 	if err := daemon.Run(ctx, rc); err != nil {
 		fmt.Fprintln(os.Stderr, "daemon:", err)
 		return 1

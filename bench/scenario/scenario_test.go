@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/govswitch/vswitch/internal/kernel"
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 // sample is a table with every kind of row, as Run would fill it.
@@ -397,9 +398,7 @@ func TestRunCancelled(t *testing.T) {
 // requireRoot skips without root or namespaces.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the scenario creates network namespaces and veth pairs")
-	}
+	testenv.Root(t, "the scenario creates network namespaces and veth pairs")
 }
 
 // ctxAfter returns a channel closed after d.

@@ -1,18 +1,13 @@
 package nettest
 
 import (
-	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/govswitch/vswitch/internal/netenv"
-)
-
-var (
-	probe    sync.Once
-	probeErr error
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 // Name returns a unique interface name (at most 15 bytes): a prefix of
@@ -20,13 +15,10 @@ var (
 func Name(prefix string) string { return netenv.Name(prefix) }
 
 // Require skips the test unless it runs as root and can create network
-// namespaces.
+// namespaces (fails it where VSWITCH_REQUIRE_PRIVILEGED=1, see testenv).
 func Require(t testing.TB) {
 	t.Helper()
-	probe.Do(func() { probeErr = netenv.Check() })
-	if probeErr != nil {
-		t.Skipf("%v: run the tests as root", probeErr)
-	}
+	testenv.Netns(t)
 }
 
 // NS is a network namespace owned by a test.

@@ -130,7 +130,7 @@ it over its control socket.`,
 	pf := root.PersistentFlags()
 	pf.BoolVarP(&c.json, "json", "j", false, "print JSON")
 	pf.StringVar(&c.socket, "socket", "", "control socket of the daemon (default $"+control.SocketEnv+", else "+control.DefaultSocket+")")
-	pf.DurationVar(&c.timeout, "timeout", 0, "bound on each call to the daemon (default: the client's, 60s)")
+	pf.DurationVar(&c.timeout, "timeout", 0, "bound on each call to the daemon (default 10s; a stream may stay silent while the daemon answers)")
 
 	root.AddCommand(
 		c.portCommand(),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -330,5 +331,35 @@ func TestManPages(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "vswitch-daemon.1"))
 	if !bytes.Contains(b, []byte("--group")) || !bytes.Contains(b, []byte("--netns")) {
 		t.Errorf("vswitch-daemon.1 does not list the daemon's flags")
+	}
+}
+
+// --timeout bounds a call to a daemon that accepts and never answers; the
+// message names the socket and says what to do.
+func TestTimeoutFlag(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "silent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	var out, errOut bytes.Buffer
+	code := Main(context.Background(), []string{"--socket", sock, "--timeout", "200ms", "port", "show"}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), sock) || !strings.Contains(errOut.String(), "did not answer") ||
+		!strings.Contains(errOut.String(), "--timeout") {
+		t.Errorf("exit %d, stderr %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := Main(context.Background(), []string{"--timeout=soon", "port", "show"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `invalid argument "soon" for "--timeout"`) {
+		t.Errorf("bad --timeout: exit %d, stderr %q", code, errOut.String())
 	}
 }

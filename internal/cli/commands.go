@@ -32,7 +32,12 @@ func (c *cmd) daemonCommand() *cobra.Command {
 		Long: `daemon runs the switch with the built-in learning program (unless told
 otherwise) and serves the control socket the other commands use. The first
 SIGINT or SIGTERM stops it cleanly (ports detached, their interfaces
-restored, the socket removed); a second one exits at once.`,
+restored, the socket removed); a second one exits at once.
+
+What it acknowledges is kept in --state-dir (default $VSWITCH_STATE_DIR, else
+/var/lib/vswitch) and restored at the next start: ports, the program, map
+changes, and on a clean stop what the program learned (docs/state.md).
+--no-state keeps nothing (a throw-away switch).`,
 		Example: `  vswitch daemon &
   vswitch daemon --socket /tmp/vs.sock --metrics 127.0.0.1:9464
   vswitch daemon --netns sw --config /etc/vswitch/config.json   # docs/config.md`,
@@ -52,6 +57,9 @@ restored, the socket removed); a second one exits at once.`,
 	f.BoolVar(&rc.NoDefault, "no-default-program", false, "start without the built-in learning program")
 	f.StringVar(&rc.Netns, "netns", "", "open ports in network namespace NAME (as made by `ip netns add NAME`) or the one mounted at PATH")
 	f.IntVar(&rc.Group, "group", 0, "numeric group allowed to use the socket (mode 0660)")
+	f.StringVar(&rc.StateDir, "state-dir", "", "directory of the state kept across restarts (default $"+daemon.StateDirEnv+", else "+daemon.DefaultStateDir+"; docs/state.md)")
+	f.BoolVar(&rc.NoState, "no-state", false, "keep no state: nothing restored at start, nothing saved")
+	cc.MarkFlagsMutuallyExclusive("state-dir", "no-state")
 	completeWords(cc, "engine", "jit", "interp")
 	completeWords(cc, "log-level", "debug", "info", "warn", "error")
 	completeWords(cc, "log-format", "text", "json")
@@ -265,6 +273,8 @@ func (c *cmd) portShowCommand() *cobra.Command {
 
 func state(p control.Port) string {
 	switch {
+	case p.NotRestored:
+		return "not-restored"
 	case p.Gone:
 		return "gone"
 	case p.Up:
@@ -691,8 +701,11 @@ func (c *cmd) ringbuf(p control.RingbufParams) error {
 	}
 	go func() { <-ctx.Done(); rc.Close() }()
 	defer rc.Close()
-	if res.Type != "" && !c.json {
+	switch {
+	case res.Type != "" && !c.json:
 		fmt.Fprintf(c.errw, "records of %s as %s (Ctrl-C to stop)\n", p.Name, res.Type)
+	case !c.json:
+		fmt.Fprintf(c.errw, "records of %s in hex (Ctrl-C to stop)\n", p.Name)
 	}
 	var hdr [4]byte
 	for {

@@ -31,6 +31,7 @@ func startDaemon(t *testing.T, rc daemon.RunConfig) *testDaemon {
 	t.Helper()
 	td := &testDaemon{socket: filepath.Join(t.TempDir(), "d.sock")}
 	rc.Socket = td.socket
+	rc.NoState = true // never /var/lib/vswitch
 	rc.Log = io.Discard
 	ready := make(chan *daemon.Daemon, 1)
 	rc.Ready = func(d *daemon.Daemon) { ready <- d }

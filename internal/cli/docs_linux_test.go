@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/govswitch/vswitch/control"
+	"github.com/govswitch/vswitch/internal/daemon"
 	"github.com/govswitch/vswitch/internal/netenv"
 )
 
@@ -336,7 +337,8 @@ func stripComment(line string) string {
 func (e *docEnv) command(line string) *exec.Cmd {
 	cmd := exec.Command("ip", "netns", "exec", e.ns, "sh", "-c", line)
 	cmd.Dir = e.dir
-	cmd.Env = append(os.Environ(), "PATH="+e.dir+":"+os.Getenv("PATH"), control.SocketEnv+"="+e.socket)
+	cmd.Env = append(os.Environ(), "PATH="+e.dir+":"+os.Getenv("PATH"), control.SocketEnv+"="+e.socket,
+		daemon.StateDirEnv+"="+filepath.Join(e.dir, "state")) // a documented `vswitch daemon` never touches /var/lib/vswitch
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return cmd
 }
@@ -369,8 +371,9 @@ func (e *docEnv) run(t *testing.T, c docCommand) {
 	limit := 120 * time.Second
 	if untilInterrupted(line) {
 		// It works once it is streaming: a capture file has its pcap
-		// header; a ring buffer reader has had a moment to fail.
-		e.waitStreaming(line, exited)
+		// header; a ring buffer reader has said it reads (its SIGINT
+		// handler is in place: a signal before it would kill it).
+		e.waitStreaming(line, &out, exited)
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
 		limit = 20 * time.Second
 	}
@@ -414,7 +417,7 @@ func (e *docEnv) request(t *testing.T, c docCommand, req string) {
 	}
 }
 
-func (e *docEnv) waitStreaming(line string, exited chan error) {
+func (e *docEnv) waitStreaming(line string, out *syncBuffer, exited chan error) {
 	deadline := time.Now().Add(10 * time.Second)
 	f := strings.Fields(line)
 	file := ""
@@ -428,8 +431,8 @@ func (e *docEnv) waitStreaming(line string, exited chan error) {
 			if st, err := os.Stat(file); err == nil && st.Size() >= 24 {
 				return
 			}
-		} else if time.Until(deadline) < 9*time.Second {
-			return // bounded: a reader shows it works by not failing
+		} else if strings.Contains(out.String(), "Ctrl-C to stop") {
+			return // the reader streams (and handles Ctrl-C)
 		}
 		select {
 		case err := <-exited:

@@ -424,7 +424,7 @@ func TestAFXDPConfigFileAndShutdown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, RunConfig{Socket: filepath.Join(dir, "s.sock"), ConfigFile: cfg, Netns: nsPath,
-			Log: io.Discard, Ready: func(d *Daemon) { ready <- d }})
+			NoState: true, Log: io.Discard, Ready: func(d *Daemon) { ready <- d }})
 	}()
 	var d *Daemon
 	select {

@@ -18,11 +18,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/govswitch/vswitch/bpfport"
 	"github.com/govswitch/vswitch/control"
-	"github.com/govswitch/vswitch/examples"
 	"github.com/govswitch/vswitch/internal/netenv"
 	"github.com/govswitch/vswitch/jit"
 	"github.com/govswitch/vswitch/loader"
@@ -57,7 +57,22 @@ type Daemon struct {
 	mu    sync.Mutex // serializes control operations
 	prog  *loaded
 	kinds map[string]string // port name -> type
-	xdp   map[string]*bpfport.AFXDP
+
+	// state, when set, keeps every acknowledged change (see state.go).
+	state *store
+	// mapMu orders control-plane map writes with their records in state.
+	mapMu sync.Mutex
+	// unrestored holds ports of the saved state that could not be
+	// attached again at start (name -> why), kept at their index. Under
+	// umu: port show reads it without mu.
+	umu        sync.Mutex
+	unrestored map[string]string
+	// fallback: the saved program could not be installed at start; the
+	// saved map state is left alone.
+	fallback bool
+	// progGen counts program installations (changed under mapMu).
+	progGen atomic.Uint64
+	xdp     map[string]*bpfport.AFXDP
 	// umems are the UMEMs the afxdp ports share, so that frames go from
 	// one to another by descriptor.
 	umems *bpfport.UMEMGroup
@@ -82,13 +97,14 @@ func New(cfg Config) *Daemon {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Daemon{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		sw:      vswitch.New(vswitch.Config{Batch: cfg.Batch, Workers: cfg.Workers, BusyPoll: cfg.BusyPoll, Logger: cfg.Logger}),
-		started: time.Now(),
-		kinds:   map[string]string{},
-		xdp:     map[string]*bpfport.AFXDP{},
-		umems:   bpfport.NewUMEMGroup(0),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		sw:         vswitch.New(vswitch.Config{Batch: cfg.Batch, Workers: cfg.Workers, BusyPoll: cfg.BusyPoll, Logger: cfg.Logger}),
+		started:    time.Now(),
+		kinds:      map[string]string{},
+		xdp:        map[string]*bpfport.AFXDP{},
+		umems:      bpfport.NewUMEMGroup(0),
+		unrestored: map[string]string{},
 	}
 }
 
@@ -209,21 +225,27 @@ func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessa
 	return nil, nil, bad("unknown method %q", method)
 }
 
-// Attach opens and attaches a port.
+// Attach opens and attaches a port. With a state directory, the port is
+// recorded before Attach returns.
 func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.attachLocked(p, true)
+}
+
+func (d *Daemon) attachLocked(p control.PortAttachParams, record bool) (control.Port, error) {
 	if p.Name == "" {
 		return control.Port{}, bad("port attach: an interface name is required")
 	}
 	if len(p.Name) > 15 || strings.ContainsAny(p.Name, "/ \t\n") {
 		return control.Port{}, bad("port attach: %q is not a valid interface name", p.Name)
 	}
-	if idx, err := d.sw.PortByName(p.Name); err == nil && d.portGone(idx) {
+	if idx, err := d.sw.PortByName(p.Name); err == nil && (d.portGone(idx) || d.isNotRestored(p.Name)) {
 		// The interface disappeared and is back (or the user wants to
 		// retry): replace the dead port.
 		d.log.Info("replacing a port whose interface had gone", "port", p.Name)
 		d.sw.Detach(p.Name)
+		d.setNotRestored(p.Name, "")
 	}
 	if idx, err := d.sw.PortByName(p.Name); err == nil {
 		if p.MayExist {
@@ -295,6 +317,12 @@ func (d *Daemon) Attach(p control.PortAttachParams) (control.Port, error) {
 		port.Close()
 		return control.Port{}, control.Errorf(control.CodeInvalid, "%v", err)
 	}
+	if record && d.state != nil {
+		if err := d.state.putPort(idx, p); err != nil {
+			d.sw.Detach(p.Name)
+			return control.Port{}, control.Errorf(control.CodeInternal, "port attach %s: saving it in %s: %v: the port was not attached", p.Name, d.state.path, err)
+		}
+	}
 	d.kinds[p.Name] = typ
 	d.log.Info("port attached", "port", p.Name, "type", typ, "index", idx, "queues", port.NumQueues())
 	if xp != nil {
@@ -343,6 +371,31 @@ func ParseBusyPoll(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// notRestored says why a saved port could not be attached again at start.
+func (d *Daemon) notRestored(name string) (string, bool) {
+	d.umu.Lock()
+	defer d.umu.Unlock()
+	why, ok := d.unrestored[name]
+	return why, ok
+}
+
+func (d *Daemon) isNotRestored(name string) bool {
+	_, ok := d.notRestored(name)
+	return ok
+}
+
+// setNotRestored records why (or, with "", forgets) a saved port that
+// could not be attached again.
+func (d *Daemon) setNotRestored(name, why string) {
+	d.umu.Lock()
+	defer d.umu.Unlock()
+	if why == "" {
+		delete(d.unrestored, name)
+	} else {
+		d.unrestored[name] = why
+	}
+}
+
 func (d *Daemon) portGone(idx int) bool {
 	p, err := d.sw.PortInfo(idx)
 	return err == nil && p.Gone
@@ -382,12 +435,18 @@ func (d *Daemon) detach(p control.PortDetachParams) (control.PortDetachResult, e
 		return control.PortDetachResult{}, control.Errorf(control.CodeNotFound, "no port %s attached: see `vswitch port show` (or use --if-exists)", p.Name)
 	}
 	delete(d.kinds, p.Name)
+	d.setNotRestored(p.Name, "")
 	delete(d.xdp, p.Name)
 	if err != nil {
 		d.log.Warn("port detached with an error", "port", p.Name, "err", err)
-		return control.PortDetachResult{}, nil
+	} else {
+		d.log.Info("port detached", "port", p.Name)
 	}
-	d.log.Info("port detached", "port", p.Name)
+	if d.state != nil {
+		if err := d.state.deletePort(p.Name); err != nil {
+			return control.PortDetachResult{}, control.Errorf(control.CodeInternal, "port %s is detached, but %s could not be updated (%v): it will be attached again when the daemon restarts", p.Name, d.state.path, err)
+		}
+	}
 	return control.PortDetachResult{}, nil
 }
 
@@ -426,6 +485,10 @@ func (d *Daemon) controlPort(p vswitch.PortInfo, s *vswitch.PortStats) control.P
 	}
 	cp := control.Port{Index: p.Index, Name: p.Name, Type: p.Kind, Queues: p.Queues, MTU: p.MTU,
 		Up: p.Up, Gone: p.Gone, Error: p.Error, Offload: p.Offload, BusyPoll: bp, Attached: p.Attached}
+	if why, ok := d.notRestored(p.Name); ok {
+		cp.Up, cp.Gone, cp.NotRestored = false, true, true
+		cp.Error = "not restored at start: " + why + ": attach it again once the interface exists"
+	}
 	if s != nil {
 		cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
 			TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
@@ -454,20 +517,25 @@ func portCounters(s bpfport.Stats) map[string]uint64 {
 	return m
 }
 
-// LoadDefault installs the built-in learning program.
+// LoadDefault installs the built-in learning program. It is not recorded
+// in the state: a daemon whose state holds no program starts with it.
 func (d *Daemon) LoadDefault(engine string) (control.Program, error) {
-	obj, err := examples.Object(examples.Default)
-	if err != nil {
-		return control.Program{}, err
-	}
-	return d.Load(control.ProgLoadParams{Object: obj, File: examples.Default + ".o", Engine: engine})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.loadDefaultLocked(engine)
 }
 
 // Load loads an object and installs its program, keeping the maps it
-// shares by name with the installed program.
+// shares by name with the installed program. With a state directory, the
+// object is recorded before Load returns, and the recorded changes of the
+// maps not kept are forgotten.
 func (d *Daemon) Load(p control.ProgLoadParams) (control.Program, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.loadLocked(p, true)
+}
+
+func (d *Daemon) loadLocked(p control.ProgLoadParams, record bool) (control.Program, error) {
 	if len(p.Object) == 0 {
 		return control.Program{}, bad("prog load: empty object")
 	}
@@ -502,7 +570,9 @@ func (d *Daemon) Load(p control.ProgLoadParams) (control.Program, error) {
 	if old != nil {
 		opts.ReuseMaps = map[string]maps.Map{}
 		for name, m := range old.coll.Maps {
-			if !isGlobalData(name) {
+			// Global data belongs to its object; so do the programs in a
+			// program array, whose code goes with the replaced object.
+			if !isGlobalData(name) && m.Spec().Type != maps.ProgArray {
 				opts.ReuseMaps[name] = m
 			}
 		}
@@ -535,6 +605,7 @@ func (d *Daemon) Load(p control.ProgLoadParams) (control.Program, error) {
 			}
 		}
 	}
+	var dropped []string
 	if old != nil {
 		for name, m := range coll.Maps {
 			if om, ok := old.coll.Maps[name]; ok && om == m {
@@ -542,6 +613,23 @@ func (d *Daemon) Load(p control.ProgLoadParams) (control.Program, error) {
 			}
 		}
 		sort.Strings(l.reused)
+		for name, om := range old.coll.Maps {
+			if coll.Maps[name] != om {
+				dropped = append(dropped, name)
+			}
+		}
+	}
+	setResolvers(coll)
+	// Control-plane map writes wait while the program changes: each is
+	// recorded against the program whose map it changed (progGen).
+	d.mapMu.Lock()
+	defer d.mapMu.Unlock()
+	if record && d.state != nil {
+		if err := d.state.putProgram(p, dropped); err != nil {
+			l.closeCodes()
+			coll.Close()
+			return control.Program{}, control.Errorf(control.CodeInternal, "prog load %s: saving it in %s: %v: the program was not installed", p.File, d.state.path, err)
+		}
 	}
 	sp := &vswitch.Program{Name: name, Engine: engine, Runner: l.runner, VM: prog, Close: func() { d.release(l) }}
 	if fm, ok := coll.Maps["vswitch_flood"]; ok {
@@ -550,6 +638,10 @@ func (d *Daemon) Load(p control.ProgLoadParams) (control.Program, error) {
 	d.sw.SetProgram(sp)
 	l.id = d.sw.ProgramID()
 	d.prog = l
+	d.progGen.Add(1)
+	if record && d.state != nil {
+		d.fallback = false // the state's program is this one now
+	}
 	d.log.Info("program installed", "file", p.File, "program", name, "engine", engine,
 		"instructions", len(prog.Instructions()), "reused_maps", strings.Join(l.reused, ","))
 	info := d.programInfo()
@@ -580,6 +672,10 @@ func (l *loaded) closeCodes() {
 		c.Close()
 	}
 	l.codes = nil
+}
+
+func isReadOnlyData(name string) bool {
+	return strings.HasSuffix(name, ".rodata") || strings.Contains(name, ".rodata.")
 }
 
 func isGlobalData(name string) bool {
@@ -781,20 +877,28 @@ func (d *Daemon) FDB() (control.FDBResult, error) {
 	return res, nil
 }
 
-// FDBFlush forgets every learned address (static entries of VXLAN ports
-// stay).
+// FDBFlush forgets every learned address (and those set through the
+// control plane: the flush is recorded in the state). Static entries of
+// VXLAN ports stay.
 func (d *Daemon) FDBFlush() error {
 	m, err := d.fdbMap()
 	if err != nil {
 		return err
 	}
+	d.mapMu.Lock()
+	defer d.mapMu.Unlock()
+	clearMap(m)
+	d.flushVXLAN(m)
+	return d.record(mapChange{Op: "clear", Map: "fdb"})
+}
+
+// clearMap deletes every entry of m.
+func clearMap(m maps.Map) {
 	var keys [][]byte
 	each(m, func(k, _ []byte) { keys = append(keys, k) })
 	for _, k := range keys {
 		m.Delete(k)
 	}
-	d.flushVXLAN(m)
-	return nil
 }
 
 func (d *Daemon) fdbMap() (maps.Map, error) {

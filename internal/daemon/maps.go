@@ -90,16 +90,19 @@ func (d *Daemon) MapShow() (control.MapShowResult, error) {
 }
 
 func (d *Daemon) lookupMap(name string) (maps.Map, error) {
-	m, _, err := d.lookupMapTypes(name)
+	m, _, _, err := d.lookupMapTypes(name)
 	return m, err
 }
 
-func (d *Daemon) lookupMapTypes(name string) (maps.Map, loader.MapTypes, error) {
+// lookupMapTypes returns the installed program's map name, its BTF types
+// and the program's generation (see Daemon.progGen).
+func (d *Daemon) lookupMapTypes(name string) (maps.Map, loader.MapTypes, uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	gen := d.progGen.Load()
 	l, err := d.current()
 	if err != nil {
-		return nil, loader.MapTypes{}, err
+		return nil, loader.MapTypes{}, gen, err
 	}
 	ty := l.coll.Types[name]
 	m, ok := l.coll.Maps[name]
@@ -109,9 +112,14 @@ func (d *Daemon) lookupMapTypes(name string) (maps.Map, loader.MapTypes, error) 
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		return nil, ty, control.Errorf(control.CodeNotFound, "no map %q (the program has: %s)", name, strings.Join(names, ", "))
+		return nil, ty, gen, control.Errorf(control.CodeNotFound, "no map %q (the program has: %s)", name, strings.Join(names, ", "))
 	}
-	return m, ty, nil
+	return m, ty, gen, nil
+}
+
+// errReplaced is returned by a map write that raced with a program load.
+func errReplaced(name string) error {
+	return control.Errorf(control.CodeBusy, "map %s: the program was replaced meanwhile: try again", name)
 }
 
 // each calls fn with every entry of m, in iteration order. Entries
@@ -260,14 +268,27 @@ func mapError(err error, name string) error {
 	return control.Errorf(control.CodeInvalid, "map %s: %v", name, err)
 }
 
-// MapOp performs map.dump, map.lookup, map.update and map.delete.
+// MapOp performs map.dump, map.lookup, map.update and map.delete. With a
+// state directory, an update or delete is recorded before MapOp returns.
 func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
-	m, ty, err := d.lookupMapTypes(p.Name)
+	m, ty, gen, err := d.lookupMapTypes(p.Name)
 	if err != nil {
 		return nil, err
 	}
+	if pa, ok := m.(*maps.ProgramArray); ok && method == control.MethodMapUpdate {
+		return d.progArrayUpdate(pa, ty, gen, p)
+	}
 	if err := fromFields(m, ty, &p); err != nil {
 		return nil, err
+	}
+	if method == control.MethodMapUpdate || method == control.MethodMapDelete {
+		// A write and its record go together, in the order of the writes,
+		// and to the map of the installed program.
+		d.mapMu.Lock()
+		defer d.mapMu.Unlock()
+		if d.progGen.Load() != gen {
+			return nil, errReplaced(p.Name)
+		}
 	}
 	s := m.Spec()
 	checkKey := func() error {
@@ -322,6 +343,9 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 			}
 			return nil, mapError(err, p.Name)
 		}
+		if err := d.record(mapChange{Op: "update", Map: p.Name, Key: p.Key, Value: p.Value}); err != nil {
+			return nil, err
+		}
 		return control.MapEntry{Key: p.Key, Value: p.Value}, nil
 	case control.MethodMapDelete:
 		if err := checkKey(); err != nil {
@@ -330,9 +354,126 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 		if err := m.Delete(p.Key); err != nil {
 			return nil, mapError(err, p.Name)
 		}
+		if err := d.record(mapChange{Op: "delete", Map: p.Name, Key: p.Key}); err != nil {
+			return nil, err
+		}
 		return struct{}{}, nil
 	}
 	return nil, bad("unknown map method %q", method)
+}
+
+// record saves a map change made (the caller holds mapMu).
+func (d *Daemon) record(c mapChange) error {
+	if d.state == nil {
+		return nil
+	}
+	if err := d.state.appendChange(c); err != nil {
+		return control.Errorf(control.CodeInternal, "map %s: the change is made but could not be saved in %s (%v): it will be lost when the daemon restarts", c.Map, d.state.path, err)
+	}
+	return nil
+}
+
+// progArrayUpdate puts a program of the loaded object into a program
+// array's slot. The value names the program: as JSON (value json
+// '"NAME"' or '{"name":"NAME"}'), or as its 4-byte number, 1 + its place
+// among the object's programs sorted by name (`prog show` lists them).
+func (d *Daemon) progArrayUpdate(pa *maps.ProgramArray, ty loader.MapTypes, gen uint64, p control.MapParams) (any, error) {
+	if len(p.KeyFields) > 0 {
+		if ty.Key == nil {
+			return nil, bad("map %s has no BTF for its key: give the key in hex", p.Name)
+		}
+		k, err := btfjson.Parse(ty.Key, p.KeyFields)
+		if err != nil {
+			return nil, bad("map %s: key: %v", p.Name, err)
+		}
+		p.Key = k
+	}
+	if len(p.Key) != 4 {
+		return nil, bad("map %s: key has %d bytes, a program array's keys have 4", p.Name, len(p.Key))
+	}
+	if p.Flags != "" && p.Flags != "any" {
+		return nil, bad("map %s is a program array: only `any` updates are possible", p.Name)
+	}
+	d.mu.Lock()
+	l := d.prog
+	d.mu.Unlock()
+	if l == nil || l.coll.Maps[p.Name] != maps.Map(pa) {
+		return nil, control.Errorf(control.CodeNotFound, "map %s: the program was replaced meanwhile: try again", p.Name)
+	}
+	names := l.coll.ProgramNames()
+	var list []string
+	for i, n := range names {
+		list = append(list, fmt.Sprintf("%d %s", i+1, n))
+	}
+	how := fmt.Sprintf(`give a program of the loaded object by name (value json '"%s"') or by number (%s)`, names[0], strings.Join(list, ", "))
+	var name string
+	switch {
+	case len(p.ValueFields) > 0:
+		var v struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(p.ValueFields, &name) != nil {
+			if json.Unmarshal(p.ValueFields, &v) != nil || v.Name == "" {
+				return nil, bad("map %s is a program array: value %s is not a program name: %s", p.Name, p.ValueFields, how)
+			}
+			name = v.Name
+		}
+	case len(p.Value) == 4:
+		n := int(binary.NativeEndian.Uint32(p.Value))
+		if n < 1 || n > len(names) {
+			return nil, control.Errorf(control.CodeNotFound, "map %s: no program number %d: %s", p.Name, n, how)
+		}
+		name = names[n-1]
+	default:
+		return nil, bad("map %s is a program array: its values are programs: %s", p.Name, how)
+	}
+	d.mapMu.Lock()
+	defer d.mapMu.Unlock()
+	if d.progGen.Load() != gen {
+		return nil, errReplaced(p.Name)
+	}
+	if err := setProgSlot(l.coll, pa, p.Key, name); err != nil {
+		if errors.Is(err, maps.ErrKeyNotExist) {
+			return nil, control.Errorf(control.CodeNotFound, "map %s: no program %q: %s", p.Name, name, how)
+		}
+		return nil, mapError(err, p.Name)
+	}
+	if err := d.record(mapChange{Op: "update", Map: p.Name, Key: p.Key, Program: name}); err != nil {
+		return nil, err
+	}
+	v, _ := pa.Lookup(p.Key)
+	return control.MapEntry{Key: p.Key, Value: v}, nil
+}
+
+// setProgSlot puts the object's program name into slot key of pa, with
+// its number (1 + its place among the object's programs by name) as the
+// id that lookups report.
+func setProgSlot(coll *loader.Collection, pa *maps.ProgramArray, key []byte, name string) error {
+	prog, ok := coll.Programs[name]
+	if !ok {
+		return maps.ErrKeyNotExist
+	}
+	id := uint32(sort.SearchStrings(coll.ProgramNames(), name) + 1)
+	if err := pa.SetProgramID(binary.NativeEndian.Uint32(key), prog, id); err != nil {
+		return err
+	}
+	return nil
+}
+
+// setResolvers lets the object's program arrays take program numbers in
+// Update (1 + the program's place among the object's programs by name).
+func setResolvers(coll *loader.Collection) {
+	names := coll.ProgramNames()
+	for _, m := range coll.Maps {
+		if pa, ok := m.(*maps.ProgramArray); ok {
+			pa.SetResolver(func(id uint32) (*vm.Program, error) {
+				if id < 1 || int(id) > len(names) {
+					return nil, fmt.Errorf("no program number %d in the object (1 to %d): %w", id, len(names), maps.ErrKeyNotExist)
+				}
+				return coll.Programs[names[id-1]], nil
+			})
+		}
+	}
 }
 
 // RingbufStream streams the records of a ring buffer map, each prefixed by
@@ -340,7 +481,7 @@ func (d *Daemon) MapOp(method string, p control.MapParams) (any, error) {
 // control.RingbufRecord decoded by the record type (p.Type, a type of the
 // object's BTF, else the ring buffer's __type(value, ...)).
 func (d *Daemon) RingbufStream(p control.RingbufParams) (control.RingbufResult, func(context.Context, io.Writer) error, error) {
-	m, ty, err := d.lookupMapTypes(p.Name)
+	m, ty, _, err := d.lookupMapTypes(p.Name)
 	if err != nil {
 		return control.RingbufResult{}, nil, err
 	}

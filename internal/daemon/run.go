@@ -32,7 +32,13 @@ type RunConfig struct {
 	Engine     string // default engine of the default program
 	NoDefault  bool   // start without the built-in learning program
 	Netns      string // path of a network namespace to open ports in
-	Log        io.Writer
+	// StateDir keeps ports, program and map changes across restarts
+	// (default $VSWITCH_STATE_DIR, else DefaultStateDir); NoState keeps
+	// nothing (a throw-away switch: tests, the demo, benchmarks). See
+	// docs/state.md.
+	StateDir string
+	NoState  bool
+	Log      io.Writer
 	// Ready, if set, is called once the socket accepts requests.
 	Ready func(*Daemon)
 }
@@ -107,34 +113,49 @@ func Run(ctx context.Context, rc RunConfig) error {
 		cfg.Netns = ns
 	}
 	d := New(cfg)
-	defer func() {
+	var st *store
+	var sv *saved
+	if !rc.NoState {
+		dir := rc.StateDir
+		if dir == "" {
+			dir = os.Getenv(StateDirEnv)
+		}
+		if dir == "" {
+			dir = DefaultStateDir
+		}
+		if st, sv, err = openStore(dir, log); err != nil {
+			d.Close()
+			return err
+		}
+		d.state = st
+		log.Info("state", "file", st.path)
+	}
+	stopped := false
+	shutdown := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		if err := d.SaveSnapshot(); err != nil {
+			log.Warn("saving the maps", "err", err)
+		}
 		if err := d.Close(); err != nil {
 			log.Warn("closing ports", "err", err)
 		}
+		if st != nil {
+			st.Close()
+		}
 		log.Info("daemon stopped")
-	}()
-	switch {
-	case fc.Program != nil:
-		obj, err := os.ReadFile(fc.Program.File)
-		if err != nil {
-			return fmt.Errorf("config: program: %w", err)
-		}
-		if _, err := d.Load(control.ProgLoadParams{Object: obj, File: fc.Program.File, Section: fc.Program.Section,
-			Engine: fc.Program.Engine, Compat: fc.Program.Compat}); err != nil {
-			return fmt.Errorf("config: %w", err)
-		}
-	case !rc.NoDefault:
-		if _, err := d.LoadDefault(rc.Engine); err != nil {
-			return fmt.Errorf("default program: %w", err)
-		}
 	}
-	for _, p := range fc.Ports {
-		if _, err := d.Attach(p); err != nil {
-			return fmt.Errorf("config: port %s: %w", p.Name, err)
-		}
+	defer shutdown()
+	if err := d.restore(sv, &fc, rc.NoDefault, rc.Engine); err != nil {
+		// Nothing is snapshot from a start that failed half-way.
+		d.fallback = true
+		return err
 	}
 	srv, err := control.Listen(control.ServerConfig{Path: rc.Socket, Group: rc.Group, Logger: log}, d)
 	if err != nil {
+		d.fallback = true
 		return err
 	}
 	defer srv.Close()
@@ -156,6 +177,10 @@ func Run(ctx context.Context, rc RunConfig) error {
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
+	// No control request runs past this point, then the maps are saved
+	// and the ports closed.
+	srv.Close()
+	shutdown()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/govswitch/vswitch/internal/daemon"
 	"github.com/govswitch/vswitch/internal/demo"
 	"github.com/govswitch/vswitch/internal/netenv"
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 // TestTAPPort creates a TAP device through the CLI and exchanges traffic
@@ -66,32 +67,44 @@ func TestMetrics(t *testing.T) {
 	e := setup(t)
 	h1 := e.hosts[0]
 	h1.send(t, frame(broadcast, h1.mac, "m"))
-	settle()
+	e.hosts[1].wait(t, 1)
+	e.hosts[2].wait(t, 1)
 	srv := httptest.NewServer(promhttp.HandlerFor(e.d.Registry(), promhttp.HandlerOpts{}))
 	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
+	wants := []string{
 		`vswitch_port_rx_packets_total{port="` + e.topo.Ports[0] + `"} 1`,
 		`vswitch_port_tx_packets_total{port="` + e.topo.Ports[1] + `"} 1`,
 		`vswitch_program_runs_total{engine="jit",program="learn"} 1`,
 		`vswitch_port_up{port="` + e.topo.Ports[2] + `"} 1`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %s", want)
+	}
+	// The counters follow the delivery of the frame: scrape until they
+	// show it.
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, m := range missing {
+		t.Errorf("metrics lack %s", m)
 	}
 }
 
 // TestConfigFile starts a daemon from a declarative configuration.
 func TestConfigFile(t *testing.T) {
-	if err := netenv.Check(); err != nil {
-		t.Skipf("end-to-end tests %v", err)
-	}
+	requireNetns(t)
 	topo, err := demo.Build(2)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +121,7 @@ func TestConfigFile(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- daemon.Run(ctx, daemon.RunConfig{Socket: filepath.Join(dir, "s.sock"), ConfigFile: cfg, Netns: nsPath,
-			Log: io.Discard, Ready: func(d *daemon.Daemon) { ready <- d }})
+			NoState: true, Log: io.Discard, Ready: func(d *daemon.Daemon) { ready <- d }})
 	}()
 	var d *daemon.Daemon
 	select {
@@ -130,12 +143,12 @@ func TestConfigFile(t *testing.T) {
 	}
 	// A config naming a missing interface fails with the reason.
 	os.WriteFile(cfg, []byte(`{"ports":[{"name":"nosuch0"}]}`), 0o644)
-	err = daemon.Run(context.Background(), daemon.RunConfig{Socket: filepath.Join(dir, "s2.sock"), ConfigFile: cfg, Log: io.Discard})
+	err = daemon.Run(context.Background(), daemon.RunConfig{Socket: filepath.Join(dir, "s2.sock"), ConfigFile: cfg, NoState: true, Log: io.Discard})
 	if err == nil || !strings.Contains(err.Error(), "nosuch0") {
 		t.Errorf("bad config: %v", err)
 	}
 	os.WriteFile(cfg, []byte(`{"prots":[]}`), 0o644)
-	if err := daemon.Run(context.Background(), daemon.RunConfig{Socket: filepath.Join(dir, "s3.sock"), ConfigFile: cfg, Log: io.Discard}); err == nil {
+	if err := daemon.Run(context.Background(), daemon.RunConfig{Socket: filepath.Join(dir, "s3.sock"), ConfigFile: cfg, NoState: true, Log: io.Discard}); err == nil {
 		t.Error("a config with an unknown field was accepted")
 	}
 }
@@ -148,9 +161,7 @@ func TestSocketPermissions(t *testing.T) {
 	if os.Getenv("VSWITCH_TEST_CLIENT") != "" {
 		return // running as the unprivileged client, see TestMain
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a client as another user")
-	}
+	testenv.Root(t, "runs a client as another user")
 	d := daemon.New(daemon.Config{})
 	defer d.Close()
 	dir := t.TempDir()

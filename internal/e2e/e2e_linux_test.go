@@ -14,8 +14,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/govswitch/vswitch/bpfport"
 	"github.com/govswitch/vswitch/control"
@@ -23,6 +26,7 @@ import (
 	"github.com/govswitch/vswitch/internal/daemon"
 	"github.com/govswitch/vswitch/internal/demo"
 	"github.com/govswitch/vswitch/internal/netenv"
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 const etherTest = 0x88b5 // local experimental EtherType: no host kernel answers it
@@ -35,22 +39,24 @@ type env struct {
 	srv    *control.Server
 	socket string
 	hosts  []*host
+	// barrierVLAN, if set, tags barrier markers with this VLAN id (for
+	// programs that keep VLANs apart).
+	barrierVLAN uint16
 }
 
 // host is a test station: an AF_PACKET socket on a host's eth0.
 type host struct {
-	port bpfport.Port
-	mac  net.HardwareAddr
-	mu   sync.Mutex
-	got  [][]byte
-	done chan struct{}
+	port  bpfport.Port
+	mac   net.HardwareAddr
+	mu    sync.Mutex
+	got   [][]byte
+	marks map[string]bool // barrier markers seen (not in got)
+	done  chan struct{}
 }
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	if err := netenv.Check(); err != nil {
-		t.Skipf("end-to-end tests %v", err)
-	}
+	requireNetns(t)
 	topo, err := demo.Build(3)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +77,7 @@ func setup(t *testing.T) *env {
 		e.cli(t, "port", "attach", p)
 	}
 	for i, ns := range topo.Hosts {
-		h := &host{mac: topo.MACs[i], done: make(chan struct{})}
+		h := &host{mac: topo.MACs[i], marks: map[string]bool{}, done: make(chan struct{})}
 		if err := ns.Run(func() error {
 			var err error
 			h.port, err = bpfport.OpenAFPacket("eth0", bpfport.AFPacketConfig{})
@@ -96,7 +102,15 @@ func (h *host) collect() {
 		}
 		h.mu.Lock()
 		for _, f := range b.Frames[:n] {
+			if len(f) >= 18 && binary.BigEndian.Uint16(f[12:]) == 0x8100 {
+				// A VLAN tag added on the way: the tag of the test is behind it.
+				f = append(append([]byte(nil), f[:12]...), f[16:]...)
+			}
 			if len(f) >= 14 && binary.BigEndian.Uint16(f[12:]) == etherTest {
+				if tag := tags([][]byte{f})[0]; strings.HasPrefix(tag, barrierTag) {
+					h.marks[tag] = true
+					continue
+				}
 				h.got = append(h.got, append([]byte(nil), f...))
 			}
 		}
@@ -131,8 +145,43 @@ func frame(dst, src net.HardwareAddr, tag string) []byte {
 
 var broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
-// settle waits for frames in flight to arrive.
-func settle() { time.Sleep(150 * time.Millisecond) }
+// wait waits until h holds at least n test frames, then returns (and
+// forgets) what it holds.
+func (h *host) wait(t *testing.T, n int) [][]byte {
+	t.Helper()
+	waitUntil(t, fmt.Sprintf("%d frames at %s", n, h.mac), func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.got) >= n
+	})
+	return h.take()
+}
+
+const barrierTag = "barrier"
+
+var barriers atomic.Uint32
+
+// barrier sends a marker frame from `from` to dst and waits until every
+// host of `to` has it. The switch handles a port's frames in order, and a
+// host's socket delivers in order, so every frame `from` sent before, to
+// any of `to`, has then arrived: what the hosts do not hold did not come.
+// Markers are kept apart from the hosts' frames.
+func (e *env) barrier(t *testing.T, from *host, dst net.HardwareAddr, to ...*host) {
+	t.Helper()
+	tag := fmt.Sprintf("%s%d", barrierTag, barriers.Add(1))
+	f := frame(dst, from.mac, tag)
+	if e.barrierVLAN != 0 {
+		f = append(append(append([]byte(nil), f[:12]...), 0x81, 0, byte(e.barrierVLAN>>8), byte(e.barrierVLAN)), f[12:]...)
+	}
+	from.send(t, f)
+	for _, h := range to {
+		waitUntil(t, "barrier "+tag+" at "+h.mac.String(), func() bool {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return h.marks[tag]
+		})
+	}
+}
 
 // tags returns the tags of frames.
 func tags(frames [][]byte) []string {
@@ -165,22 +214,29 @@ func TestLearningAndFlooding(t *testing.T) {
 
 	// Broadcast floods to everyone but the sender, and teaches the switch h1.
 	h1.send(t, frame(broadcast, h1.mac, "bcast"))
-	settle()
-	if g1, g2, g3 := h1.take(), h2.take(), h3.take(); len(g1) != 0 || len(g2) != 1 || len(g3) != 1 {
-		t.Fatalf("broadcast: h1 %v, h2 %v, h3 %v", tags(g1), tags(g2), tags(g3))
+	h2.wait(t, 1)
+	h3.wait(t, 1)
+	e.barrier(t, h1, broadcast, h2, h3)
+	if g1, g2, g3 := h1.take(), h2.take(), h3.take(); len(g1) != 0 || len(g2) != 0 || len(g3) != 0 {
+		t.Fatalf("broadcast: more than one copy each, or one back to the sender: h1 %v, h2 %v, h3 %v", tags(g1), tags(g2), tags(g3))
 	}
 	// Unknown unicast floods.
 	h2.send(t, frame(net.HardwareAddr{2, 0, 0, 0, 0, 0x99}, h2.mac, "unknown"))
-	settle()
-	if g1, g3 := h1.take(), h3.take(); len(g1) != 1 || len(g3) != 1 {
-		t.Fatalf("unknown unicast: h1 %v, h3 %v", tags(g1), tags(g3))
+	h1.wait(t, 1)
+	h3.wait(t, 1)
+	e.barrier(t, h2, broadcast, h1, h3)
+	if g1, g2, g3 := h1.take(), h2.take(), h3.take(); len(g1) != 0 || len(g2) != 0 || len(g3) != 0 {
+		t.Fatalf("unknown unicast: extra copies: h1 %v, h2 %v, h3 %v", tags(g1), tags(g2), tags(g3))
 	}
 	// The reply to h1 is unicast to h1 only; then h1 -> h2 is unicast to h2 only.
 	h2.send(t, frame(h1.mac, h2.mac, "reply"))
-	settle()
+	g1 := h1.wait(t, 1)
 	h1.send(t, frame(h2.mac, h1.mac, "unicast"))
-	settle()
-	g1, g2, g3 := h1.take(), h2.take(), h3.take()
+	g2 := h2.wait(t, 1)
+	e.barrier(t, h2, broadcast, h1, h3)
+	e.barrier(t, h1, broadcast, h2, h3)
+	g1, g2 = append(g1, h1.take()...), append(g2, h2.take()...)
+	g3 := h3.take()
 	if len(g1) != 1 || tags(g1)[0] != "reply" || len(g2) != 1 || tags(g2)[0] != "unicast" {
 		t.Fatalf("learned unicast: h1 %v, h2 %v", tags(g1), tags(g2))
 	}
@@ -218,13 +274,17 @@ func TestVLANExample(t *testing.T) {
 	}
 	e.cli(t, "map", "update", "vlan_members", "key", "10", "0", "0", "0", "value", "hex", "03"+strings.Repeat("00", 31))
 	e.cli(t, "map", "update", "vlan_members", "key", "20", "0", "0", "0", "value", "hex", "04"+strings.Repeat("00", 31))
+	// Barrier markers travel tagged in VLAN 30, which has every port.
+	e.cli(t, "map", "update", "vlan_members", "key", "30", "0", "0", "0", "value", "hex", "07"+strings.Repeat("00", 31))
+	e.barrierVLAN = 30
 	h1.send(t, frame(broadcast, h1.mac, "vlan10"))
-	settle()
-	if g2, g3 := h2.take(), h3.take(); len(g2) != 1 || len(g3) != 0 {
+	g2 := h2.wait(t, 1)
+	e.barrier(t, h1, broadcast, h2, h3)
+	if g2, g3 := append(g2, h2.take()...), h3.take(); len(g2) != 1 || len(g3) != 0 {
 		t.Fatalf("VLAN 10 broadcast: h2 %v, h3 %v (h3 is in VLAN 20)", tags(g2), tags(g3))
 	}
 	h3.send(t, frame(broadcast, h3.mac, "vlan20"))
-	settle()
+	e.barrier(t, h3, broadcast, h1, h2)
 	if g1, g2 := h1.take(), h2.take(); len(g1) != 0 || len(g2) != 0 {
 		t.Fatalf("VLAN 20 broadcast leaked: h1 %v, h2 %v", tags(g1), tags(g2))
 	}
@@ -247,8 +307,9 @@ func TestACLExample(t *testing.T) {
 	// The host port only keeps our test EtherType: count at h2 by port counters instead.
 	before := e.portTx(t, 1)
 	h1.send(t, ipFrame([4]byte{10, 66, 1, 2}, "blocked"), ipFrame([4]byte{10, 67, 1, 2}, "allowed"))
-	settle()
-	if got := e.portTx(t, 1) - before; got != 1 {
+	e.barrier(t, h1, broadcast, h2)
+	// The barrier is counted too.
+	if got := e.portTx(t, 1) - before - 1; got != 1 {
 		t.Fatalf("%d frames forwarded to h2, want 1 (the allowed one)", got)
 	}
 	// -j prints bpftool's form: hex byte keys, per-CPU values and their sum.
@@ -290,11 +351,10 @@ func TestHotSwapKeepsStateUnderTraffic(t *testing.T) {
 	e := setup(t)
 	h1, h2 := e.hosts[0], e.hosts[1]
 	h2.send(t, frame(broadcast, h2.mac, "hello"))
-	settle()
-	h1.take()
-	e.hosts[2].take()
+	h1.wait(t, 1)
+	e.hosts[2].wait(t, 1)
 	stop := make(chan struct{})
-	var sent int
+	var sent atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -307,31 +367,37 @@ func TestHotSwapKeepsStateUnderTraffic(t *testing.T) {
 			}
 			f := frame(h2.mac, h1.mac, fmt.Sprintf("s%d", i))
 			if n, _ := h1.port.SendBatch(0, [][]byte{f}, nil); n == 1 {
-				sent++
+				sent.Add(1)
 			}
-			time.Sleep(100 * time.Microsecond)
+			time.Sleep(100 * time.Microsecond) // the pace of the traffic
 		}
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// Each swap happens with traffic flowing: frames arrive between swaps.
+	received := func() int {
+		h2.mu.Lock()
+		defer h2.mu.Unlock()
+		return len(h2.got)
+	}
 	for i := 0; i < 3; i++ {
+		n := received()
+		waitUntil(t, "traffic before swap "+fmt.Sprint(i), func() bool { return received() > n+20 })
 		out := e.cli(t, "prog", "load", "../../examples/learn.o")
 		if !strings.Contains(out, "kept the contents of maps: fdb") {
 			t.Errorf("reload %d: %s", i, out)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	close(stop)
 	wg.Wait()
-	settle()
+	e.barrier(t, h1, h2.mac, h2)
 	got := h2.take()
 	g3 := e.hosts[2].take()
 	if len(g3) != 0 {
 		t.Errorf("h3 saw %d frames: the learned table was lost in a swap", len(g3))
 	}
-	if len(got) < sent*99/100 {
-		t.Errorf("h2 received %d of %d frames across program swaps", len(got), sent)
+	if n := int(sent.Load()); len(got) < n*99/100 {
+		t.Errorf("h2 received %d of %d frames across program swaps", len(got), n)
 	}
-	t.Logf("%d sent, %d received across 3 swaps", sent, len(got))
+	t.Logf("%d sent, %d received across 3 swaps", sent.Load(), len(got))
 }
 
 func TestPortDeletedUnderTraffic(t *testing.T) {
@@ -339,9 +405,8 @@ func TestPortDeletedUnderTraffic(t *testing.T) {
 	h1, h2 := e.hosts[0], e.hosts[1]
 	h1.send(t, frame(broadcast, h1.mac, "learn1"))
 	h2.send(t, frame(broadcast, h2.mac, "learn2"))
-	settle()
-	h1.take()
-	h2.take()
+	h1.wait(t, 1)
+	h2.wait(t, 1)
 	// Delete h3's link (both ends of the veth go) while h1 talks to h2 and floods.
 	if err := netenv.DelLink(e.topo.Hosts[2], "eth0"); err != nil {
 		t.Fatal(err)
@@ -361,11 +426,13 @@ func TestPortDeletedUnderTraffic(t *testing.T) {
 		h1.send(t, frame(broadcast, h1.mac, "poke"))
 		time.Sleep(20 * time.Millisecond)
 	}
+	e.barrier(t, h1, broadcast, h2)
 	h2.take()
 	h1.send(t, frame(h2.mac, h1.mac, "after"), frame(broadcast, h1.mac, "bcast-after"))
-	settle()
-	if g := tags(h2.take()); len(g) != 2 {
-		t.Fatalf("h2 got %v after port 2 disappeared, want the unicast and the broadcast", g)
+	g := h2.wait(t, 2)
+	e.barrier(t, h1, broadcast, h2)
+	if g = append(g, h2.take()...); len(g) != 2 {
+		t.Fatalf("h2 got %v after port 2 disappeared, want the unicast and the broadcast", tags(g))
 	}
 	if out := e.cli(t, "port", "show"); !strings.Contains(out, "gone") {
 		t.Errorf("port show does not report the gone port:\n%s", out)
@@ -385,6 +452,59 @@ func TestPortDeletedUnderTraffic(t *testing.T) {
 	e.cli(t, "port", "detach", e.topo.Ports[2])
 }
 
+// pcapTags returns the test tags of the frames of a pcap stream read so
+// far (a last record still being written is left out).
+func pcapTags(b []byte) []string {
+	r, err := pcapgo.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			return out
+		}
+		if len(data) >= 30 {
+			out = append(out, strings.TrimRight(string(data[14:30]), "\x00"))
+		}
+	}
+}
+
+func countPrefix(tags []string, prefix string) int {
+	n := 0
+	for _, s := range tags {
+		if strings.HasPrefix(s, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// captureActive sends probe frames from h (broadcast) until the capture
+// (read by tagsNow) holds one.
+func (e *env) captureActive(t *testing.T, h *host, tagsNow func() []string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for countPrefix(tagsNow(), "probe") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the capture recorded no probe frame in 10s")
+		}
+		h.send(t, frame(broadcast, h.mac, "probe"))
+		time.Sleep(20 * time.Millisecond) // the probes' pace
+	}
+}
+
+// captureBarrier sends a marker to the host of the captured port and
+// waits until the capture holds it: the frames sent before it are in the
+// capture.
+func (e *env) captureBarrier(t *testing.T, h, captured *host, tagsNow func() []string) {
+	t.Helper()
+	e.barrier(t, h, broadcast, captured)
+	tag := fmt.Sprintf("%s%d", barrierTag, barriers.Load())
+	waitUntil(t, "the marker in the capture", func() bool { return countPrefix(tagsNow(), tag) == 1 })
+}
+
 func TestCapture(t *testing.T) {
 	e := setup(t)
 	h1 := e.hosts[0]
@@ -395,53 +515,42 @@ func TestCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
+	var buf lockedBuffer
 	done := make(chan struct{})
-	go func() { buf.ReadFrom(rc); close(done) }()
-	time.Sleep(100 * time.Millisecond)
+	go func() { io.Copy(&buf, rc); close(done) }()
+	streamTags := func() []string { return pcapTags([]byte(buf.String())) }
+	e.captureActive(t, h1, streamTags)
 	for i := 0; i < 5; i++ {
 		h1.send(t, frame(broadcast, h1.mac, fmt.Sprintf("cap%d", i)))
 	}
-	settle()
+	e.captureBarrier(t, h1, e.hosts[1], streamTags)
 	rc.Close()
 	<-done
-	frames := readPcap(t, buf.Bytes())
-	n := 0
-	for _, f := range frames {
-		if strings.HasPrefix(string(f[14:]), "cap") {
-			n++
-		}
-	}
-	if n != 5 {
-		t.Errorf("capture of port 1 holds %d of the 5 frames sent to it (%d frames in all)", n, len(frames))
+	if n := countPrefix(streamTags(), "cap"); n != 5 {
+		t.Errorf("capture of port 1 holds %d of the 5 frames sent to it (%v)", n, streamTags())
 	}
 
-	// The same through the CLI, into a file, ended as Ctrl-C would.
+	// The same through the CLI, into a file, ended as Ctrl-C would (of
+	// port 2: the capture of port 1 may still be ending in the daemon).
 	file := filepath.Join(t.TempDir(), "cap.pcap")
 	cctx, stop := context.WithCancel(context.Background())
 	exited := make(chan int, 1)
-	var errOut bytes.Buffer
+	var errOut lockedBuffer
 	go func() {
-		exited <- cli.Main(cctx, []string{"--socket", e.socket, "capture", e.topo.Ports[1], "-w", file}, io.Discard, &errOut)
+		exited <- cli.Main(cctx, []string{"--socket", e.socket, "capture", e.topo.Ports[2], "-w", file}, io.Discard, &errOut)
 	}()
-	time.Sleep(200 * time.Millisecond)
+	fileTags := func() []string {
+		b, _ := os.ReadFile(file)
+		return pcapTags(b)
+	}
+	e.captureActive(t, h1, fileTags)
 	h1.send(t, frame(broadcast, h1.mac, "clicap"))
-	settle()
+	e.captureBarrier(t, h1, e.hosts[2], fileTags)
 	stop()
 	if code := <-exited; code != 0 {
 		t.Fatalf("vswitch capture: exit %d: %s", code, errOut.String())
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n = 0
-	for _, f := range readPcap(t, b) {
-		if strings.HasPrefix(string(f[14:]), "clicap") {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := countPrefix(fileTags(), "clicap"); n != 1 {
 		t.Errorf("vswitch capture -w: %d of the frame sent (stderr %q)", n, errOut.String())
 	}
 }
@@ -472,7 +581,7 @@ func TestCLIErrors(t *testing.T) {
 	// The switch is still there and forwarding after all that.
 	h1, h2 := e.hosts[0], e.hosts[1]
 	h1.send(t, frame(broadcast, h1.mac, "still"))
-	settle()
+	e.barrier(t, h1, broadcast, h2)
 	if len(h2.take()) != 1 {
 		t.Error("the switch stopped forwarding after bad requests")
 	}
@@ -488,7 +597,7 @@ func TestCLICommands(t *testing.T) {
 	e := setup(t)
 	h1 := e.hosts[0]
 	h1.send(t, frame(broadcast, h1.mac, "x"))
-	settle()
+	e.hosts[1].wait(t, 1)
 	for _, args := range [][]string{
 		{"port", "show"}, {"port", "show", "-s"}, {"prog", "show"}, {"prog", "dump", "xlated"},
 		{"prog", "dump", "jited"}, {"prog", "log"}, {"map", "show"}, {"map", "dump", "fdb"}, {"fdb", "show"}, {"stats"}, {"version"},
@@ -532,6 +641,13 @@ func TestCLICommands(t *testing.T) {
 	e.cli(t, "port", "attach", e.topo.Ports[2], "--may-exist")
 }
 
+// requireNetns skips the test without root or network namespaces (fails
+// it where the environment must have them, see testenv).
+func requireNetns(t *testing.T) {
+	t.Helper()
+	testenv.Netns(t)
+}
+
 func TestMain(m *testing.M) {
-	os.Exit(m.Run())
+	os.Exit(testenv.IsolateState(m))
 }

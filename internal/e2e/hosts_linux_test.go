@@ -34,9 +34,7 @@ import (
 // are the switch ends of n demo hosts.
 func hostsDaemon(t *testing.T, n int) (*demo.Topology, *daemon.Daemon) {
 	t.Helper()
-	if err := netenv.Check(); err != nil {
-		t.Skipf("end-to-end tests %v", err)
-	}
+	requireNetns(t)
 	topo, err := demo.Build(n)
 	if err != nil {
 		t.Fatal(err)
@@ -154,9 +152,7 @@ func TestHostsTCPAFPacket(t *testing.T) {
 // TAP devices served by the switch (as virtual machines' would be), with
 // the TAP offloads on.
 func TestHostsTCPTAP(t *testing.T) {
-	if err := netenv.Check(); err != nil {
-		t.Skipf("end-to-end tests %v", err)
-	}
+	requireNetns(t)
 	d := daemon.New(daemon.Config{})
 	t.Cleanup(func() { d.Close() })
 	if _, err := d.LoadDefault(""); err != nil {

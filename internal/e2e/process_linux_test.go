@@ -15,7 +15,6 @@ import (
 
 	"github.com/govswitch/vswitch/internal/cli"
 	"github.com/govswitch/vswitch/internal/demo"
-	"github.com/govswitch/vswitch/internal/netenv"
 )
 
 func readPcap(t *testing.T, b []byte) [][]byte {
@@ -38,9 +37,7 @@ func readPcap(t *testing.T, b []byte) [][]byte {
 // killed with SIGKILL, restarts over its stale socket, and stops cleanly on
 // SIGTERM, removing its socket.
 func TestDaemonProcess(t *testing.T) {
-	if err := netenv.Check(); err != nil {
-		t.Skipf("end-to-end tests %v", err)
-	}
+	requireNetns(t)
 	bin := filepath.Join(t.TempDir(), "vswitch")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/vswitch").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -51,10 +48,11 @@ func TestDaemonProcess(t *testing.T) {
 	}
 	defer topo.Close()
 	sock := filepath.Join(t.TempDir(), "d.sock")
-	nsFile := os.NewFile(uintptr(topo.Switch.H), "netns")
+	ns := nsFile(t, topo)
+	defer ns.Close()
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "daemon", "--socket", sock, "--netns", "/proc/self/fd/3")
-		cmd.ExtraFiles = []*os.File{nsFile}
+		cmd := exec.Command(bin, "daemon", "--socket", sock, "--netns", "/proc/self/fd/3", "--no-state")
+		cmd.ExtraFiles = []*os.File{ns}
 		var log bytes.Buffer
 		cmd.Stderr = &log
 		if err := cmd.Start(); err != nil {

@@ -44,9 +44,7 @@ func procStatus(t *testing.T, field string) int {
 // and no goroutine, two of them carry traffic between real hosts, and
 // everything detaches.
 func TestManyPorts(t *testing.T) {
-	if err := netenv.Check(); err != nil {
-		t.Skipf("end-to-end tests %v", err)
-	}
+	requireNetns(t)
 	if testing.Short() {
 		t.Skip("254 veth pairs: not in -short")
 	}

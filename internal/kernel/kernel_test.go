@@ -10,13 +10,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/govswitch/vswitch/asm"
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 func requireKernel(t testing.TB) {
 	t.Helper()
-	if err := Available(); err != nil {
-		t.Skipf("kernel eBPF not usable here (needs Linux and root): %v", err)
-	}
+	testenv.Need(t, "kernel eBPF (needs Linux and root)", Available())
 }
 
 func TestTestRun(t *testing.T) {

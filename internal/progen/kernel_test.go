@@ -9,14 +9,13 @@ import (
 
 	"github.com/govswitch/vswitch/asm"
 	"github.com/govswitch/vswitch/internal/kernel"
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 // TestKernelLoads loads generated programs, as Run64 wraps them, into the
 // kernel and wants its verifier to accept all of them (at least 99%).
 func TestKernelLoads(t *testing.T) {
-	if err := kernel.Available(); err != nil {
-		t.Skipf("kernel eBPF not usable here (needs Linux and root): %v", err)
-	}
+	testenv.Need(t, "kernel eBPF (needs Linux and root)", kernel.Available())
 	n := 2000
 	if testing.Short() {
 		n = 200
