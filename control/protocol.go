@@ -139,6 +139,16 @@ type PortAttachParams struct {
 	Local   string   `json:"local,omitempty"`
 	DstPort int      `json:"dstport,omitempty"`
 	TTL     int      `json:"ttl,omitempty"`
+	// Static are a VXLAN port's static remote stations (fdb.add keeps
+	// them here, so that they are saved with the port).
+	Static []VXLANStatic `json:"static,omitempty"`
+}
+
+// VXLANStatic is a static remote station of a VXLAN port: frames to MAC
+// go to VTEP Remote.
+type VXLANStatic struct {
+	MAC    string `json:"mac"`
+	Remote string `json:"remote"`
 }
 
 // PortDetachParams detach a port.

@@ -73,6 +73,9 @@ type Daemon struct {
 	// progGen counts program installations (changed under mapMu).
 	progGen atomic.Uint64
 	xdp     map[string]*bpfport.AFXDP
+	// vxlan holds the attach parameters of VXLAN ports (under mu): fdb
+	// add and del save their static entries with them.
+	vxlan map[string]control.PortAttachParams
 	// umems are the UMEMs the afxdp ports share, so that frames go from
 	// one to another by descriptor.
 	umems *bpfport.UMEMGroup
@@ -324,6 +327,7 @@ func (d *Daemon) attachLocked(p control.PortAttachParams, record bool) (control.
 		}
 	}
 	d.kinds[p.Name] = typ
+	d.rememberVXLAN(typ, p)
 	d.log.Info("port attached", "port", p.Name, "type", typ, "index", idx, "queues", port.NumQueues())
 	if xp != nil {
 		d.xdp[p.Name] = xp

@@ -76,11 +76,68 @@ func (d *Daemon) openVXLAN(p control.PortAttachParams) (bpfport.Port, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, e := range p.Static {
+		mac, err := net.ParseMAC(e.MAC)
+		if err == nil && len(mac) != 6 {
+			err = errors.New("not an Ethernet address")
+		}
+		remote, rerr := netip.ParseAddr(e.Remote)
+		if err == nil && rerr != nil {
+			err = rerr
+		}
+		if err == nil {
+			err = v.AddStatic(mac, remote)
+		}
+		if err != nil {
+			v.Close()
+			return nil, bad("port %s: static entry %s -> %s: %v", p.Name, e.MAC, e.Remote, err)
+		}
+	}
 	if _, ok := v.Underlay(); !ok && len(cfg.Remotes) > 0 {
 		d.log.Warn("no route to the VXLAN port's first remote yet: the port is down until there is one",
 			"port", p.Name, "remote", cfg.Remotes[0].String())
 	}
 	return v, nil
+}
+
+// rememberVXLAN keeps the attach parameters of a VXLAN port (the caller
+// holds mu).
+func (d *Daemon) rememberVXLAN(typ string, p control.PortAttachParams) {
+	if typ != "vxlan" {
+		return
+	}
+	if d.vxlan == nil {
+		d.vxlan = map[string]control.PortAttachParams{}
+	}
+	d.vxlan[p.Name] = p
+}
+
+// saveStatic records the static entries of VXLAN port name (at index
+// idx) with its attach parameters: set adds or replaces mac's entry,
+// else it is removed. The caller holds mu.
+func (d *Daemon) saveStatic(name string, idx int, mac, remote string, set bool) error {
+	p, ok := d.vxlan[name]
+	if !ok {
+		return nil
+	}
+	var st []control.VXLANStatic
+	for _, e := range p.Static {
+		if m, err := net.ParseMAC(e.MAC); err != nil || m.String() != mac {
+			st = append(st, e)
+		}
+	}
+	if set {
+		st = append(st, control.VXLANStatic{MAC: mac, Remote: remote})
+	}
+	p.Static = st
+	d.vxlan[name] = p
+	if d.state == nil {
+		return nil
+	}
+	if err := d.state.putPort(idx, p); err != nil {
+		return control.Errorf(control.CodeInternal, "port %s: the static entry is changed but could not be saved in %s (%v): the change will be lost when the daemon restarts", name, d.state.path, err)
+	}
+	return nil
 }
 
 // vxlanPorts returns the attached VXLAN ports by index.
@@ -175,6 +232,12 @@ func (d *Daemon) FDBAdd(p control.FDBAddParams) error {
 			d.log.Warn("fdb add: the program's table refused the entry", "mac", mac.String(), "err", err)
 		}
 	}
+	d.mu.Lock()
+	err = d.saveStatic(p.Port, idx, mac.String(), remote.String(), true)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	d.log.Info("static fdb entry added", "mac", mac.String(), "port", p.Port, "remote", remote.String())
 	return nil
 }
@@ -193,11 +256,19 @@ func (d *Daemon) FDBDel(p control.FDBDelParams) error {
 		}
 	}
 	found := false
+	d.mu.Lock()
 	for i, v := range d.vxlanPorts() {
 		if idx < 0 || i == idx {
+			if e, ok := v.Lookup(mac); ok && e.Static {
+				if err := d.saveStatic(v.Name(), i, mac.String(), "", false); err != nil {
+					d.mu.Unlock()
+					return err
+				}
+			}
 			found = v.Delete(mac) || found
 		}
 	}
+	d.mu.Unlock()
 	if m := d.learningFDB(); m != nil {
 		if val, err := m.Lookup(mac); err == nil && (idx < 0 || int(binary.NativeEndian.Uint32(val)) == idx) {
 			if err := m.Delete(mac); err == nil {

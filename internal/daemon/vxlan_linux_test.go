@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -426,5 +427,59 @@ func linuxVXLAN(t *testing.T, h *netlink.Handle, vni int, local, remote, dev str
 		if err := h.LinkSetUp(l); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestVXLANStaticEntriesSaved: static remote stations are saved with
+// their VXLAN port in the daemon's state and come back after a restart
+// (as after SIGKILL: nothing is written at shutdown); deleted ones do
+// not.
+func TestVXLANStaticEntriesSaved(t *testing.T) {
+	a, _ := newMachines(t)
+	dir := t.TempDir()
+	start := func() (*Daemon, func()) {
+		st, sv, err := openStore(dir, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := New(Config{Netns: &netenv.NS{H: a.ns.H}})
+		d.state = st
+		if err := d.restore(sv, &FileConfig{}, false, "interp"); err != nil {
+			t.Fatal(err)
+		}
+		return d, func() { d.Close(); st.Close() }
+	}
+	d, kill := start()
+	vni := uint32(42)
+	if _, err := d.Attach(control.PortAttachParams{Name: "vx0", Type: "vxlan", VNI: &vni, Remote: []string{"10.99.0.2"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []control.FDBAddParams{
+		{MAC: "02:00:00:00:00:01", Port: "vx0", Remote: "10.99.0.3"},
+		{MAC: "02:00:00:00:00:02", Port: "vx0", Remote: "10.99.0.4"},
+		{MAC: "02:00:00:00:00:01", Port: "vx0", Remote: "10.99.0.5"}, // replaces the first
+	} {
+		if err := d.FDBAdd(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kill()
+	d, kill = start()
+	for mac, remote := range map[string]string{"02:00:00:00:00:01": "10.99.0.5", "02:00:00:00:00:02": "10.99.0.4"} {
+		if e, ok := fdbEntry(t, d, mac); !ok || !e.Static || e.Remote != remote || e.PortName != "vx0" {
+			t.Errorf("after a restart, %s: %+v %v, want static at %s", mac, e, ok, remote)
+		}
+	}
+	if err := d.FDBDel(control.FDBDelParams{MAC: "02:00:00:00:00:02"}); err != nil {
+		t.Fatal(err)
+	}
+	kill()
+	d, kill = start()
+	defer kill()
+	if _, ok := fdbEntry(t, d, "02:00:00:00:00:02"); ok {
+		t.Errorf("a deleted static entry came back after a restart")
+	}
+	if _, ok := fdbEntry(t, d, "02:00:00:00:00:01"); !ok {
+		t.Errorf("the other static entry was lost")
 	}
 }
