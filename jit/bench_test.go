@@ -56,15 +56,57 @@ func benchEngines(b *testing.B, insns, kernelInsns []asm.Instruction, executed i
 		b.ReportMetric(cpu, "cpu-ns/run")
 		b.ReportMetric(cpu/float64(executed), "cpu-ns/insn")
 	}
+	// batch measures per frame in batches of 64 frames (RunFrames, as the
+	// switch runs programs), repeat per run of RunRepeat (as `prog run
+	// --repeat` and the kernel's test run measure).
+	batch := func(b *testing.B, r vm.Runner, repeat bool) {
+		env := vm.NewEnv()
+		frames := make([][]byte, 64)
+		for k := range frames {
+			frames[k] = append([]byte(nil), frame...)
+		}
+		res := make([]vm.FrameResult, len(frames))
+		env.RunFrames(r, frames, 0, res)
+		if res[0].Failed() || res[0].Executed != uint64(executed) {
+			b.Fatalf("batch: %v, executed %d", res[0].Err(), res[0].Executed)
+		}
+		b.ReportAllocs()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		n := 0
+		b.ResetTimer()
+		cpu0 := testprogs.ThreadCPU()
+		for b.Loop() {
+			if repeat {
+				// Many repetitions a call, as prog run --repeat makes: the
+				// call reads the thread's CPU clock twice (system calls).
+				env.RunRepeat(r, frames[0], 0, 4096)
+				n += 4096
+			} else {
+				env.RunFrames(r, frames, 0, res)
+				n += 64
+			}
+		}
+		cpu := float64((testprogs.ThreadCPU() - cpu0).Nanoseconds()) / float64(n)
+		ns := float64(b.Elapsed().Nanoseconds()) / float64(n)
+		b.ReportMetric(ns, "ns/run")
+		b.ReportMetric(ns/float64(executed), "ns/insn")
+		b.ReportMetric(cpu, "cpu-ns/run")
+		b.ReportMetric(cpu/float64(executed), "cpu-ns/insn")
+	}
 	b.Run("interp", func(b *testing.B) { run(b, p) })
-	b.Run("jit", func(b *testing.B) {
+	b.Run("interp-batch", func(b *testing.B) { batch(b, p, false) })
+	compiled := func(b *testing.B, f func(*testing.B, *jit.Code)) {
 		c, err := jit.Compile(p)
 		if err != nil {
 			b.Skip(err)
 		}
 		defer c.Close()
-		run(b, c)
-	})
+		f(b, c)
+	}
+	b.Run("jit", func(b *testing.B) { compiled(b, func(b *testing.B, c *jit.Code) { run(b, c) }) })
+	b.Run("jit-batch", func(b *testing.B) { compiled(b, func(b *testing.B, c *jit.Code) { batch(b, c, false) }) })
+	b.Run("jit-repeat", func(b *testing.B) { compiled(b, func(b *testing.B, c *jit.Code) { batch(b, c, true) }) })
 	b.Run("kernel", func(b *testing.B) {
 		if err := kernel.Available(); err != nil {
 			b.Skip(err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/govswitch/vswitch/vm"
 )
@@ -14,16 +16,27 @@ import (
 type codeImpl struct {
 	m       *mapping
 	cleanup runtime.Cleanup
-	base    uintptr // address of the code
-	start   uintptr // entry of a run
-	resume  uintptr // entry after a helper
-	pc0     uintptr // code of instruction 0 (where a tail call lands)
+	// state counts the references that keep the code mapped (acquire,
+	// release) and has closedBit set once Close was called: the code
+	// stays mapped until the last reference is released, and no run
+	// starts after Close. A reference is an env that ran the code last
+	// (see use) or a tail call in progress.
+	state      atomic.Uint64
+	base       uintptr // address of the code
+	start      uintptr // entry of a run
+	startFrame uintptr // entry of a frame run
+	resume     uintptr // entry after a helper
+	pc0        uintptr // code of instruction 0 (where a tail call lands)
+	pc0Frame   uintptr // the same in the copy for frame runs
+	frameStart uintptr // entry of a batch: starts the frame at nativeCtx.bFrames
 	// calls: the program makes local calls and needs call frames.
 	calls bool
 	// windows: the program checks memory accesses inline against the
 	// argument regions, whose windows Run computes.
 	windows bool
 }
+
+const closedBit = 1 << 63
 
 // callNative enters machine code (trampoline_amd64.s).
 //
@@ -46,43 +59,165 @@ func Compile(p *vm.Program) (*Code, error) {
 	c := &Code{
 		prog:     p,
 		offsets:  out.offsets,
+		proven:   out.proven,
 		coldFrom: out.coldFrom,
 		stubFrom: out.stubFrom,
 		stubs:    out.stubNames,
+		generic:  [2]int{out.genericFrom, out.genericTo},
 		size:     len(out.code),
 	}
 	c.impl = codeImpl{
-		m:       m,
-		base:    base,
-		start:   base + uintptr(out.start),
-		resume:  base + uintptr(out.resume),
-		pc0:     base + uintptr(out.offsets[0]),
-		calls:   out.localCalls,
-		windows: out.windows,
+		m:          m,
+		base:       base,
+		start:      base + uintptr(out.start),
+		startFrame: base + uintptr(out.startFrame),
+		resume:     base + uintptr(out.resume),
+		pc0:        base + uintptr(out.pc0),
+		pc0Frame:   base + uintptr(out.pc0F),
+		frameStart: base + uintptr(out.frameStart),
+		calls:      out.localCalls,
+		windows:    out.windows,
 	}
 	c.impl.cleanup = runtime.AddCleanup(c, func(m *mapping) { m.release() }, m)
 	return c, nil
 }
 
-// Close releases the machine code. c must not be running, and Run fails
-// with ErrClosed afterwards. If Best attached c to its program, Close
-// detaches it.
+// acquire takes a reference to c; it fails once c is closed.
+func (c *Code) acquire() bool {
+	if c.impl.state.Add(1)&closedBit != 0 {
+		c.release()
+		return false
+	}
+	return true
+}
+
+// release drops a reference: the last one of a closed Code unmaps it.
+func (c *Code) release() {
+	if c.impl.state.Add(^uint64(0)) == closedBit {
+		c.impl.m.release()
+	}
+}
+
+// Close releases the machine code. Runs that started before stay safe:
+// the memory is unmapped when the last of them has returned and its env
+// runs something else (or at once if no env ran the code; the garbage
+// collector releases it with the last such env otherwise). Runs that start
+// after Close fail with ErrClosed. If Best attached c to its program,
+// Close detaches it. Close is safe to call concurrently with runs and more
+// than once.
 func (c *Code) Close() error {
 	if c.attached != nil {
 		c.prog.Native.CompareAndSwap(c.attached, nil)
 	}
-	c.impl.cleanup.Stop()
-	c.impl.base = 0
-	return c.impl.m.release()
+	for {
+		old := c.impl.state.Load()
+		if old&closedBit != 0 {
+			return nil
+		}
+		if c.impl.state.CompareAndSwap(old, old|closedBit) {
+			if old == 0 {
+				c.impl.cleanup.Stop()
+				return c.impl.m.release()
+			}
+			return nil
+		}
+	}
 }
 
 // nativeOf returns the compiled code of p, compiling and attaching it if
-// needed (a tail call into a program that was never compiled), or nil.
+// needed (a tail call into a program that was never compiled), acquired
+// for a run; nil if there is none.
 func nativeOf(p *vm.Program) *Code {
-	if c, ok := Best(p).(*Code); ok && c.impl.base != 0 {
+	if c, ok := Best(p).(*Code); ok && c.acquire() {
 		return c
 	}
 	return nil
+}
+
+// session is the JIT's state kept with an env (vm.Env.Pin): the context
+// shared with the machine code, the call frames, and a reference to the
+// code the env ran last, so that it stays mapped. It lives on the heap,
+// where it does not move, and is reused by every run on the env: a run
+// neither clears nor allocates it, and runs of the same code again need no
+// atomic operation (about 10 ns each on this machine class, more than a
+// short program). The reference is released when the env runs another
+// code, when a run finds the code closed, or by the garbage collector with
+// the env.
+type session struct {
+	x      nativeCtx
+	frames frameStack
+	rep    repeatState
+	env    *vm.Env
+	orig   *Code // the code called: the env's reference
+	cur    *Code // the code running: orig, or a tail call's target (acquired)
+	// inGo is set when the current frame ended in Go (a fault, or a tail
+	// call finished on the interpreter) rather than in frame_done.
+	inGo bool
+	args uint64 // env.ArgsGen when the windows were set
+	// results are RunFrames' results: the current frame's is
+	// results[len(results)-bLeft].
+	results []vm.FrameResult
+}
+
+// repeatState is RunRepeat's frame header and result, which the machine
+// code reads and writes.
+type repeatState struct {
+	hdr [3]uintptr
+	res vm.FrameResult
+}
+
+// sessionOf returns env's session, ready for a run of c, or nil if c is
+// closed.
+func sessionOf(c *Code, env *vm.Env) *session {
+	s, _ := env.Pinned().(*session)
+	if s == nil {
+		s = &session{env: env}
+		s.x.stackBase = env.StackBase()
+		s.x.stackTop = env.StackTop()
+		s.x.regionTable = tableAddr(env)
+		s.x.frames = framesAddr(&s.frames)
+		env.Pin(s)
+	}
+	s.end() // a run that a helper's panic cut short kept its tail call's target
+	if s.orig != c {
+		if !c.acquire() {
+			return nil
+		}
+		if s.orig != nil {
+			s.orig.release()
+		}
+		s.orig = c
+	} else if c.impl.state.Load()&closedBit != 0 {
+		s.orig, s.cur = nil, nil
+		c.release()
+		return nil
+	}
+	s.cur = c
+	env.BeginRun(c.prog)
+	x := &s.x
+	x.budget = env.Budget
+	if x.budget == 0 {
+		x.budget = vm.DefaultBudget
+	}
+	x.budget0 = x.budget
+	x.regs[10] = x.stackTop
+	x.clock = env.Clock
+	x.cpu = uint64(env.CPU)
+	x.bLeft, x.bStop = 0, 0
+	x.depth = 0 // a run that faulted inside a local call left it
+	if c.impl.windows {
+		setWindows(x, *env.RegionTable())
+	}
+	s.args = env.ArgsGen()
+	return s
+}
+
+// end releases a tail call's target.
+func (s *session) end() {
+	if s.cur != s.orig && s.cur != nil {
+		s.cur.release()
+		s.cur = s.orig
+	}
 }
 
 // Run runs the compiled program, as (*vm.Program).Run does: r1 and r2 are
@@ -90,109 +225,173 @@ func nativeOf(p *vm.Program) *Code {
 // the other registers start at zero. The error is a *vm.Error held by env
 // (valid until its next run), or ErrClosed. Run does not allocate.
 func (c *Code) Run(env *vm.Env, r1, r2 uint64) (uint64, error) {
-	if c.impl.base == 0 {
+	s := sessionOf(c, env)
+	if s == nil {
 		return 0, ErrClosed
 	}
-	if c.impl.calls {
-		return c.runFrames(env, r1, r2)
+	s.x.regs[1], s.x.regs[2] = r1, r2
+	entry := c.impl.start
+	if env.FrameRun() && r1 == env.MDAddr() {
+		// A frame run (RunFrame): the proofs for frame runs hold.
+		s.x.md = uintptr(r1)
+		entry = c.impl.startFrame
+	} else {
+		s.x.md = 0
 	}
-	var x nativeCtx
-	c.setup(&x, env, r1, r2)
-	r0 := callNative(c.impl.start, &x)
-	runtime.KeepAlive(c)
-	if x.exit == 0 {
-		env.Executed = x.count
-		return r0, nil
-	}
-	return serve(env, &x, nil, c)
+	r0, err := s.enter(entry)
+	s.end()
+	return r0, err
 }
 
-// runFrames is Run for programs with local calls: it provides the call
-// frames, which other runs need not clear.
-func (c *Code) runFrames(env *vm.Env, r1, r2 uint64) (uint64, error) {
-	var x nativeCtx
-	var f frameStack
-	c.setup(&x, env, r1, r2)
-	x.frames = framesAddr(&f)
-	r0 := callNative(c.impl.start, &x)
-	runtime.KeepAlive(c)
-	if x.exit == 0 {
-		env.Executed = x.count
-		return r0, nil
+// RunFrames runs the program on each frame in one entry into the machine
+// code, which starts every frame and writes every result itself; Go steps
+// in only for helpers, faults and tail calls. See vm.Env.RunFrames, which
+// calls it with env prepared for frame runs.
+func (c *Code) RunFrames(env *vm.Env, frames [][]byte, res []vm.FrameResult) {
+	if len(frames) == 0 {
+		return
 	}
-	return serve(env, &x, &f, c)
+	res = res[:len(frames)]
+	s := sessionOf(c, env)
+	if s == nil {
+		for k := range res {
+			res[k] = vm.FrameResult{}
+			res[k].SetError(ErrClosed)
+		}
+		return
+	}
+	x := &s.x
+	x.md = uintptr(env.MDAddr())
+	x.ingress = uint64(env.MD.IngressPort)
+	x.flood = env.FloodSlot
+	// frames and res are on the heap (vm.Env keeps them), so that the
+	// machine code may hold their addresses across helper calls.
+	x.bFrames = uintptr(unsafe.Pointer(unsafe.SliceData(frames)))
+	x.bStride = sizeSlice
+	x.bRes = uintptr(unsafe.Pointer(unsafe.SliceData(res)))
+	x.bResStride = sizeResult
+	x.bLeft = uint64(len(frames))
+	s.results = res
+	s.batch()
+	s.results = nil
 }
 
-// setup prepares env and x for the first entry.
-func (c *Code) setup(x *nativeCtx, env *vm.Env, r1, r2 uint64) {
-	env.BeginRun(c.prog)
-	x.regs[1], x.regs[2] = r1, r2
-	x.regs[10] = env.StackTop()
-	x.budget = env.Budget
-	if x.budget == 0 {
-		x.budget = vm.DefaultBudget
+// RunRepeat runs the program n times on frame in one entry into the
+// machine code (see vm.Env.RunRepeat), stopping after a run that fails,
+// and leaves the last run's outcome in res. It returns the number of runs.
+func (c *Code) RunRepeat(env *vm.Env, frame []byte, n int, res *vm.FrameResult) int {
+	if n < 1 {
+		return 0
 	}
-	x.stackBase = env.StackBase()
-	x.clock = env.Clock
-	x.regionTable = tableAddr(env)
-	if c.impl.windows {
-		setWindows(x, *env.RegionTable())
+	s := sessionOf(c, env)
+	if s == nil {
+		*res = vm.FrameResult{}
+		res.SetError(ErrClosed)
+		return 1
 	}
+	x := &s.x
+	x.md = uintptr(env.MDAddr())
+	x.ingress = uint64(env.MD.IngressPort)
+	x.flood = 0
+	s.rep.hdr = *(*[3]uintptr)(unsafe.Pointer(&frame))
+	x.bFrames = uintptr(unsafe.Pointer(&s.rep.hdr))
+	x.bRes = uintptr(unsafe.Pointer(&s.rep.res))
+	x.bStride, x.bResStride = 0, 0
+	x.bLeft = uint64(n)
+	// Stop at the first failure: the runs left are not run.
+	runs := n - int(s.batchUntilFailure())
+	*res = s.rep.res
+	return runs
 }
 
-// framesVariant continues a run whose tail call reached a program with
-// local calls: it provides the frames.
-func framesVariant(env *vm.Env, x *nativeCtx, cur *Code, entry uintptr) (uint64, error) {
-	var f frameStack
-	return loop(env, x, &f, cur, entry)
+// batch runs the frames of a batch: the machine code from frame_start
+// until it returns, Go for what the machine code cannot finish.
+func (s *session) batch() {
+	env, x := s.env, &s.x
+	for {
+		s.inGo = false
+		r0, err := s.enter(s.orig.impl.frameStart)
+		if s.inGo {
+			// The frame ended in Go: record it and step over it.
+			env.FinishFrame(&s.results[len(s.results)-int(x.bLeft)], r0, err)
+			s.advance()
+		}
+		if x.bLeft == 0 {
+			break
+		}
+		if s.inGo || x.bStop != 0 {
+			// The next frame starts over with the original program's
+			// regions, as a run of its own would.
+			x.bStop = 0
+			s.end()
+			env.BeginRun(s.orig.prog)
+		}
+	}
+	s.end()
 }
 
-// serve handles an exit of the machine code of cur (a helper call or a
-// fault), then goes on entering it until the run ends.
-func serve(env *vm.Env, x *nativeCtx, frames *frameStack, cur *Code) (uint64, error) {
-	entry, r0, err, done := handleExit(env, x, frames, &cur)
-	if done {
-		return r0, err
+// batchUntilFailure is batch for RunRepeat: it stops after a run that
+// failed and returns the number of runs left.
+func (s *session) batchUntilFailure() uint64 {
+	env, x := s.env, &s.x
+	for {
+		s.inGo = false
+		r0, err := s.enter(s.orig.impl.frameStart)
+		if s.inGo {
+			env.FinishRun(&s.rep.res, r0, err)
+			x.bLeft--
+			if s.rep.res.Failed() {
+				break
+			}
+		}
+		if x.bLeft == 0 {
+			break
+		}
+		if s.inGo || x.bStop != 0 {
+			x.bStop = 0
+			s.end()
+			env.BeginRun(s.orig.prog)
+		}
 	}
-	if entry == 0 {
-		return framesVariant(env, x, cur, cur.impl.resume)
-	}
-	return loop(env, x, frames, cur, entry)
+	s.end()
+	return x.bLeft
 }
 
-// loop enters the machine code of cur at entry and serves its exits until
-// the run ends.
-func loop(env *vm.Env, x *nativeCtx, frames *frameStack, cur *Code, entry uintptr) (uint64, error) {
+// advance steps a batch over its current frame, as frame_done does.
+func (s *session) advance() {
+	x := &s.x
+	x.bFrames += uintptr(x.bStride)
+	x.bRes += uintptr(x.bResStride)
+	x.bLeft--
+}
+
+// enter enters the machine code of s.cur at entry and serves its exits
+// until it returns for good: at the exit of a single run or when a batch
+// returns, or when a frame ends in Go (s.inGo). It sets env.Executed.
+func (s *session) enter(entry uintptr) (uint64, error) {
+	x := &s.x
 	for {
 		x.exit = 0
-		if frames != nil {
-			x.frames = framesAddr(frames)
-		}
 		r0 := callNative(entry, x)
-		// The code must stay mapped while it runs, even if the caller
-		// drops its last reference to cur during the call.
-		runtime.KeepAlive(cur)
 		if x.exit == 0 {
-			env.Executed = x.count
+			s.env.Executed = x.count
 			return r0, nil
 		}
 		var err error
 		var done bool
-		entry, r0, err, done = handleExit(env, x, frames, &cur)
+		entry, r0, err, done = s.handleExit()
 		if done {
+			s.inGo = true
 			return r0, err
-		}
-		if entry == 0 {
-			return framesVariant(env, x, cur, cur.impl.resume)
 		}
 	}
 }
 
 // handleExit serves one exit of the machine code: it records a fault, or
-// runs the helper and handles a tail call. It returns where to enter next
-// (0 when the run must go on with call frames it does not have yet), or
-// the result of the run when done.
-func handleExit(env *vm.Env, x *nativeCtx, frames *frameStack, cur **Code) (entry uintptr, r0 uint64, err error, done bool) {
+// runs the helper and handles a tail call. It returns where to enter next,
+// or the result of the run when done.
+func (s *session) handleExit() (entry uintptr, r0 uint64, err error, done bool) {
+	env, x := s.env, &s.x
 	code := uint8(x.exit)
 	kind := vm.Kind(x.exit >> 8)
 	aux := uint16(x.exit >> 16)
@@ -217,32 +416,51 @@ func handleExit(env *vm.Env, x *nativeCtx, frames *frameStack, cur **Code) (entr
 	}
 	ret, herr := fn(env, x.regs[1], x.regs[2], x.regs[3], x.regs[4], x.regs[5])
 	if herr != nil {
+		env.TakeCharge()
 		e := env.Fault(vm.KindHelper, pc, x.count)
 		e.Helper, e.Err = int32(id), herr
 		return 0, 0, e, true
 	}
 	x.regs[0] = ret
-	// Helpers may have added or removed regions.
-	x.regionTable = tableAddr(env)
-	setWindows(x, *env.RegionTable())
+	if c := env.TakeCharge(); c != 0 {
+		x.budget = vm.SubBudget(x.budget, c)
+	}
+	// The windows follow the argument regions, which helpers do not
+	// change (they add dynamic regions, which the region search sees).
+	if env.ArgsChanged(s.args) {
+		s.args = env.ArgsGen()
+		setWindows(x, *env.RegionTable())
+	}
+	if env.DynamicRegions() {
+		x.bStop = 1 // the next frame of a batch must not see them
+	}
 	next := env.TakeTailCall()
 	if next == nil {
-		return (*cur).impl.resume, 0, nil, false
+		return s.cur.impl.resume, 0, nil, false
 	}
 	// The new program starts over in the main frame; the registers, the
-	// count and the budget carry over.
+	// count and the budget carry over. In a batch, the next frame goes
+	// back to the original program through Go.
+	x.bStop = 1
 	env.Bind(next)
 	x.regs[10] = env.StackTop()
 	x.depth = 0
+	setWindows(x, *env.RegionTable()) // the target may use them where the caller did not
 	nc := nativeOf(next)
 	if nc == nil {
 		r0, err := runInterp(env, next, x)
 		return 0, r0, err, true
 	}
+	s.end()
+	if nc == s.orig {
+		nc.release() // the env holds a reference to it already
+	}
+	s.cur = nc
+	// The target's proofs for frame runs hold if this is one and r1 is
+	// still the context (which a tail call passes on).
 	x.resume = nc.impl.pc0
-	*cur = nc
-	if nc.impl.calls && frames == nil {
-		return 0, 0, nil, false
+	if x.md != 0 && x.regs[1] == uint64(x.md) {
+		x.resume = nc.impl.pc0Frame
 	}
 	return nc.impl.resume, 0, nil, false
 }

@@ -52,36 +52,58 @@ type compiler struct {
 	guess    []int8 // per memory instruction: where its base register likely points
 	blockLen []int  // at a block's first instruction: slots in the block
 	rem      []int  // slots after this instruction in its block
+	// frameCopy: the analysis proved context or frame accesses, which hold
+	// only in frame runs: the program is emitted twice, a generic copy
+	// with those accesses checked and a copy for frame runs without.
+	frameCopy bool
 
 	// per pass
-	pcLabel   []label
-	offsets   []int
-	cold      []func()
-	checkR    label // slow-path region check for loads
-	checkW    label // and for stores
-	fault     label // common fault exit
-	helper    label // common helper exit
-	subRet    label // return from a local call
-	resume    label // re-entry after a helper
-	start     label // first entry
-	usedR     bool
-	usedW     bool
-	stubNames map[int]string // offset -> name of the shared stubs
-	coldFrom  int            // offset where cold code starts
-	stubFrom  int            // offset where the shared stubs start
+	pcLabel    []label // of the copy being emitted
+	offsets    []int
+	inFrame    bool  // emitting the copy for frame runs
+	pc0Frame   label // instruction 0 of the copy frame runs use
+	pc0        label // instruction 0 of the generic copy
+	startFrame label // first entry of a frame run
+	genericTo  int   // end of the generic copy when there are two
+	proven     []bool
+	// lookups are the hash lookup stubs by map, in the order first used.
+	lookups     map[int]label
+	lookupOrder []int
+	cold        []func()
+	checkR      label // slow-path region check for loads
+	checkW      label // and for stores
+	fault       label // common fault exit
+	helper      label // common helper exit
+	subRet      label // return from a local call
+	resume      label // re-entry after a helper
+	start       label // first entry
+	frameDone   label // exit of the main program: the end of a run or of a batch's frame
+	frameStart  label // entry of a batch's frame
+	usedR       bool
+	usedW       bool
+	stubNames   map[int]string // offset -> name of the shared stubs
+	coldFrom    int            // offset where cold code starts
+	stubFrom    int            // offset where the shared stubs start
 }
 
 // compiled is the result of compile: the code and where things are in it.
 type compiled struct {
-	code       []byte
-	localCalls bool
-	windows    bool
-	offsets    []int // native offset of each instruction slot (-1 for lddw's second)
-	start      int   // entry of a run
-	resume     int   // entry after a helper
-	coldFrom   int
-	stubFrom   int
-	stubNames  map[int]string
+	code        []byte
+	localCalls  bool
+	helperCalls bool
+	windows     bool
+	offsets     []int // native offset of each instruction slot (-1 for lddw's second), in the copy frame runs use
+	proven      []bool
+	start       int // entry of a run
+	startFrame  int // entry of a frame run
+	pc0, pc0F   int // instruction 0 of the generic copy and of the frame runs' copy
+	resume      int // entry after a helper
+	frameStart  int // entry of a batch
+	genericFrom int // the generic copy, when there are two
+	genericTo   int
+	coldFrom    int
+	stubFrom    int
+	stubNames   map[int]string
 }
 
 func compile(p *vm.Program) (*compiled, error) {
@@ -91,6 +113,11 @@ func compile(p *vm.Program) (*compiled, error) {
 	}
 	c.blocks()
 	c.guessRegions()
+	for pc := range c.insns {
+		if p.Proof(pc) == vm.ProvenFrame {
+			c.frameCopy = true
+		}
+	}
 	for pc, i := range c.insns {
 		if i.Op == asm.OpCall && i.Src == asm.PseudoCall && (pc == 0 || !c.insns[pc-1].IsLDDW()) {
 			c.localCalls = true
@@ -123,16 +150,27 @@ func compile(p *vm.Program) (*compiled, error) {
 			break
 		}
 	}
+	var genericFrom, genericTo int
+	if c.frameCopy {
+		genericFrom, genericTo = c.a.labels[c.start], c.genericTo
+	}
 	out := &compiled{
-		localCalls: c.localCalls,
-		windows:    c.usedR || c.usedW,
-		code:       append([]byte(nil), c.a.b...),
-		offsets:    c.offsets,
-		start:      c.a.labels[c.start],
-		resume:     c.a.labels[c.resume],
-		coldFrom:   c.coldFrom,
-		stubFrom:   c.stubFrom,
-		stubNames:  c.stubNames,
+		localCalls:  c.localCalls,
+		windows:     c.usedR || c.usedW,
+		code:        append([]byte(nil), c.a.b...),
+		offsets:     c.offsets,
+		proven:      c.proven,
+		start:       c.a.labels[c.start],
+		startFrame:  c.a.labels[c.startFrame],
+		pc0:         c.a.labels[c.pc0],
+		pc0F:        c.a.labels[c.pc0Frame],
+		resume:      c.a.labels[c.resume],
+		frameStart:  c.a.labels[c.frameStart],
+		coldFrom:    c.coldFrom,
+		stubFrom:    c.stubFrom,
+		genericFrom: genericFrom,
+		genericTo:   genericTo,
+		stubNames:   c.stubNames,
 	}
 	return out, nil
 }
@@ -288,22 +326,63 @@ func (c *compiler) emit() error {
 	}
 	c.checkR, c.checkW, c.fault, c.helper = a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
 	c.subRet, c.resume, c.start = a.newLabel(), a.newLabel(), a.newLabel()
+	c.frameDone, c.frameStart, c.startFrame = a.newLabel(), a.newLabel(), a.newLabel()
 	c.cold = c.cold[:0]
 	c.usedR, c.usedW = false, false
-	c.offsets = make([]int, n)
+	c.lookups, c.lookupOrder = map[int]label{}, nil
 
-	// First entry: registers other than r1, r2 and r10 start at zero.
-	a.bind(c.start)
-	for r := 0; r <= 9; r++ {
-		if r == 1 || r == 2 {
-			a.loadQ(regMap[r], regCtx, offRegs+8*int32(r))
-			continue
-		}
-		a.aluRR(false, aluXor, regMap[r], regMap[r])
+	// The generic copy, then the copy for frame runs if there is one.
+	copies := 1
+	if c.frameCopy {
+		copies = 2
 	}
-	a.loadQ(rbp, regCtx, offRegs+8*10)
-	a.aluRR(false, aluXor, regCount, regCount)
+	for k := range copies {
+		c.inFrame = k == 1
+		c.pcLabel = make([]label, n)
+		for pc := range c.pcLabel {
+			c.pcLabel[pc] = a.newLabel()
+		}
+		c.pc0Frame = c.pcLabel[0]
+		if k == 0 {
+			c.pc0 = c.pcLabel[0]
+		}
+		start := c.start
+		if c.inFrame {
+			c.genericTo = a.pos()
+			start = c.startFrame
+		} else if !c.frameCopy {
+			a.bind(c.startFrame)
+		}
+		// First entry: registers other than r1, r2 and r10 start at zero.
+		a.bind(start)
+		for r := 0; r <= 9; r++ {
+			if r == 1 || r == 2 {
+				a.loadQ(regMap[r], regCtx, offRegs+8*int32(r))
+				continue
+			}
+			a.aluRR(false, aluXor, regMap[r], regMap[r])
+		}
+		a.loadQ(rbp, regCtx, offRegs+8*10)
+		a.aluRR(false, aluXor, regCount, regCount)
+		if err := c.emitCopy(); err != nil {
+			return err
+		}
+	}
+	c.coldFrom = a.pos()
+	for k := 0; k < len(c.cold); k++ {
+		c.cold[k]()
+	}
+	c.stubFrom = a.pos()
+	c.stubs()
+	return nil
+}
 
+// emitCopy emits the instructions once, into c.pcLabel.
+func (c *compiler) emitCopy() error {
+	a := &c.a
+	n := len(c.insns)
+	c.offsets = make([]int, n)
+	c.proven = make([]bool, n)
 	for pc := 0; pc < n; pc++ {
 		a.bind(c.pcLabel[pc])
 		c.offsets[pc] = a.pos()
@@ -320,12 +399,6 @@ func (c *compiler) emit() error {
 			a.bind(c.pcLabel[pc])
 		}
 	}
-	c.coldFrom = a.pos()
-	for k := 0; k < len(c.cold); k++ {
-		c.cold[k]()
-	}
-	c.stubFrom = a.pos()
-	c.stubs()
 	return nil
 }
 
@@ -424,6 +497,13 @@ func log2(n int) int32 {
 // withAddr forces the address into r11 (atomics check its alignment).
 func (c *compiler) access(pc int, base uint8, off int16, n int, write, withAddr bool) (xreg, int32) {
 	a := &c.a
+	if !withAddr {
+		// An access the analysis proved in bounds needs no check.
+		if pr := c.prog.Proof(pc); pr == vm.ProvenAlways || pr == vm.ProvenFrame && c.inFrame {
+			c.proven[pc] = true
+			return regMap[base], int32(off)
+		}
+	}
 	inFrame := base == 10 && c.r10Fixed && int(off) >= -vm.StackFrameSize && int(off)+n <= 0
 	if inFrame && !withAddr {
 		return rbp, int32(off)
@@ -720,8 +800,7 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 			a.aluMI(aluCmp, regCtx, offDepth, 0)
 			a.jcc(condNE, c.subRet)
 		}
-		a.storeQ(regCtx, offCount, regCount)
-		a.ret()
+		a.jmp(c.frameDone)
 	case i.Op == asm.OpCall && i.Src == asm.PseudoCall:
 		c.budgetCheck(pc)
 		a.loadQ(addrReg, regCtx, offDepth)
@@ -742,6 +821,7 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 		a.jmp(c.pcLabel[pc+1+int(i.Imm)])
 	case i.Op == asm.OpCall || i.Op == asm.OpCallX:
 		c.budgetCheck(pc)
+		c.charge(vm.CallCost)
 		if h := c.prog.Helper(i.Imm); i.Op == asm.OpCall && h != nil && h.Clock {
 			// bpf_ktime_get_ns from the run's clock, without leaving the
 			// machine code; a zero clock takes the helper exit below.
@@ -752,6 +832,15 @@ func (c *compiler) jump(pc int, i asm.Instruction) {
 			a.movRR(true, regMap[0], tmp)
 			a.jmp(c.pcLabel[pc+1])
 			a.bind(exit)
+		}
+		if h := c.prog.Helper(i.Imm); i.Op == asm.OpCall && h != nil && h.Op == vm.OpMapLookup {
+			if k, ok := c.prog.CallMap(pc); ok {
+				if l := c.prog.MapLayoutOf(k); inlineLookup(l) {
+					slow := a.newLabel()
+					c.mapLookup(pc, k, l, slow)
+					a.bind(slow)
+				}
+			}
 		}
 		a.leaLabel(tmp, c.pcLabel[pc+1])
 		a.storeQ(regCtx, offResume, tmp)
@@ -823,6 +912,12 @@ func (c *compiler) stubs() {
 		a.ret()
 	}
 
+	c.frameStubs()
+	for _, k := range c.lookupOrder {
+		c.stubNames[a.pos()] = fmt.Sprintf("lookup_map%d", k)
+		c.hashStub(c.lookups[k], c.prog.MapLayoutOf(k))
+	}
+
 	// Re-entry after a helper or into a tail call's target.
 	mark(c.resume, "resume")
 	for r := 0; r <= 10; r++ {
@@ -851,6 +946,121 @@ func (c *compiler) stubs() {
 	c.checkStubs()
 }
 
+// frameStubs emits the end of a run and the batch loop. frame_done is
+// where the main program's exit goes (rax holds r0, r9 the count): a
+// single run returns to Go; a batch's frame writes its vm.FrameResult, moves
+// on to the next frame and starts it at frame_start, or returns to Go when
+// the batch is done or Go asked for the frame (bStop). Everything but r12
+// is free here: the program's registers are dead.
+func (c *compiler) frameStubs() {
+	a := &c.a
+	c.stubNames[a.pos()] = "frame_done"
+	a.bind(c.frameDone)
+	a.storeQ(regCtx, offCount, regCount)
+	a.aluMI(aluCmp, regCtx, offBLeft, 0)
+	batch := a.newLabel()
+	a.jcc(condNE, batch)
+	a.ret()
+	a.bind(batch)
+	res := addrReg
+	a.loadQ(res, regCtx, offBRes)
+	a.storeQ(res, offResR0, rax)
+	a.storeQ(res, offResExecuted, regCount)
+	// ring_nr, and zero for the fault kind and the engine error after it.
+	a.loadQ(tmp, regCtx, offMD)
+	a.load(1, tmp, tmp, offMDRing)
+	a.storeQ(res, offResRing, tmp)
+	// The flood set: the slot's 32 bytes, zeroed after, for a frame that
+	// floods; zero for any other.
+	noFlood, floodDone := a.newLabel(), a.newLabel()
+	a.aluRR(false, aluXor, rcx, rcx)
+	a.aluRI(true, aluCmp, rax, vm.ReturnFlood)
+	a.jcc(condNE, noFlood)
+	a.loadQ(tmp, regCtx, offFlood)
+	a.testRR(true, tmp, tmp)
+	a.jcc(condE, noFlood)
+	for k := int32(0); k < 4; k++ {
+		a.loadQ(rdx, tmp, 8*k)
+		a.storeQ(res, offResFlood+8*k, rdx)
+		a.storeQ(tmp, 8*k, rcx)
+	}
+	a.jmp(floodDone)
+	a.bind(noFlood)
+	for k := int32(0); k < 4; k++ {
+		a.storeQ(res, offResFlood+8*k, rcx)
+	}
+	a.bind(floodDone)
+	// Next frame.
+	a.loadQ(tmp, regCtx, offBResStr)
+	a.aluMR(aluAdd, regCtx, offBRes, tmp)
+	a.loadQ(tmp, regCtx, offBStride)
+	a.aluMR(aluAdd, regCtx, offBFrames, tmp)
+	a.aluMI(aluSub, regCtx, offBLeft, 1)
+	done := a.newLabel()
+	a.jcc(condE, done)
+	a.aluMI(aluCmp, regCtx, offBStop, 0)
+	a.jcc(condNE, done)
+	a.jmp(c.frameStart)
+	a.bind(done)
+	a.ret()
+
+	// frame_start: the context and the frame region for the frame at
+	// bFrames, the frame's window, the budget, then the registers of a
+	// first entry with r1 = the context.
+	c.stubNames[a.pos()] = "frame_start"
+	a.bind(c.frameStart)
+	a.loadQ(addrReg, regCtx, offBFrames)
+	a.loadQ(rdi, addrReg, 0) // data
+	a.loadQ(rsi, addrReg, 8) // length
+	// A frame without capacity is at address 0, as vm.AddrOf has it.
+	a.aluRR(false, aluXor, rcx, rcx)
+	a.aluMI(aluCmp, addrReg, 16, 0)
+	a.cmov(condE, rdi, rcx)
+	a.loadQ(rdx, regCtx, offMD)
+	a.storeQ(rdx, offMDData, rdi)
+	a.lea(rcx, rdi, 0)
+	a.aluRR(true, aluAdd, rcx, rsi)
+	a.storeQ(rdx, offMDDataEnd, rcx)
+	a.loadQ(rcx, regCtx, offIngress)
+	a.storeQ(rdx, offMDIngress, rcx) // ingress_port, ring_nr 0, padding 0
+	// Region 2 of the env's table and window 1 are the frame, for the
+	// memory checks and for helpers (a program that calls none cannot
+	// tail call into code that needs them either).
+	a.aluRR(false, aluXor, rcx, rcx)
+	if c.helperCalls || c.usedR || c.usedW {
+		a.loadQ(addrReg, regCtx, offRegions)
+		a.loadQ(addrReg, addrReg, 0)
+		a.storeQ(addrReg, 2*sizeRegion+offRegionStart, rdi)
+		a.storeQ(addrReg, 2*sizeRegion+offRegionSize, rsi)
+		// window.set: lim[k] = len - (1<<k) + 1, or 0.
+		a.storeQ(regCtx, offWin+sizeWindow, rdi)
+		a.storeQ(regCtx, offWin+sizeWindow+8, rsi)
+		for k, d := range []int32{1, 3, 7} {
+			a.movRR(true, rax, rsi)
+			a.aluRI(true, aluSub, rax, d)
+			a.cmov(condB, rax, rcx)
+			a.storeQ(regCtx, offWin+sizeWindow+16+8*int32(k), rax)
+		}
+	}
+	if c.helperCalls {
+		// Only helpers charge the budget.
+		a.loadQ(rax, regCtx, offBudget0)
+		a.storeQ(regCtx, offBudget, rax)
+	}
+	// The call depth, which a fault inside a local call leaves behind (in
+	// this code or a tail call's target).
+	a.storeQ(regCtx, offDepth, rcx)
+	a.movRR(true, regMap[1], rdx)
+	for r := 0; r <= 9; r++ {
+		if r != 1 {
+			a.aluRR(false, aluXor, regMap[r], regMap[r])
+		}
+	}
+	a.loadQ(rbp, regCtx, offStackTop)
+	a.aluRR(false, aluXor, regCount, regCount)
+	a.jmp(c.pc0Frame)
+}
+
 func (c *compiler) checkStubs() {
 	if c.usedR {
 		c.stubNames[c.a.pos()] = "check_load"
@@ -865,7 +1075,9 @@ func (c *compiler) checkStubs() {
 // checkStub emits the slow-path region check, the interpreter's find: the
 // first region of the env's table that contains the r10 bytes at r11
 // decides; a store also needs it writable. It returns r10 = 0 if the
-// access is allowed, 1 if not, and preserves every other register.
+// access is allowed, 1 if not, and preserves every other register. An
+// access found in region i past the fixed ones costs i+1 units of the
+// budget, as in the interpreter (vm.FixedRegions).
 func (c *compiler) checkStub(l label, write bool) {
 	a := &c.a
 	a.bind(l)
@@ -904,6 +1116,19 @@ func (c *compiler) checkStub(l label, write bool) {
 		a.b = append(a.b, 0)
 		a.jcc(condE, fail)
 	}
+	// The charge: index = len - rcx.
+	free := a.newLabel()
+	a.loadQ(rax, regCtx, offRegions)
+	a.loadQ(rax, rax, 8)
+	a.aluRR(true, aluSub, rax, rcx)
+	a.aluRI(true, aluCmp, rax, vm.FixedRegions)
+	a.jcc(condB, free)
+	a.aluRI(true, aluAdd, rax, 1)
+	a.aluMR(aluSub, regCtx, offBudget, rax)
+	a.jcc(condAE, free)
+	a.aluRR(false, aluXor, rax, rax)
+	a.storeQ(regCtx, offBudget, rax)
+	a.bind(free)
 	a.aluRR(false, aluXor, tmp, tmp)
 	a.jmp(done)
 	a.bind(next)

@@ -8,10 +8,9 @@ import (
 	"github.com/govswitch/vswitch/vm"
 )
 
-// nativeCtx is the state shared by Go and the machine code of one run. It
-// lives on the Go stack of Run; the machine code reaches it through r12,
-// which the trampoline loads on every entry (the Go stack may move while a
-// helper runs, never while machine code runs).
+// nativeCtx is the state shared by Go and the machine code of a run. It
+// lives in the env's session (on the heap); the machine code reaches it
+// through r12, which the trampoline loads on every entry.
 type nativeCtx struct {
 	savedBP uintptr    // Go's frame pointer, kept by the trampoline (offset 0: see the .s file)
 	regs    [11]uint64 // r0..r10 at an exit to Go; the initial r1, r2, r10
@@ -31,15 +30,37 @@ type nativeCtx struct {
 	// addr-start < lim[k]. A window is empty (lim 0) when it cannot decide
 	// alone, for instance when its region is read-only or strided.
 	win [2]window
-	// frames points at the callers' saved state of local calls (a
-	// frameStack on Run's stack, only for programs that make local calls,
-	// so that other runs do not pay for clearing it). Run sets it before
-	// every entry: the Go stack may have moved.
+	// frames points at the callers' saved state of local calls (the
+	// session's frameStack).
 	frames uintptr
 	// clock is env.Clock for the run: a call to a vm.Helper marked Clock
 	// is answered from it inline when it is not zero.
 	clock uint64
+
+	// Batches (RunFrames, RunRepeat): the machine code starts each frame
+	// itself (frame_start) and, at its exit, writes the frame's result
+	// and goes on with the next (frame_done). bLeft is 0 for a single run,
+	// whose exit returns to Go at once.
+	budget0    uint64  // the budget each frame starts with
+	stackTop   uint64  // r10 at the start of each frame
+	md         uintptr // &env.MD, the context of each frame
+	ingress    uint64  // ingress port, written with ring_nr 0 at md+16
+	bFrames    uintptr // slice header of the current frame
+	bStride    uint64  // to the next frame's header: 24, or 0 to repeat one
+	bRes       uintptr // the current frame's vm.FrameResult
+	bResStride uint64  // to the next result: its size, or 0 to repeat
+	bLeft      uint64  // frames left, the current one included
+	bStop      uint64  // not 0: return to Go after the current frame
+	flood      uint64  // env.FloodSlot
+
+	// Map helpers in machine code: the worker's CPU (env.CPU) and the
+	// words of a hash key being looked up.
+	cpu  uint64
+	keyq [maxInlineKeyWords]uint64
 }
+
+// maxInlineKeyWords bounds the keys of hash lookups done in machine code.
+const maxInlineKeyWords = 4
 
 // frameStack is the state local calls save, one record per caller.
 type frameStack [vm.MaxCallDepth - 1]frameRec
@@ -69,6 +90,33 @@ const (
 	offClock     = int32(unsafe.Offsetof(nativeCtx{}.clock))
 	offWin       = int32(unsafe.Offsetof(nativeCtx{}.win))
 	offFrames    = int32(unsafe.Offsetof(nativeCtx{}.frames))
+	offBudget0   = int32(unsafe.Offsetof(nativeCtx{}.budget0))
+	offStackTop  = int32(unsafe.Offsetof(nativeCtx{}.stackTop))
+	offMD        = int32(unsafe.Offsetof(nativeCtx{}.md))
+	offIngress   = int32(unsafe.Offsetof(nativeCtx{}.ingress))
+	offBFrames   = int32(unsafe.Offsetof(nativeCtx{}.bFrames))
+	offBStride   = int32(unsafe.Offsetof(nativeCtx{}.bStride))
+	offBRes      = int32(unsafe.Offsetof(nativeCtx{}.bRes))
+	offBResStr   = int32(unsafe.Offsetof(nativeCtx{}.bResStride))
+	offBLeft     = int32(unsafe.Offsetof(nativeCtx{}.bLeft))
+	offBStop     = int32(unsafe.Offsetof(nativeCtx{}.bStop))
+	offFlood     = int32(unsafe.Offsetof(nativeCtx{}.flood))
+	offCPU       = int32(unsafe.Offsetof(nativeCtx{}.cpu))
+	offKeyq      = int32(unsafe.Offsetof(nativeCtx{}.keyq))
+
+	// Layout of vm.FrameResult, written by frame_done.
+	offResR0       = int32(unsafe.Offsetof(vm.FrameResult{}.R0))
+	offResExecuted = int32(unsafe.Offsetof(vm.FrameResult{}.Executed))
+	offResFlood    = int32(unsafe.Offsetof(vm.FrameResult{}.Flood))
+	offResRing     = int32(unsafe.Offsetof(vm.FrameResult{}.RingNr))
+	sizeResult     = uint64(unsafe.Sizeof(vm.FrameResult{}))
+
+	// Layout of vm.PacketContext and of a []byte header, for frame_start.
+	offMDData    = int32(unsafe.Offsetof(vm.PacketContext{}.Data))
+	offMDDataEnd = int32(unsafe.Offsetof(vm.PacketContext{}.DataEnd))
+	offMDIngress = int32(unsafe.Offsetof(vm.PacketContext{}.IngressPort))
+	offMDRing    = int32(unsafe.Offsetof(vm.PacketContext{}.RingNr))
+	sizeSlice    = uint64(unsafe.Sizeof([]byte(nil)))
 	sizeWindow   = int32(unsafe.Sizeof(window{}))
 	sizeFrame    = int32(unsafe.Sizeof(frameRec{}))
 
@@ -81,11 +129,20 @@ const (
 	sizeRegion        = int32(unsafe.Sizeof(vm.Region{}))
 )
 
-// Compile-time checks of what the assembly and the stubs assume.
+// Compile-time checks of what the assembly and the stubs assume: frame_done
+// writes RingNr as a word that also clears the fault kind and the engine
+// error flag after it (see vm.FrameResult), and frame_start writes the
+// ingress port and ring_nr (with the padding) as one word.
 var (
-	_ [unsafe.Offsetof(nativeCtx{}.savedBP)]struct{} = [0]struct{}{}
-	_ [sizeFrame - 48]struct{}                       = [0]struct{}{}
-	_ [unsafe.Sizeof(uintptr(0)) - 8]struct{}        = [0]struct{}{}
+	_ [unsafe.Offsetof(vm.FrameResult{}.Kind) - unsafe.Offsetof(vm.FrameResult{}.RingNr) - 1]struct{}            = [0]struct{}{}
+	_ [unsafe.Offsetof(vm.FrameResult{}.Helper) - unsafe.Offsetof(vm.FrameResult{}.RingNr) - 4]struct{}          = [0]struct{}{}
+	_ [unsafe.Offsetof(vm.FrameResult{}.RingNr) % 8]struct{}                                                     = [0]struct{}{}
+	_ [unsafe.Offsetof(vm.FrameResult{}.PC) - unsafe.Offsetof(vm.FrameResult{}.RingNr) - 8]struct{}              = [0]struct{}{}
+	_ [unsafe.Offsetof(vm.PacketContext{}.RingNr) - unsafe.Offsetof(vm.PacketContext{}.IngressPort) - 4]struct{} = [0]struct{}{}
+	_ [unsafe.Sizeof(vm.PacketContext{}) - unsafe.Offsetof(vm.PacketContext{}.IngressPort) - 8]struct{}          = [0]struct{}{}
+	_ [unsafe.Offsetof(nativeCtx{}.savedBP)]struct{}                                                             = [0]struct{}{}
+	_ [sizeFrame - 48]struct{}                                                                                   = [0]struct{}{}
+	_ [unsafe.Sizeof(uintptr(0)) - 8]struct{}                                                                    = [0]struct{}{}
 )
 
 // tableAddr returns the address of the env's region slice header.

@@ -2,6 +2,7 @@ package jit_test
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"os"
 	"testing"
 
@@ -32,6 +33,7 @@ func FuzzDifferential(f *testing.F) {
 	f.Add([]byte{1, 0x10, 1, 2, 3, 0xfe, 0, 0, 0, 0x21, 2, 1, 0, 0, 0, 0, 0, 0x30, 0, 0, 8, 0, 0, 0, 0})
 	f.Add([]byte{1, 0x40, 1, 1, 0xf8, 0, 0, 0, 0, 0x52, 10, 0, 0xf8, 1, 2, 3, 4, 0x61, 0, 10, 0xf8})
 	d := newDiffer()
+	pd := newPacketDiffer(rand.New(rand.NewPCG(3, 4)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if lastInput != "" {
 			os.WriteFile(lastInput, data, 0o644)
@@ -48,12 +50,22 @@ func FuzzDifferential(f *testing.F) {
 		if diff != "" {
 			t.Fatalf("engines differ: %s\nprogram:\n%s", diff, listing(insns))
 		}
+		// The same program as a forwarding program, on frames: r1 is the
+		// context, and the JIT uses the analysis' proofs for frame runs.
+		if diff := pd.compare(p); diff != "" {
+			t.Fatalf("engines differ on frames: %s\nprogram:\n%s", diff, listing(insns))
+		}
 	})
 }
 
 // lastInput, when set, is a file each input is written to before it runs
-// (to find an input that hangs or crashes the worker).
-var lastInput = os.Getenv("JIT_FUZZ_LAST_INPUT")
+// (to find an input that hangs or crashes the worker), one per process.
+var lastInput = func() string {
+	if f := os.Getenv("JIT_FUZZ_LAST_INPUT"); f != "" {
+		return f + "." + itoa(os.Getpid())
+	}
+	return ""
+}()
 
 func listing(insns []asm.Instruction) string {
 	s := ""

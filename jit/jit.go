@@ -13,6 +13,23 @@
 // with an exit code, Go runs the helper, and the machine code is entered
 // again where it left off (the technique of wazero's compiler engine).
 //
+// What a switch pays per frame is kept in the machine code:
+//
+//   - Batches (vm.Env.RunFrames, RunRepeat): the machine code starts each
+//     frame itself (context, frame region, registers) and writes each
+//     frame's result; Go steps in for helpers, faults and tail calls.
+//   - Proven accesses: memory accesses that vm's load-time analysis proved
+//     in bounds have no check. Context and frame proofs hold only in frame
+//     runs, so programs that have them are compiled twice: a generic copy
+//     with those accesses checked, and a copy that frame runs use.
+//   - Map lookups on arrays, per-CPU arrays, hashes, per-CPU hashes and
+//     LRU hashes are done in machine code over the maps' own memory (see
+//     maps_amd64.go); other helpers, and map updates and deletes, leave
+//     the machine code as above.
+//
+// A Code may be closed while runs are in progress (vm.Env keeps a
+// reference to the code it ran last): see Close.
+//
 // The JIT exists for linux/amd64. Elsewhere Compile returns an error
 // wrapping ErrNotSupported and Best returns the interpreter, so that
 // callers never have to care.
@@ -35,7 +52,9 @@ var ErrClosed = errors.New("jit: code is closed")
 // like the program, is safe for concurrent runs, each with its own Env.
 type Code struct {
 	prog     *vm.Program
-	offsets  []int // native offset of each instruction slot, -1 for lddw's second
+	offsets  []int // native offset of each instruction slot, -1 for lddw's second (the copy for frame runs)
+	proven   []bool
+	generic  [2]int // the generic copy, when frame runs have their own
 	coldFrom int
 	stubFrom int
 	stubs    map[int]string // offsets of the shared stubs, by name

@@ -19,8 +19,16 @@ type Listing struct {
 	Insns []asm.Instruction // the program as loaded
 	// Offsets[pc] is the offset in Code of the first native instruction of
 	// slot pc, or -1 for the second slot of lddw. The code of slot pc ends
-	// where the next slot's begins (ColdFrom for the last one).
+	// where the next slot's begins (ColdFrom for the last one). When the
+	// load-time analysis proved context or frame accesses (which hold only
+	// in frame runs, as the switch's), the program is compiled twice and
+	// these are the offsets in the copy for frame runs; the generic copy
+	// that other runs use lies in [Generic[0], Generic[1]).
 	Offsets []int
+	// Proven[pc] is set for the memory accesses the analysis proved in
+	// bounds: they have no run-time check.
+	Proven  []bool
+	Generic [2]int
 	// ColdFrom is where the out-of-line fault exits begin, StubsFrom the
 	// code shared by the whole program (exits to Go, the slow-path memory
 	// check, the return from local calls). Code before Offsets[0] is the
@@ -48,6 +56,8 @@ func (c *Code) Listing() *Listing {
 		Code:      code,
 		Insns:     c.prog.Instructions(),
 		Offsets:   c.offsets,
+		Proven:    c.proven,
+		Generic:   c.generic,
 		ColdFrom:  c.coldFrom,
 		StubsFrom: c.stubFrom,
 		Stubs:     c.stubs,
@@ -67,10 +77,18 @@ func (l *Listing) Format(w io.Writer) error {
 	type section struct {
 		from, to int
 		title    string
+		note     bool // the title alone
 	}
 	var secs []section
-	if len(l.Offsets) > 0 && l.Offsets[0] > 0 {
-		secs = append(secs, section{0, l.Offsets[0], "; entry"})
+	entry := 0
+	if l.Generic[1] > 0 {
+		secs = append(secs, section{title: fmt.Sprintf(
+			"; generic copy at %#x-%#x (%d bytes, not listed): the program for runs that are not frame runs, every context and frame access checked",
+			l.Generic[0], l.Generic[1], l.Generic[1]-l.Generic[0]), note: true})
+		entry = l.Generic[1]
+	}
+	if len(l.Offsets) > 0 && l.Offsets[0] > entry {
+		secs = append(secs, section{from: entry, to: l.Offsets[0], title: "; entry"})
 	}
 	for pc := 0; pc < len(l.Offsets); pc++ {
 		from := l.Offsets[pc]
@@ -90,12 +108,15 @@ func (l *Listing) Format(w io.Writer) error {
 			nxt = l.Insns[pc+1]
 		}
 		title := fmt.Sprintf("; %d: %s", pc, asm.FormatNamed(l.Insns[pc], nxt, l.MapNames))
+		if pc < len(l.Proven) && l.Proven[pc] {
+			title += "    ; proven in bounds: no check"
+		}
 		if pc < len(l.Source) && l.Source[pc] != "" {
 			title = "; " + l.Source[pc] + "\n" + title
 		}
-		secs = append(secs, section{from, to, title})
+		secs = append(secs, section{from: from, to: to, title: title})
 	}
-	secs = append(secs, section{l.ColdFrom, l.StubsFrom, "; fault exits"})
+	secs = append(secs, section{from: l.ColdFrom, to: l.StubsFrom, title: "; fault exits"})
 	var stubs []int
 	for off, name := range l.Stubs {
 		names[uint64(off)] = name
@@ -107,7 +128,7 @@ func (l *Listing) Format(w io.Writer) error {
 		if k+1 < len(stubs) {
 			end = stubs[k+1]
 		}
-		secs = append(secs, section{off, end, "; " + l.Stubs[off]})
+		secs = append(secs, section{from: off, to: end, title: "; " + l.Stubs[off]})
 	}
 	sym := func(addr uint64) (string, uint64) {
 		if n, ok := names[addr]; ok {
@@ -116,6 +137,11 @@ func (l *Listing) Format(w io.Writer) error {
 		return "", 0
 	}
 	for _, s := range secs {
+		if s.note {
+			b.WriteString(s.title)
+			b.WriteByte('\n')
+			continue
+		}
 		if s.from >= s.to {
 			continue
 		}

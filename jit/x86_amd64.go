@@ -227,6 +227,14 @@ func (a *assembler) aluRM(op aluOp, dst, base xreg, disp int32) {
 	a.opRM(true, []byte{byte(op)<<3 | 3}, dst, base, disp)
 }
 
+// aluMR emits "op qword [base+disp], src" (64-bit).
+func (a *assembler) aluMR(op aluOp, base xreg, disp int32, src xreg) {
+	a.opRM(true, []byte{byte(op)<<3 | 1}, src, base, disp)
+}
+
+// cmov emits "cmovcc dst, src" (64-bit).
+func (a *assembler) cmov(c cond, dst, src xreg) { a.opRR(true, []byte{0x0f, 0x40 | byte(c)}, dst, src) }
+
 // aluMI emits "op qword [base+disp], imm".
 func (a *assembler) aluMI(op aluOp, base xreg, disp int32, imm int32) {
 	if fits8(int64(imm)) {
@@ -405,6 +413,7 @@ func (a *assembler) imulRRI(w bool, dst, src xreg, imm int32) {
 func (a *assembler) group3(w bool, digit byte, r xreg) { a.opRR(w, []byte{0xf7}, xreg(digit), r) }
 
 func (a *assembler) neg(w bool, r xreg)  { a.group3(w, 3, r) }
+func (a *assembler) mul(w bool, r xreg)  { a.group3(w, 4, r) }
 func (a *assembler) div(w bool, r xreg)  { a.group3(w, 6, r) }
 func (a *assembler) idiv(w bool, r xreg) { a.group3(w, 7, r) }
 

@@ -18,6 +18,7 @@ type array struct {
 	vals    []uint64
 	seqs    []seqlock // one per index, guards all CPUs' slots
 	regions []vm.Region
+	layout  vm.MapLayout
 	closed  atomic.Bool
 }
 
@@ -32,6 +33,7 @@ func newArray(spec Spec) *array {
 		Start: addrOf(a.vals), Size: uint64(len(a.vals)) * 8, Stride: st, Elem: uint64(spec.ValueSize),
 		Writable: spec.Flags&FlagRdOnlyProg == 0,
 	}}
+	a.setLayout()
 	return a
 }
 

@@ -18,7 +18,25 @@ import (
 // workers running programs (lock-free lookups, atomic adds on values,
 // updates from the data path) against the control plane (updates,
 // deletes, iteration). They check the guarantees of the package doc and
-// are meant for `go test -race`. Loops are bounded.
+// are meant for `go test -race`. Loops are bounded. Each runs on every
+// engine: the JIT does lookups in machine code, over the maps' memory,
+// which must keep the same guarantees.
+
+// onEngines runs test once per engine, with a function that prepares a
+// program for it.
+func onEngines(t *testing.T, test func(t *testing.T, prepare func(*vm.Program) vm.Runner)) {
+	for _, eng := range engines {
+		t.Run(eng.name, func(t *testing.T) {
+			test(t, func(p *vm.Program) vm.Runner {
+				r, err := eng.prepare(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			})
+		})
+	}
+}
 
 func iters(t *testing.T, n int) int {
 	if testing.Short() {
@@ -55,6 +73,10 @@ insert:
 // hammerHash runs workers counting on stable keys [0, stable) and random
 // churn keys while the control plane updates, deletes and iterates.
 func hammerHash(t *testing.T, spec Spec) {
+	onEngines(t, func(t *testing.T, prepare func(*vm.Program) vm.Runner) { hammerHashOn(t, spec, prepare) })
+}
+
+func hammerHashOn(t *testing.T, spec Spec, prepare func(*vm.Program) vm.Runner) {
 	m := mustNew(t, spec)
 	const stable = 16
 	for k := range uint32(stable) {
@@ -62,7 +84,7 @@ func hammerHash(t *testing.T, spec Spec) {
 			t.Fatal(err)
 		}
 	}
-	p := loadProg(t, countProg, []Map{m})
+	p := prepare(loadProg(t, countProg, []Map{m}))
 	n := iters(t, 4000)
 	var wg sync.WaitGroup
 	var missedStable atomic.Int64
@@ -240,8 +262,16 @@ func TestConcurrentArrayCounters(t *testing.T) {
 		{Type: PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 8, CPUs: 3},
 	} {
 		t.Run(spec.Type.String(), func(t *testing.T) {
+			onEngines(t, func(t *testing.T, prepare func(*vm.Program) vm.Runner) { arrayCounters(t, spec, prepare) })
+		})
+	}
+}
+
+func arrayCounters(t *testing.T, spec Spec, prepare func(*vm.Program) vm.Runner) {
+	{
+		{
 			m := mustNew(t, spec)
-			p := loadProg(t, countProg, []Map{m})
+			p := prepare(loadProg(t, countProg, []Map{m}))
 			n := iters(t, 5000)
 			var wg sync.WaitGroup
 			for w := range 3 {
@@ -275,7 +305,7 @@ func TestConcurrentArrayCounters(t *testing.T) {
 			if total != uint64(3*n) {
 				t.Errorf("counters sum to %d, want %d", total, 3*n)
 			}
-		})
+		}
 	}
 }
 
@@ -289,12 +319,14 @@ func mustLookupSizeLen(m Map) int {
 
 // TestConcurrentLPM: routes come and go while lookups of addresses under
 // a route that stays must always find a match.
-func TestConcurrentLPM(t *testing.T) {
+func TestConcurrentLPM(t *testing.T) { onEngines(t, concurrentLPM) }
+
+func concurrentLPM(t *testing.T, prepare func(*vm.Program) vm.Runner) {
 	m := mustNew(t, Spec{Type: LPMTrie, KeySize: 8, ValueSize: 8, MaxEntries: 256, Flags: FlagNoPrealloc})
 	if err := m.Update(lpmKey("10.0.0.0/8"), u64(8), UpdateAny); err != nil {
 		t.Fatal(err)
 	}
-	p := loadProg(t, `
+	p := prepare(loadProg(t, `
 	stw [%r10-8], 32
 	be32 %r1
 	stxw [%r10-4], %r1
@@ -309,7 +341,7 @@ func TestConcurrentLPM(t *testing.T) {
 	exit
 miss:
 	mov %r0, 0
-	exit`, []Map{m})
+	exit`, []Map{m}))
 	n := iters(t, 4000)
 	var wg sync.WaitGroup
 	var misses atomic.Int64
@@ -364,10 +396,12 @@ miss:
 }
 
 // TestConcurrentProgramArray: slots swap while workers tail-call through them.
-func TestConcurrentProgramArray(t *testing.T) {
+func TestConcurrentProgramArray(t *testing.T) { onEngines(t, concurrentProgramArray) }
+
+func concurrentProgramArray(t *testing.T, prepare func(*vm.Program) vm.Runner) {
 	m := mustNew(t, Spec{Type: ProgArray, KeySize: 4, ValueSize: 4, MaxEntries: 1})
 	pa := m.(*ProgramArray)
-	main := loadProg(t, "lddw %r2, map[0]\nmov %r3, 0\ncall 12\nmov %r0, 0\nexit", []Map{m})
+	main := prepare(loadProg(t, "lddw %r2, map[0]\nmov %r3, 0\ncall 12\nmov %r0, 0\nexit", []Map{m}))
 	a := loadProg(t, "mov %r0, 1\nexit", nil)
 	b := loadProg(t, "mov %r0, 2\nexit", nil)
 	n := iters(t, 5000)
@@ -401,10 +435,12 @@ func TestConcurrentProgramArray(t *testing.T) {
 
 // TestConcurrentRingBuffer: producers output numbered records, the
 // consumer receives every one that was not dropped, in per-producer order.
-func TestConcurrentRingBuffer(t *testing.T) {
+func TestConcurrentRingBuffer(t *testing.T) { onEngines(t, concurrentRingBuffer) }
+
+func concurrentRingBuffer(t *testing.T, prepare func(*vm.Program) vm.Runner) {
 	m := mustNew(t, Spec{Type: RingBuf, MaxEntries: 8192})
 	rb := m.(*RingBuffer)
-	p := loadProg(t, `
+	p := prepare(loadProg(t, `
 	mov %r6, %r1
 	lddw %r1, map[0]
 	mov %r2, 24
@@ -420,7 +456,7 @@ func TestConcurrentRingBuffer(t *testing.T) {
 	exit
 drop:
 	mov %r0, 1
-	exit`, []Map{m})
+	exit`, []Map{m}))
 	n := iters(t, 5000)
 	const producers = 3
 	var sent, dropped atomic.Int64

@@ -79,4 +79,10 @@
 // helpers. A helper given an argument the kernel's verifier would have
 // refused (a map handle that is not the program's, a pointer outside the
 // program's memory) stops the program with a fault, never the process.
+// Helpers charge the run's budget for their work (cost.go, vm.Env.Budget).
+//
+// Arrays, hashes and LPM tries describe their memory to the engines
+// (Layout, vm.MapLayout): the load-time analysis then trusts what a lookup
+// returns, and the JIT looks arrays and hashes up in machine code, exactly
+// as LookupAddr does.
 package maps

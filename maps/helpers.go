@@ -28,9 +28,9 @@ var (
 // reserved) stop the run with a fault.
 func RegisterHelpers(hs *vm.Helpers) error {
 	for _, h := range []vm.Helper{
-		{ID: vm.HelperMapLookupElem, Fn: mapLookupElem},
-		{ID: vm.HelperMapUpdateElem, Fn: mapUpdateElem},
-		{ID: vm.HelperMapDeleteElem, Fn: mapDeleteElem},
+		{ID: vm.HelperMapLookupElem, Fn: mapLookupElem, Op: vm.OpMapLookup},
+		{ID: vm.HelperMapUpdateElem, Fn: mapUpdateElem, Op: vm.OpMapUpdate},
+		{ID: vm.HelperMapDeleteElem, Fn: mapDeleteElem, Op: vm.OpMapDelete},
 		{ID: vm.HelperTracePrintk, Fn: tracePrintk},
 		{ID: vm.HelperTailCall, Fn: tailCall},
 		{ID: vm.HelperRingbufOutput, Fn: ringbufOutput},
@@ -61,9 +61,9 @@ func Helpers() *vm.Helpers {
 func CompatVALEHelpers() *vm.Helpers {
 	hs := Helpers()
 	for _, h := range []vm.Helper{
-		{ID: 1, Name: "vale_bpf_map_update_elem", Fn: mapUpdateElem},
-		{ID: 2, Name: "vale_bpf_map_lookup_elem", Fn: mapLookupElem},
-		{ID: 3, Name: "vale_bpf_map_delete_elem", Fn: mapDeleteElem},
+		{ID: 1, Name: "vale_bpf_map_update_elem", Fn: mapUpdateElem, Op: vm.OpMapUpdate},
+		{ID: 2, Name: "vale_bpf_map_lookup_elem", Fn: mapLookupElem, Op: vm.OpMapLookup},
+		{ID: 3, Name: "vale_bpf_map_delete_elem", Fn: mapDeleteElem, Op: vm.OpMapDelete},
 	} {
 		if err := hs.Register(h); err != nil {
 			panic(err)
@@ -110,6 +110,7 @@ func mapLookupElem(env *vm.Env, r1, r2, _, _, _ uint64) (uint64, error) {
 		if !ok {
 			return 0, ErrBadPointer
 		}
+		env.Charge(costProbe + uint64(m.kw))
 		return m.LookupAddr(key, env.CPU), nil
 	case *array:
 		key, ok := env.Bytes(r2, 4, false)
@@ -127,6 +128,7 @@ func mapLookupElem(env *vm.Env, r1, r2, _, _, _ uint64) (uint64, error) {
 	if !ok {
 		return 0, ErrBadPointer
 	}
+	env.Charge(opCost(m, opLookup))
 	return m.LookupAddr(key, env.CPU), nil
 }
 
@@ -156,6 +158,7 @@ func mapUpdateElem(env *vm.Env, r1, r2, r3, r4, _ uint64) (uint64, error) {
 	if !ok {
 		return 0, ErrBadPointer
 	}
+	env.Charge(opCost(m, opUpdate))
 	if err := m.UpdateFrom(key, value, r4, env.CPU); err != nil {
 		return negErrno(err), nil
 	}
@@ -179,6 +182,7 @@ func mapDeleteElem(env *vm.Env, r1, r2, _, _, _ uint64) (uint64, error) {
 	if !ok {
 		return 0, ErrBadPointer
 	}
+	env.Charge(opCost(m, opDelete))
 	if err := m.Delete(key); err != nil {
 		return negErrno(err), nil
 	}
@@ -204,6 +208,7 @@ func tracePrintk(env *vm.Env, r1, r2, r3, r4, r5 uint64) (uint64, error) {
 	if !ok {
 		return neg(EINVAL), nil
 	}
+	env.Charge(costTrace)
 	p := env.Program()
 	n := len(s)
 	if len(s) > 0 && s[len(s)-1] == '\n' {
@@ -262,6 +267,7 @@ func ringbufOutput(env *vm.Env, r1, r2, r3, r4, _ uint64) (uint64, error) {
 	if !ok {
 		return 0, ErrBadPointer
 	}
+	env.Charge(costProbe + uint64(words(len(data)))*costWord)
 	if !r.Output(data, r4) {
 		return neg(EAGAIN), nil
 	}

@@ -633,6 +633,117 @@ call:
 		},
 	},
 	{
+		// Issue 11: a helper call counted as one instruction whatever it
+		// did, so a loop of updates of a 1 MiB value held a worker for
+		// 30-57 s. Now each update charges for the words it copies and
+		// the run stops at the budget after the first one.
+		name: "budget counts helper work: 1 MiB updates in a loop",
+		maps: []Spec{
+			{Type: Array, KeySize: 4, ValueSize: 1 << 20, MaxEntries: 1},
+			{Type: Array, KeySize: 4, ValueSize: 8, MaxEntries: 1},
+		},
+		src: `
+	stw [%r10-4], 0
+	mov %r2, %r10
+	add %r2, -4
+	lddw %r1, map[0]
+	call 1
+	jeq %r0, 0, out
+	mov %r6, %r0
+loop:
+	mov %r2, %r10
+	add %r2, -4
+	lddw %r1, map[1]
+	call 1
+	jeq %r0, 0, out
+	mov %r1, 1
+	lock add [%r0+0], %r1
+	lddw %r1, map[0]
+	mov %r2, %r10
+	add %r2, -4
+	mov %r3, %r6
+	mov %r4, 0
+	call 2
+	ja loop
+out:
+	exit`,
+		test: func(h *harness) {
+			_, err := h.run(0)
+			var e *vm.Error
+			if !errors.As(err, &e) || e.Kind != vm.KindBudget {
+				h.t.Fatalf("run: %v, want a budget fault", err)
+			}
+			v, _ := h.maps[1].Lookup(u32(0))
+			if n := binary.NativeEndian.Uint64(v); n < 1 || n > 2 {
+				h.t.Errorf("%d updates of 1 MiB before the budget fault, want 1 or 2", n)
+			}
+			if h.env.Executed > 100 {
+				h.t.Errorf("%d instructions executed: the fault should follow the first update", h.env.Executed)
+			}
+		},
+	},
+	{
+		name: "budget counts helper work: hash probes",
+		maps: []Spec{{Type: Hash, KeySize: 64, ValueSize: 8, MaxEntries: 4}},
+		src: `
+	mov %r6, 0
+loop:
+	add %r6, 1
+	mov %r2, %r10
+	add %r2, -64
+	lddw %r1, map[0]
+	call 1
+	jlt %r6, 1000000, loop
+	exit`,
+		test: func(h *harness) {
+			// Each iteration is 7 instructions, a call and a probe of 8
+			// key words.
+			h.env.Budget = 7*1000 + 1000*(vm.CallCost+costProbe+8)
+			_, err := h.run(0)
+			var e *vm.Error
+			if !errors.As(err, &e) || e.Kind != vm.KindBudget {
+				h.t.Fatalf("run: %v, want a budget fault", err)
+			}
+			if it := h.env.Executed / 7; it < 990 || it > 1010 {
+				h.t.Errorf("fault after %d iterations, want about 1000 (instructions and probes charged)", it)
+			}
+		},
+	},
+	{
+		// A checked access found in a map's values costs the search:
+		// region 4 (the first map's) is 5 units.
+		name: "budget counts region searches",
+		maps: []Spec{{Type: Array, KeySize: 4, ValueSize: 8, MaxEntries: 1}},
+		src: `
+	stw [%r10-4], 0
+	mov %r2, %r10
+	add %r2, -4
+	lddw %r1, map[0]
+	call 1
+	jeq %r0, 0, out
+	stxdw [%r10-16], %r0
+	ldxdw %r6, [%r10-16]
+	mov %r7, 0
+loop:
+	ldxdw %r1, [%r6+0]
+	add %r7, 1
+	jlt %r7, 1000000, loop
+out:
+	exit`,
+		test: func(h *harness) {
+			// Each iteration: 3 instructions and a search of 5.
+			h.env.Budget = 9 + 1000*8
+			_, err := h.run(0)
+			var e *vm.Error
+			if !errors.As(err, &e) || e.Kind != vm.KindBudget {
+				h.t.Fatalf("run: %v, want a budget fault", err)
+			}
+			if it := (h.env.Executed - 9) / 3; it < 995 || it > 1005 {
+				h.t.Errorf("fault after %d iterations, want about 1000 (searches charged)", it)
+			}
+		},
+	},
+	{
 		name:    "VALE-BPF numbering",
 		maps:    []Spec{{Type: Hash, KeySize: 4, ValueSize: 8, MaxEntries: 4}},
 		helpers: CompatVALEHelpers,

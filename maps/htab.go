@@ -61,6 +61,7 @@ type htab struct {
 	lhead, ltail uint32
 
 	regions []vm.Region
+	layout  vm.MapLayout
 	closed  atomic.Bool
 }
 
@@ -136,6 +137,7 @@ func newHtab(spec Spec) *htab {
 		Start: addrOf(h.vals), Size: uint64(len(h.vals)) * 8, Stride: st, Elem: uint64(spec.ValueSize),
 		Writable: spec.Flags&FlagRdOnlyProg == 0,
 	}}
+	h.setLayout()
 	return h
 }
 

@@ -39,6 +39,7 @@ type lpm struct {
 	valFree  []uint32
 
 	regions []vm.Region
+	layout  vm.MapLayout
 	closed  atomic.Bool
 }
 
@@ -79,6 +80,7 @@ func newLPM(spec Spec) *lpm {
 		Start: addrOf(t.vals), Size: uint64(len(t.vals)) * 8, Stride: st, Elem: uint64(spec.ValueSize),
 		Writable: spec.Flags&FlagRdOnlyProg == 0,
 	}}
+	t.setLayout()
 	return t
 }
 

@@ -210,16 +210,20 @@ type worker struct {
 
 	tx [MaxPorts]txCounters // by destination
 
-	zeroKey [4]byte
-	out     [MaxPorts]*outQueue
-	dests   []uint8 // destinations with frames in this batch
+	zeroKey   [4]byte
+	runFrames [][]byte          // the frames of a batch the program runs on
+	runOff    []bpfport.Offload // their offloads
+	res       []vm.FrameResult  // their outcomes
+	out       [MaxPorts]*outQueue
+	dests     []uint8 // destinations with frames in this batch
 }
 
 func newWorker(s *Switch, id int) *worker {
 	env := vm.NewEnv()
 	env.CPU = id
-	return &worker{s: s, id: id, env: env, batch: bpfport.NewBatch(s.cfg.Batch),
-		evs: make([]bpfport.PollEvent, 16)}
+	n := s.cfg.Batch
+	return &worker{s: s, id: id, env: env, batch: bpfport.NewBatch(n), evs: make([]bpfport.PollEvent, 16),
+		runFrames: make([][]byte, 0, n), runOff: make([]bpfport.Offload, 0, n), res: make([]vm.FrameResult, n)}
 }
 
 // monotonic time in ns, for busy-poll windows.
@@ -393,13 +397,8 @@ func (w *worker) process(in *port, frames [][]byte, offl []bpfport.Offload) {
 		rx.drops[DropNoProgram].add(uint64(len(frames)))
 		return
 	}
-	pc := &inst.counters[w.id]
-	var runs, insns uint64
-	ingress := in.idx
-	runner := inst.prog.Runner
-	env := w.env
-	// One clock read per batch: bpf_ktime_get_ns returns the batch's time.
-	env.Clock = vm.Ktime()
+	// Runts and oversize frames never reach the program.
+	run, runOff := w.runFrames[:0], w.runOff[:0]
 	maxFrame := int(in.maxFrame.Load())
 	for k, f := range frames {
 		o := offl[k]
@@ -422,19 +421,34 @@ func (w *worker) process(in *port, frames [][]byte, offl []bpfport.Offload) {
 				maxFrame = int(in.maxFrame.Load())
 			}
 		}
-		ret, err := env.RunFrame(runner, f, uint32(ingress))
-		runs++
-		insns += env.Executed
-		if err != nil {
+		run = append(run, f)
+		runOff = append(runOff, o)
+	}
+	pc := &inst.counters[w.id]
+	ingress := in.idx
+	env := w.env
+	// One clock read per batch: bpf_ktime_get_ns returns the batch's time.
+	env.Clock = vm.Ktime()
+	env.FloodSlot = 0
+	if fm := inst.prog.FloodMap; fm != nil {
+		env.FloodSlot = fm.LookupAddr(w.zeroKey[:], w.id)
+	}
+	res := w.res[:len(run)]
+	env.RunFrames(inst.prog.Runner, run, uint32(ingress), res)
+	var insns uint64
+	for k, f := range run {
+		r := &res[k]
+		insns += r.Executed
+		if r.Failed() {
 			drops[DropFault]++
-			if e, ok := err.(*vm.Error); ok {
-				pc.faults[e.Kind].Store(pc.faults[e.Kind].Load() + 1)
+			if r.Kind != 0 {
+				pc.faults[r.Kind].Store(pc.faults[r.Kind].Load() + 1)
 			}
-			w.warnFault(inst, err)
+			w.warnFault(inst, r)
 			continue
 		}
-		ring := env.MD.RingNr
-		switch {
+		o := runOff[k]
+		switch ret := r.R0; {
 		case ret < MaxPorts:
 			dst := int(ret)
 			if dst == ingress {
@@ -446,23 +460,21 @@ func (w *worker) process(in *port, frames [][]byte, offl []bpfport.Offload) {
 				drops[DropNoPort]++
 				continue
 			}
-			w.enqueue(p, f, o, ring)
+			w.enqueue(p, f, o, r.RingNr)
 		case ret == Flood:
-			var set [4]uint64
-			if fm := inst.prog.FloodMap; fm != nil {
-				set = takeFloodSet(fm.LookupAddr(w.zeroKey[:], w.id))
-			}
+			set := r.Flood
 			all := set == [4]uint64{}
 			for _, p := range *w.s.active.Load() {
 				if p.idx != ingress && (all || set[p.idx>>6]>>(p.idx&63)&1 != 0) {
-					w.enqueue(p, f, o, ring)
+					w.enqueue(p, f, o, r.RingNr)
 				}
 			}
 		default:
 			drops[DropProgram]++
 		}
 	}
-	pc.runs.Store(pc.runs.Load() + runs)
+	clear(run) // no references to frames kept past the batch
+	pc.runs.Store(pc.runs.Load() + uint64(len(run)))
 	pc.insns.Store(pc.insns.Load() + insns)
 	for r, n := range drops {
 		rx.drops[r].add(n)
@@ -470,12 +482,12 @@ func (w *worker) process(in *port, frames [][]byte, offl []bpfport.Offload) {
 	w.flush()
 }
 
-func (w *worker) warnFault(p *installed, err error) {
+func (w *worker) warnFault(p *installed, r *vm.FrameResult) {
 	if !w.s.faultLg.allow(5 * time.Second) {
 		return
 	}
 	w.s.log.Warn("forwarding program fault (frame dropped; further faults are counted, warnings rate-limited)",
-		"program", p.prog.Name, "err", err.Error())
+		"program", p.prog.Name, "err", r.Err().Error())
 }
 
 func (w *worker) enqueue(p *port, f []byte, o bpfport.Offload, ring uint8) {

@@ -12,6 +12,25 @@ func (e *Env) BeginRun(p *Program) {
 	e.bind(p)
 	e.tailCalls = 0
 	e.tail = nil
+	e.charged = 0
+}
+
+// TakeCharge returns what the helper that just returned charged with
+// Charge, and clears it. The engine takes it from the run's budget
+// (SubBudget), as the interpreter does.
+func (e *Env) TakeCharge() uint64 {
+	c := e.charged
+	e.charged = 0
+	return c
+}
+
+// SubBudget returns budget less charge, or 0 when the charge is larger:
+// the budget left to a run after a helper's charge.
+func SubBudget(budget, charge uint64) uint64 {
+	if charge >= budget {
+		return 0
+	}
+	return budget - charge
 }
 
 // Bind makes p the running program after a tail call: its regions replace
@@ -27,12 +46,38 @@ func (e *Env) TakeTailCall() *Program {
 	return p
 }
 
-// RegionTable returns the env's region table: [0] the stack, [1] and [2]
-// the argument regions, then the running program's map regions, then the
-// regions helpers added during the run. Helpers may grow or shrink it, so
+// RegionTable returns the env's region table: [0] the stack, [1], [2]
+// and [3] the argument regions (for frame runs: the context's writable
+// tail, the frame, the context's read-only head), then the running
+// program's map regions, then the regions helpers added during the run. Helpers may grow or shrink it, so
 // an engine must read it again after every helper call. Engines read it;
 // they must not change it.
 func (e *Env) RegionTable() *[]Region { return &e.regions }
+
+// Pin keeps v, an engine's object, with the env until the next Pin; Pinned
+// returns it. The JIT pins the code the env last ran, so that further runs
+// of that code on this env need no atomic operation to keep it mapped.
+func (e *Env) Pin(v any) { e.pin = v }
+
+// Pinned returns what Pin kept.
+func (e *Env) Pinned() any { return e.pin }
+
+// FrameRun reports whether the env's argument regions are those of a
+// frame run (RunFrame, RunFrames, RunRepeat): then a run with r1 at
+// MDAddr is a frame run, for which the proofs marked ProvenFrame hold.
+func (e *Env) FrameRun() bool { return e.frameRun }
+
+// ArgsGen returns a number that changes whenever the argument regions do
+// (SetArg, SetArgBytes, the context of frame runs), except for the frame
+// region of a batch, which the engine sets itself; ArgsChanged compares it.
+func (e *Env) ArgsGen() uint64 { return e.argsGen }
+
+// ArgsChanged reports whether the argument regions changed since gen.
+func (e *Env) ArgsChanged(gen uint64) bool { return e.argsGen != gen }
+
+// DynamicRegions reports whether helpers added regions during the run
+// (AddRegion) that are still there.
+func (e *Env) DynamicRegions() bool { return len(e.regions) > e.nFixed }
 
 // StackBase returns the lowest address of the stack (StackTop - StackSize).
 func (e *Env) StackBase() uint64 { return e.stackBase }

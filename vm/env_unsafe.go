@@ -12,7 +12,8 @@ const (
 	StackFrameSize = 512
 	MaxCallDepth   = 8
 	StackSize      = StackFrameSize * MaxCallDepth
-	// DefaultBudget is the default instruction budget of a run.
+	// DefaultBudget is the default budget of a run, in units of one
+	// instruction: see Env.Budget.
 	DefaultBudget = 1_000_000
 	// MaxTailCalls is the kernel's limit of chained tail calls.
 	MaxTailCalls = 33
@@ -23,9 +24,11 @@ const (
 // record. An Env is used by one goroutine at a time and reused for every
 // run, so that runs do not allocate.
 type Env struct {
-	// regions is what the current run may touch: [0] the stack, [1] and [2]
-	// the argument regions (context/frame, or the mem block), then the
-	// program's map regions, then dynamic regions added by helpers.
+	// regions is what the current run may touch: [0] the stack, [1], [2]
+	// and [3] the argument regions (a frame run: the writable tail of the
+	// context, the frame, the read-only head of the context; otherwise
+	// what SetArg set), then the program's map regions, then dynamic
+	// regions added by helpers.
 	regions  []Region
 	nFixed   int // regions of stack + args + program
 	regsProg *Program
@@ -37,8 +40,20 @@ type Env struct {
 	// CPU is the worker index reported by bpf_get_smp_processor_id and used
 	// to pick per-CPU map slots.
 	CPU int
-	// Budget is the instruction budget of each run; 0 means DefaultBudget.
+	// Budget bounds the cost of each run; 0 means DefaultBudget. The
+	// cost is the number of instructions executed plus what helpers
+	// charge for their own work (Charge): a helper that copies a large
+	// map value or walks a structure costs in proportion. A run whose
+	// cost passes the budget stops with a KindBudget fault at its next
+	// backward jump or call, so that one frame can never hold a worker
+	// for long. One unit is about a nanosecond of the slowest work it
+	// stands for on this machine class (an interpreted instruction, a
+	// word copied into a map with an atomic store): with the default
+	// budget a run takes a few milliseconds at worst (the package doc
+	// gives the measured bound).
 	Budget uint64
+	// charged is what helpers charged during the current helper call.
+	charged uint64
 	// Clock, when non-zero, is what bpf_ktime_get_ns returns (Ktime's
 	// clock): a switch worker sets it once per batch, so that programs
 	// that read the clock on every frame do not pay for a clock read
@@ -52,11 +67,33 @@ type Env struct {
 	tailCalls int
 
 	// MD is the packet context of RunFrame, laid out as struct vswitch_md.
+	// Helpers must not change its Data and DataEnd during a run: the
+	// analysis' proofs for frame runs rely on them (programs cannot).
 	MD PacketContext
+	// FloodSlot, when not zero, is the address of the 32-byte flood set
+	// of RunFrames (see there): a switch sets it to its worker's slot of
+	// the program's vswitch_flood map. It must be 8-aligned memory that
+	// stays valid (map value memory does) for as long as it is set.
+	FloodSlot uint64
+	// batch and results hold the arguments of the batch being run (a frame
+	// buffer must not live on a goroutine stack, which can move while a
+	// helper runs: keeping it here moves it to the heap).
+	frame   []byte
+	batch   [][]byte
+	results []FrameResult
+	args    [3][]byte // SetArgBytes'
 
 	fault  Error
 	frames [MaxCallDepth]frame
 	st     runState
+	// pin is the engine's object for this env (Pin).
+	pin any
+	// frameRun: the argument regions are a frame run's (setContext).
+	frameRun bool
+	ingress  uint32 // the ingress port of frame runs
+	// argsGen counts changes of the argument regions (SetArg...), but for
+	// the frame region of batches, which engines follow themselves.
+	argsGen uint64
 	// User is free for the embedding application (the switch keeps its
 	// worker state here for its helpers).
 	User any
@@ -69,7 +106,7 @@ type PacketContext struct {
 	DataEnd     uint64 // one past the last byte
 	IngressPort uint32
 	RingNr      uint8 // queue on the destination port; the program may write it
-	_           [3]uint8
+	pad         [3]uint8
 }
 
 // PacketContextSize is the size of struct vswitch_md.
@@ -82,7 +119,7 @@ func NewEnv() *Env {
 	off := (16 - uintptr(unsafe.Pointer(&buf[0]))%16) % 16
 	e.stack = buf[off : off+StackSize]
 	e.stackBase = addrOf(e.stack)
-	e.regions = make([]Region, 3, 16)
+	e.regions = make([]Region, numFixed, 16)
 	e.regions[0] = Region{Start: e.stackBase, Size: StackSize, Writable: true}
 	return e
 }
@@ -111,19 +148,38 @@ func (e *Env) StackTop() uint64 { return e.stackBase + StackSize }
 // Stack returns the stack memory, for tests and debuggers.
 func (e *Env) Stack() []byte { return e.stack }
 
-// SetArg sets argument region n (0 or 1) for the following runs. A region
-// with Size 0 removes it.
-// Argument regions are contiguous (Stride 0): SetArg panics otherwise.
+// numFixed is the number of regions before the program's: the stack and
+// three argument regions.
+const numFixed = FixedRegions
+
+// FixedRegions is the number of regions before a program's: the stack and
+// three argument regions. A checked access or a helper's pointer found in
+// region i past them (a map's values, a dynamic region) costs the run i+1
+// units of its budget, the length of the search (see Budget); engines
+// charge the same.
+const FixedRegions = 4
+
+// SetArg sets argument region n (0, 1 or 2) for the following runs (not
+// from a helper during a run). A region with Size 0 removes it. Argument
+// regions are contiguous (Stride 0): SetArg panics otherwise. RunFrame and
+// RunFrames set all three.
 func (e *Env) SetArg(n int, r Region) {
 	if r.Stride != 0 {
 		panic("vm: argument regions must be contiguous")
 	}
 	e.regions[1+n] = r
+	e.frameRun = false
+	e.argsGen++
 }
 
-// SetArgBytes makes b argument region n, writable.
+// SetArgBytes makes b argument region n, writable. The env keeps b (so
+// that it is on the heap, where it does not move, for as long as runs may
+// use it).
 func (e *Env) SetArgBytes(n int, b []byte) {
+	e.args[n] = b
 	e.regions[1+n] = Region{Start: addrOf(b), Size: uint64(len(b)), Writable: true}
+	e.frameRun = false
+	e.argsGen++
 }
 
 // bind installs p's regions after the fixed ones.
@@ -133,7 +189,7 @@ func (e *Env) bind(p *Program) {
 		e.regions = e.regions[:e.nFixed]
 		return
 	}
-	e.regions = append(e.regions[:3], p.regions...)
+	e.regions = append(e.regions[:numFixed], p.regions...)
 	e.nFixed = len(e.regions)
 	e.regsProg = p
 }
@@ -141,11 +197,17 @@ func (e *Env) bind(p *Program) {
 // Program returns the program running now (for helpers).
 func (e *Env) Program() *Program { return e.prog }
 
-// find returns the region holding the n bytes at addr, or nil.
-func (e *Env) find(addr, n uint64) *Region {
+// access returns the region holding the n bytes at addr, for an access at
+// pc of the running program that the fast path could not decide, and
+// charges the search to the run (FixedRegions) unless the access was
+// proven (an engine that uses the proof does not search).
+func (e *Env) access(addr, n uint64, pc int) *Region {
 	for i := range e.regions {
 		r := &e.regions[i]
 		if r.Contains(addr, n) {
+			if i >= numFixed && e.prog.Proof(pc) != ProvenAlways {
+				e.st.budget = SubBudget(e.st.budget, uint64(i+1))
+			}
 			return r
 		}
 	}
@@ -153,12 +215,22 @@ func (e *Env) find(addr, n uint64) *Region {
 }
 
 // Bytes returns the n bytes at addr if the program may read them (and,
-// with write, write them), for helpers that take pointers.
+// with write, write them), for helpers that take pointers. The search is
+// charged to the run (FixedRegions).
 func (e *Env) Bytes(addr, n uint64, write bool) ([]byte, bool) {
 	if n == 0 {
 		return nil, true
 	}
-	r := e.find(addr, n)
+	var r *Region
+	for i := range e.regions {
+		if e.regions[i].Contains(addr, n) {
+			r = &e.regions[i]
+			if i >= numFixed {
+				e.charged += uint64(i + 1)
+			}
+			break
+		}
+	}
 	if r == nil || write && !r.Writable {
 		return nil, false
 	}
@@ -198,19 +270,62 @@ func (e *Env) TailCall(p *Program) bool {
 	return true
 }
 
+// Charge adds units to the cost of the running program (see Budget):
+// helpers call it for the work they do beyond one instruction's worth,
+// in proportion to the bytes they copy or the entries they walk. The
+// engines take the charge from the budget when the helper returns.
+func (e *Env) Charge(units uint64) { e.charged += units }
+
 // Map returns the map behind a handle the program loaded with lddw.
 func (e *Env) Map(handle uint64) (Map, bool) {
 	return e.prog.mapOf(handle)
 }
 
 // RunFrame runs p as a forwarding program on frame: r1 points at e.MD,
-// whose Data/DataEnd span frame. The program may read and write the frame
-// and the context. e.MD.RingNr holds the ring the program chose.
+// whose Data/DataEnd span frame. The program may read and write the frame,
+// read the context and write its fields after data_end (ingress_port,
+// ring_nr): data and data_end are read-only, as in Linux, so that a
+// program's checks against them hold for the whole run. e.MD.RingNr holds
+// the ring the program chose.
 func (e *Env) RunFrame(r Runner, frame []byte, ingress uint32) (uint64, error) {
-	e.MD = PacketContext{Data: addrOf(frame), DataEnd: addrOf(frame) + uint64(len(frame)), IngressPort: ingress}
-	e.regions[1] = Region{Start: uint64(uintptr(unsafe.Pointer(&e.MD))), Size: PacketContextSize, Writable: true}
-	e.regions[2] = Region{Start: e.MD.Data, Size: uint64(len(frame)), Writable: true}
-	return r.Run(e, e.regions[1].Start, 0)
+	e.frame = frame
+	e.setContext(ingress)
+	e.setFrame(frame)
+	return r.Run(e, e.MDAddr(), 0)
+}
+
+// MDAddr returns the address of e.MD, the context of frame runs.
+func (e *Env) MDAddr() uint64 { return uint64(uintptr(unsafe.Pointer(&e.MD))) }
+
+// ctxHead is the read-only part of the context: data and data_end.
+const ctxHead = 16
+
+// setContext installs the context regions of frame runs and the ingress
+// port.
+func (e *Env) setContext(ingress uint32) {
+	md := e.MDAddr()
+	e.ingress = ingress
+	e.MD.IngressPort = ingress
+	e.regions[1] = Region{Start: md + ctxHead, Size: PacketContextSize - ctxHead, Writable: true}
+	e.regions[3] = Region{Start: md, Size: ctxHead}
+	e.frameRun = true
+	e.argsGen++
+}
+
+// setFrame points the context and the frame region at frame, and resets
+// the writable fields of the context (a program may have changed them).
+func (e *Env) setFrame(frame []byte) {
+	a := addrOf(frame)
+	e.MD = PacketContext{Data: a, DataEnd: a + uint64(len(frame)), IngressPort: e.ingress}
+	e.regions[2] = Region{Start: a, Size: uint64(len(frame)), Writable: true}
+}
+
+// takeFlood returns the 32 bytes at addr and zeroes them.
+func takeFlood(addr uint64) (set [4]uint64) {
+	p := (*[4]uint64)(ptr(addr))
+	set = *p
+	*p = [4]uint64{}
+	return set
 }
 
 func load8(addr uint64) uint64  { return uint64(*(*uint8)(ptr(addr))) }
@@ -268,7 +383,7 @@ type runState struct {
 // argument regions, which are contiguous, without a call: the
 // interpreter's fast loop uses them and leaves the rest to find.
 func (e *Env) fastRead(a, n uint64) bool {
-	fix := (*[3]Region)(e.regions)
+	fix := (*[numFixed]Region)(e.regions)
 	if off := a - fix[0].Start; off < fix[0].Size && n <= fix[0].Size-off {
 		return true
 	}
@@ -278,11 +393,14 @@ func (e *Env) fastRead(a, n uint64) bool {
 	if off := a - fix[1].Start; off < fix[1].Size && n <= fix[1].Size-off {
 		return true
 	}
+	if off := a - fix[3].Start; off < fix[3].Size && n <= fix[3].Size-off {
+		return true
+	}
 	return false
 }
 
 func (e *Env) fastWrite(a, n uint64) bool {
-	fix := (*[3]Region)(e.regions)
+	fix := (*[numFixed]Region)(e.regions)
 	if off := a - fix[0].Start; off < fix[0].Size && n <= fix[0].Size-off {
 		return fix[0].Writable
 	}

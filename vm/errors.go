@@ -15,7 +15,7 @@ const (
 	_              Kind = iota // invalid
 	KindRead                   // load outside the program's regions
 	KindWrite                  // store or atomic outside the writable regions
-	KindBudget                 // instruction budget exhausted
+	KindBudget                 // run budget exhausted (instructions and helper work, see Env.Budget)
 	KindCallDepth              // more than MaxCallDepth nested local calls
 	KindHelper                 // a helper refused its arguments
 	KindBadHelper              // callx to a helper that does not exist
@@ -31,7 +31,7 @@ const NumKinds = int(numKinds)
 var kindNames = [...]string{
 	KindRead:       "out-of-bounds read",
 	KindWrite:      "out-of-bounds write",
-	KindBudget:     "instruction budget exhausted",
+	KindBudget:     "instruction budget exhausted", // instructions and helper work: see Env.Budget
 	KindCallDepth:  "call depth exceeded",
 	KindHelper:     "helper failed",
 	KindBadHelper:  "call to unknown helper",
@@ -50,7 +50,7 @@ func (k Kind) String() string {
 // Sentinel errors a caller can test for with errors.Is on an *Error.
 var (
 	ErrOutOfBounds = errors.New("memory access out of bounds")
-	ErrBudget      = errors.New("instruction budget exhausted")
+	ErrBudget      = errors.New("run budget exhausted")
 	ErrCallDepth   = errors.New("call depth exceeded")
 	ErrHelper      = errors.New("helper failed")
 )

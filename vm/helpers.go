@@ -22,7 +22,17 @@ type Helper struct {
 	// (bpf_ktime_get_ns of BaseHelpers): an engine may answer such a call
 	// itself, without calling Fn.
 	Clock bool
+	// Op marks a map helper: Fn performs that operation as package maps'
+	// helpers do (r1 a map handle, r2 a key pointer...), so that the
+	// load-time analysis may trust what it returns and an engine may
+	// perform it itself on maps that describe their layout (LayoutMap).
+	Op HelperOp
 }
+
+// CallCost is what every helper call costs a run's budget on top of its
+// instruction, whatever the helper does (it may charge more): the engines'
+// own cost of a call, which a loop of cheap helper calls must pay.
+const CallCost = 16
 
 // Helper ids, numbered as in Linux.
 const (

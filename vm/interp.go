@@ -22,6 +22,7 @@ type frame struct {
 func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
 	env.bind(p)
 	env.tailCalls = 0
+	env.charged = 0
 	st := &env.st
 	st.budget = env.Budget
 	if st.budget == 0 {
@@ -742,43 +743,43 @@ func (p *Program) slow(env *Env, regs *[16]uint64) error {
 	// loads
 	case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
 		a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-		if env.find(a, 1) == nil {
+		if env.access(a, 1, pc-1) == nil {
 			return env.memFault(KindRead, pc-1, a, 1, st.count+uint64(pc-st.start))
 		}
 		*dst = load8(a)
 	case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
 		a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-		if env.find(a, 2) == nil {
+		if env.access(a, 2, pc-1) == nil {
 			return env.memFault(KindRead, pc-1, a, 2, st.count+uint64(pc-st.start))
 		}
 		*dst = load16(a)
 	case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
 		a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-		if env.find(a, 4) == nil {
+		if env.access(a, 4, pc-1) == nil {
 			return env.memFault(KindRead, pc-1, a, 4, st.count+uint64(pc-st.start))
 		}
 		*dst = load32(a)
 	case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 		a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-		if env.find(a, 8) == nil {
+		if env.access(a, 8, pc-1) == nil {
 			return env.memFault(KindRead, pc-1, a, 8, st.count+uint64(pc-st.start))
 		}
 		*dst = load64(a)
 	case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
 		a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-		if env.find(a, 1) == nil {
+		if env.access(a, 1, pc-1) == nil {
 			return env.memFault(KindRead, pc-1, a, 1, st.count+uint64(pc-st.start))
 		}
 		*dst = uint64(int64(int8(load8(a))))
 	case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
 		a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-		if env.find(a, 2) == nil {
+		if env.access(a, 2, pc-1) == nil {
 			return env.memFault(KindRead, pc-1, a, 2, st.count+uint64(pc-st.start))
 		}
 		*dst = uint64(int64(int16(load16(a))))
 	case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
 		a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-		if env.find(a, 4) == nil {
+		if env.access(a, 4, pc-1) == nil {
 			return env.memFault(KindRead, pc-1, a, 4, st.count+uint64(pc-st.start))
 		}
 		*dst = uint64(int64(int32(load32(a))))
@@ -786,25 +787,25 @@ func (p *Program) slow(env *Env, regs *[16]uint64) error {
 	// stores
 	case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 		a := *dst + uint64(int64(int16(w>>16)))
-		if r := env.find(a, 1); r == nil || !r.Writable {
+		if r := env.access(a, 1, pc-1); r == nil || !r.Writable {
 			return env.memFault(KindWrite, pc-1, a, 1, st.count+uint64(pc-st.start))
 		}
 		store8(a, storeValue(w, regs))
 	case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
 		a := *dst + uint64(int64(int16(w>>16)))
-		if r := env.find(a, 2); r == nil || !r.Writable {
+		if r := env.access(a, 2, pc-1); r == nil || !r.Writable {
 			return env.memFault(KindWrite, pc-1, a, 2, st.count+uint64(pc-st.start))
 		}
 		store16(a, storeValue(w, regs))
 	case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
 		a := *dst + uint64(int64(int16(w>>16)))
-		if r := env.find(a, 4); r == nil || !r.Writable {
+		if r := env.access(a, 4, pc-1); r == nil || !r.Writable {
 			return env.memFault(KindWrite, pc-1, a, 4, st.count+uint64(pc-st.start))
 		}
 		store32(a, storeValue(w, regs))
 	case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 		a := *dst + uint64(int64(int16(w>>16)))
-		if r := env.find(a, 8); r == nil || !r.Writable {
+		if r := env.access(a, 8, pc-1); r == nil || !r.Writable {
 			return env.memFault(KindWrite, pc-1, a, 8, st.count+uint64(pc-st.start))
 		}
 		store64(a, storeValue(w, regs))
@@ -812,7 +813,7 @@ func (p *Program) slow(env *Env, regs *[16]uint64) error {
 	// atomics
 	case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
 		a := *dst + uint64(int64(int16(w>>16)))
-		if r := env.find(a, 4); r == nil || !r.Writable {
+		if r := env.access(a, 4, pc-1); r == nil || !r.Writable {
 			return env.memFault(KindWrite, pc-1, a, 4, st.count+uint64(pc-st.start))
 		}
 		if a&3 != 0 {
@@ -821,7 +822,7 @@ func (p *Program) slow(env *Env, regs *[16]uint64) error {
 		atomic32(w, p32(a), regs)
 	case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
 		a := *dst + uint64(int64(int16(w>>16)))
-		if r := env.find(a, 8); r == nil || !r.Writable {
+		if r := env.access(a, 8, pc-1); r == nil || !r.Writable {
 			return env.memFault(KindWrite, pc-1, a, 8, st.count+uint64(pc-st.start))
 		}
 		if a&7 != 0 {
@@ -830,6 +831,7 @@ func (p *Program) slow(env *Env, regs *[16]uint64) error {
 		atomic64(w, p64(a), regs)
 
 	case asm.OpCall, asm.OpCallX:
+		st.budget = SubBudget(st.budget, CallCost)
 		id := int32(w >> 32)
 		if uint8(w) == asm.OpCallX {
 			v := regs[w>>8&15]
@@ -842,11 +844,16 @@ func (p *Program) slow(env *Env, regs *[16]uint64) error {
 		}
 		r0, err := env.prog.helpers[id](env, regs[1], regs[2], regs[3], regs[4], regs[5])
 		if err != nil {
+			env.charged = 0
 			e := env.setFault(KindHelper, pc-1, st.count)
 			env.fault.Helper, env.fault.Err = id, err
 			return e
 		}
 		regs[0] = r0
+		if env.charged != 0 {
+			st.budget = SubBudget(st.budget, env.charged)
+			env.charged = 0
+		}
 		if env.tail != nil {
 			// Tail call: the new program starts over in the main frame
 			// with the same context.

@@ -12,6 +12,7 @@ import "github.com/govswitch/vswitch/asm"
 func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 	env.bind(p)
 	env.tailCalls = 0
+	env.charged = 0
 	st := &env.st
 	st.budget = env.Budget
 	if st.budget == 0 {
@@ -44,19 +45,15 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 			dst = &regs[w>>8&15]
 		general:
 			switch uint8(w) {
-			// Threaded dispatch: every block below ends with its own jump
-			// to the next instruction's block; this switch starts the chain
-			// and catches invalid opcodes.
+			// Threaded dispatch: the blocks of the hot handlers below end with
+			// their own jump to the next instruction's block; this switch starts
+			// the chain, runs the cold handlers and catches invalid opcodes.
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
 				goto h0
 			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -71,8 +68,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -81,10 +76,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -105,10 +96,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -123,8 +110,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -135,10 +120,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -163,12 +144,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -177,14 +152,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -209,82 +178,372 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
+			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
+				*dst = div64(*dst, uint64(int64(int32(w>>32))), int16(w>>16))
+			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
+				*dst = mod64(*dst, uint64(int64(int32(w>>32))), int16(w>>16))
+			case asm.ClassALU64 | asm.ALUNeg:
+				*dst = -*dst
+			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
+				*dst = div64(*dst, regs[w>>12&15], int16(w>>16))
+			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
+				*dst = mod64(*dst, regs[w>>12&15], int16(w>>16))
+			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
+				*dst = div32(*dst, uint64(uint32(int32(w>>32))), int16(w>>16))
+			case asm.ClassALU | asm.ALUMod | asm.SrcK:
+				*dst = mod32(*dst, uint64(uint32(int32(w>>32))), int16(w>>16))
+			case asm.ClassALU | asm.ALUNeg:
+				*dst = uint64(-uint32(*dst))
+			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
+				*dst = div32(*dst, uint64(uint32(regs[w>>12&15])), int16(w>>16))
+			case asm.ClassALU | asm.ALUMod | asm.SrcX:
+				*dst = mod32(*dst, uint64(uint32(regs[w>>12&15])), int16(w>>16))
+			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
+				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
+				if !env.fastRead(a, 1) {
+					st.pc = pc
+					break inner
+				}
+				*dst = uint64(int64(int8(load8(a))))
+			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
+				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
+				if !env.fastRead(a, 2) {
+					st.pc = pc
+					break inner
+				}
+				*dst = uint64(int64(int16(load16(a))))
+			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
+				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
+				if !env.fastRead(a, 4) {
+					st.pc = pc
+					break inner
+				}
+				*dst = uint64(int64(int32(load32(a))))
+			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
+				a := *dst + uint64(int64(int16(w>>16)))
+				if !env.fastWrite(a, 4) {
+					st.pc = pc
+					break inner
+				}
+				if a&3 != 0 {
+					return 0, env.memFault(KindMisaligned, pc-1, a, 4, st.count+uint64(pc-st.start))
+				}
+				atomic32(w, p32(a), &regs)
+			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
+				a := *dst + uint64(int64(int16(w>>16)))
+				if !env.fastWrite(a, 8) {
+					st.pc = pc
+					break inner
+				}
+				if a&7 != 0 {
+					return 0, env.memFault(KindMisaligned, pc-1, a, 8, st.count+uint64(pc-st.start))
+				}
+				atomic64(w, p64(a), &regs)
+			case asm.OpJA32:
+				st.count += uint64(pc - st.start)
+				pc += int(int32(w >> 32))
+				st.start = pc
+				if int32(w>>32) < 0 && st.count > st.budget {
+					return 0, env.setFault(KindBudget, pc-1-int(int32(w>>32)), st.count)
+				}
+			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a&b != 0 {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; a&b != 0 {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) > int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) > int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) >= int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) >= int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) < int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) < int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) <= int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) <= int64(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) == uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) == uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) != uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) != uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) > uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) > uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) >= uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) >= uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) < uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) < uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) <= uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) <= uint32(b) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a)&uint32(b) != 0 {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a)&uint32(b) != 0 {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) > int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) > int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) >= int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) >= int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) < int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) < int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) <= int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
+			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
+				st.count += uint64(pc - st.start)
+				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) <= int32(uint32(b)) {
+					pc += int(int16(w >> 16))
+					if int16(w>>16) < 0 && st.count > st.budget {
+						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
+					}
+				}
+				st.start = pc
 			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				// Unreachable for a validated program: listed so that the
-				// jump table spans every opcode and needs no range check.
 				return 0, env.setFault(KindRead, pc-1, st.count+uint64(pc-st.start))
 			default:
-				// Unreachable for a validated program.
 				return 0, env.setFault(KindRead, pc-1, st.count+uint64(pc-st.start))
 			}
+			continue
 		h0:
 			{
 				*dst += uint64(int64(int32(w >> 32)))
@@ -299,10 +558,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -317,8 +572,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -327,10 +580,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -351,10 +600,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -369,8 +614,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -381,10 +624,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -409,12 +648,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -423,14 +656,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -455,75 +682,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -541,10 +704,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -559,8 +718,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -569,10 +726,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -593,10 +746,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -611,8 +760,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -623,10 +770,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -651,12 +794,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -665,14 +802,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -697,75 +828,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -783,10 +850,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -801,8 +864,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -811,10 +872,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -835,10 +892,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -853,8 +906,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -865,10 +916,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -893,12 +940,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -907,14 +948,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -939,559 +974,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h3:
-			{
-				*dst = div64(*dst, uint64(int64(int32(w>>32))), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h4:
-			{
-				*dst = mod64(*dst, uint64(int64(int32(w>>32))), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -1509,10 +996,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -1527,8 +1010,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -1537,10 +1018,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -1561,10 +1038,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -1579,8 +1052,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -1591,10 +1062,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -1619,12 +1086,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -1633,14 +1094,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -1665,75 +1120,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -1751,10 +1142,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -1769,8 +1156,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -1779,10 +1164,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -1803,10 +1184,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -1821,8 +1198,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -1833,10 +1208,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -1861,12 +1232,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -1875,14 +1240,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -1907,75 +1266,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -1993,10 +1288,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -2011,8 +1302,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -2021,10 +1310,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -2045,10 +1330,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -2063,8 +1344,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -2075,10 +1354,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -2103,12 +1378,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -2117,14 +1386,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -2149,75 +1412,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -2235,10 +1434,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -2253,8 +1448,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -2263,10 +1456,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -2287,10 +1476,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -2305,8 +1490,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -2317,10 +1500,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -2345,12 +1524,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -2359,14 +1532,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -2391,75 +1558,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -2477,10 +1580,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -2495,8 +1594,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -2505,10 +1602,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -2529,10 +1622,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -2547,8 +1636,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -2559,10 +1646,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -2587,12 +1670,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -2601,14 +1678,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -2633,75 +1704,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -2719,10 +1726,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -2737,8 +1740,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -2747,10 +1748,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -2771,10 +1768,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -2789,8 +1782,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -2801,10 +1792,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -2829,12 +1816,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -2843,14 +1824,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -2875,75 +1850,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -2961,10 +1872,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -2979,8 +1886,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -2989,10 +1894,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -3013,10 +1914,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -3031,8 +1928,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -3043,10 +1938,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -3071,12 +1962,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -3085,14 +1970,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -3117,317 +1996,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h12:
-			{
-				*dst = -*dst
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -3445,10 +2018,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -3463,8 +2032,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -3473,10 +2040,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -3497,10 +2060,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -3515,8 +2074,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -3527,10 +2084,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -3555,12 +2108,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -3569,14 +2116,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -3601,75 +2142,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -3687,10 +2164,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -3705,8 +2178,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -3715,10 +2186,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -3739,10 +2206,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -3757,8 +2220,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -3769,10 +2230,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -3797,12 +2254,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -3811,14 +2262,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -3843,75 +2288,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -3929,10 +2310,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -3947,8 +2324,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -3957,10 +2332,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -3981,10 +2352,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -3999,8 +2366,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -4011,10 +2376,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -4039,12 +2400,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -4053,14 +2408,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -4085,75 +2434,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -4171,10 +2456,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -4189,8 +2470,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -4199,10 +2478,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -4223,10 +2498,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -4241,8 +2512,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -4253,10 +2522,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -4281,12 +2546,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -4295,14 +2554,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -4327,559 +2580,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h17:
-			{
-				*dst = div64(*dst, regs[w>>12&15], int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h18:
-			{
-				*dst = mod64(*dst, regs[w>>12&15], int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -4897,10 +2602,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -4915,8 +2616,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -4925,10 +2624,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -4949,10 +2644,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -4967,8 +2658,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -4979,10 +2668,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -5007,12 +2692,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -5021,14 +2700,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -5053,75 +2726,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -5139,10 +2748,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -5157,8 +2762,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -5167,10 +2770,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -5191,10 +2790,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -5209,8 +2804,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -5221,10 +2814,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -5249,12 +2838,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -5263,14 +2846,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -5295,75 +2872,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -5381,10 +2894,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -5399,8 +2908,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -5409,10 +2916,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -5433,10 +2936,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -5451,8 +2950,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -5463,10 +2960,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -5491,12 +2984,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -5505,14 +2992,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -5537,75 +3018,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -5623,10 +3040,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -5641,8 +3054,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -5651,10 +3062,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -5675,10 +3082,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -5693,8 +3096,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -5705,10 +3106,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -5733,12 +3130,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -5747,14 +3138,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -5779,75 +3164,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -5865,10 +3186,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -5883,8 +3200,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -5893,10 +3208,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -5917,10 +3228,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -5935,8 +3242,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -5947,10 +3252,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -5975,12 +3276,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -5989,14 +3284,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -6021,75 +3310,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -6107,10 +3332,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -6125,8 +3346,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -6135,10 +3354,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -6159,10 +3374,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -6177,8 +3388,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -6189,10 +3398,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -6217,12 +3422,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -6231,14 +3430,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -6263,75 +3456,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -6349,10 +3478,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -6367,8 +3492,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -6377,10 +3500,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -6401,10 +3520,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -6419,8 +3534,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -6431,10 +3544,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -6459,12 +3568,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -6473,14 +3576,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -6505,75 +3602,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -6591,10 +3624,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -6609,8 +3638,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -6619,10 +3646,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -6643,10 +3666,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -6661,8 +3680,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -6673,10 +3690,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -6701,12 +3714,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -6715,14 +3722,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -6747,75 +3748,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -6833,10 +3770,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -6851,8 +3784,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -6861,10 +3792,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -6885,10 +3812,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -6903,8 +3826,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -6915,10 +3836,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -6943,12 +3860,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -6957,14 +3868,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -6989,75 +3894,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -7075,10 +3916,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -7093,8 +3930,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -7103,10 +3938,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -7127,10 +3958,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -7145,8 +3972,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -7157,10 +3982,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -7185,12 +4006,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -7199,14 +4014,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -7231,559 +4040,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h29:
-			{
-				*dst = div32(*dst, uint64(uint32(int32(w>>32))), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h30:
-			{
-				*dst = mod32(*dst, uint64(uint32(int32(w>>32))), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -7801,10 +4062,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -7819,8 +4076,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -7829,10 +4084,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -7853,10 +4104,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -7871,8 +4118,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -7883,10 +4128,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -7911,12 +4152,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -7925,14 +4160,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -7957,75 +4186,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -8043,10 +4208,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -8061,8 +4222,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -8071,10 +4230,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -8095,10 +4250,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -8113,8 +4264,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -8125,10 +4274,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -8153,12 +4298,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -8167,14 +4306,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -8199,75 +4332,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -8285,10 +4354,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -8303,8 +4368,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -8313,10 +4376,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -8337,10 +4396,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -8355,8 +4410,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -8367,10 +4420,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -8395,12 +4444,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -8409,14 +4452,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -8441,75 +4478,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -8527,10 +4500,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -8545,8 +4514,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -8555,10 +4522,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -8579,10 +4542,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -8597,8 +4556,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -8609,10 +4566,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -8637,12 +4590,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -8651,14 +4598,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -8683,75 +4624,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -8769,10 +4646,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -8787,8 +4660,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -8797,10 +4668,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -8821,10 +4688,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -8839,8 +4702,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -8851,10 +4712,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -8879,12 +4736,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -8893,14 +4744,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -8925,75 +4770,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -9011,10 +4792,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -9029,8 +4806,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -9039,10 +4814,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -9063,10 +4834,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -9081,8 +4848,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -9093,10 +4858,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -9121,12 +4882,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -9135,14 +4890,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -9167,75 +4916,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -9253,10 +4938,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -9271,8 +4952,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -9281,10 +4960,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -9305,10 +4980,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -9323,8 +4994,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -9335,10 +5004,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -9363,12 +5028,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -9377,14 +5036,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -9409,317 +5062,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h38:
-			{
-				*dst = uint64(-uint32(*dst))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -9737,10 +5084,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -9755,8 +5098,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -9765,10 +5106,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -9789,10 +5126,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -9807,8 +5140,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -9819,10 +5150,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -9847,12 +5174,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -9861,14 +5182,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -9893,75 +5208,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -9979,10 +5230,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -9997,8 +5244,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -10007,10 +5252,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -10031,10 +5272,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -10049,8 +5286,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -10061,10 +5296,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -10089,12 +5320,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -10103,14 +5328,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -10135,75 +5354,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -10221,10 +5376,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -10239,8 +5390,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -10249,10 +5398,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -10273,10 +5418,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -10291,8 +5432,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -10303,10 +5442,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -10331,12 +5466,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -10345,14 +5474,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -10377,75 +5500,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -10463,10 +5522,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -10481,8 +5536,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -10491,10 +5544,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -10515,10 +5564,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -10533,8 +5578,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -10545,10 +5588,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -10573,12 +5612,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -10587,14 +5620,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -10619,75 +5646,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -10705,10 +5668,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -10723,8 +5682,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -10733,10 +5690,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -10757,10 +5710,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -10775,8 +5724,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -10787,10 +5734,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -10815,12 +5758,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -10829,14 +5766,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -10861,559 +5792,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h44:
-			{
-				*dst = div32(*dst, uint64(uint32(regs[w>>12&15])), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h45:
-			{
-				*dst = mod32(*dst, uint64(uint32(regs[w>>12&15])), int16(w>>16))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -11431,10 +5814,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -11449,8 +5828,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -11459,10 +5836,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -11483,10 +5856,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -11501,8 +5870,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -11513,10 +5880,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -11541,12 +5904,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -11555,14 +5912,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -11587,75 +5938,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -11673,10 +5960,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -11691,8 +5974,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -11701,10 +5982,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -11725,10 +6002,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -11743,8 +6016,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -11755,10 +6026,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -11783,12 +6050,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -11797,14 +6058,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -11829,75 +6084,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -11915,10 +6106,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -11933,8 +6120,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -11943,10 +6128,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -11967,10 +6148,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -11985,8 +6162,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -11997,10 +6172,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -12025,12 +6196,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -12039,14 +6204,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -12071,75 +6230,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -12157,10 +6252,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -12175,8 +6266,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -12185,10 +6274,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -12209,10 +6294,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -12227,8 +6308,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -12239,10 +6318,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -12267,12 +6342,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -12281,14 +6350,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -12313,75 +6376,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -12399,10 +6398,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -12417,8 +6412,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -12427,10 +6420,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -12451,10 +6440,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -12469,8 +6454,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -12481,10 +6464,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -12509,12 +6488,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -12523,14 +6496,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -12555,75 +6522,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -12641,10 +6544,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -12659,8 +6558,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -12669,10 +6566,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -12693,10 +6586,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -12711,8 +6600,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -12723,10 +6610,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -12751,12 +6634,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -12765,14 +6642,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -12797,75 +6668,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -12883,10 +6690,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -12901,8 +6704,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -12911,10 +6712,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -12935,10 +6732,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -12953,8 +6746,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -12965,10 +6756,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -12993,12 +6780,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -13007,14 +6788,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -13039,75 +6814,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -13126,10 +6837,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -13144,8 +6851,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -13154,10 +6859,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -13178,10 +6879,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -13196,8 +6893,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -13208,10 +6903,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -13236,12 +6927,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -13250,14 +6935,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -13282,75 +6961,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -13373,10 +6988,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -13391,8 +7002,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -13401,10 +7010,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -13425,10 +7030,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -13443,8 +7044,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -13455,10 +7054,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -13483,12 +7078,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -13497,14 +7086,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -13529,75 +7112,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -13620,10 +7139,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -13638,8 +7153,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -13648,10 +7161,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -13672,10 +7181,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -13690,8 +7195,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -13702,10 +7205,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -13730,12 +7229,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -13744,14 +7237,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -13776,75 +7263,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -13867,10 +7290,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -13885,8 +7304,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -13895,10 +7312,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -13919,10 +7332,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -13937,8 +7346,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -13949,10 +7356,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -13977,12 +7380,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -13991,14 +7388,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -14023,75 +7414,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -14114,10 +7441,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -14132,8 +7455,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -14142,10 +7463,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -14166,10 +7483,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -14184,8 +7497,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -14196,10 +7507,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -14224,12 +7531,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -14238,14 +7539,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -14270,816 +7565,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h58:
-			{
-				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-				if !env.fastRead(a, 1) {
-					st.pc = pc
-					break inner
-				}
-				*dst = uint64(int64(int8(load8(a))))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h59:
-			{
-				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-				if !env.fastRead(a, 2) {
-					st.pc = pc
-					break inner
-				}
-				*dst = uint64(int64(int16(load16(a))))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h60:
-			{
-				a := regs[w>>12&15] + uint64(int64(int16(w>>16)))
-				if !env.fastRead(a, 4) {
-					st.pc = pc
-					break inner
-				}
-				*dst = uint64(int64(int32(load32(a))))
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -15102,10 +7592,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -15120,8 +7606,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -15130,10 +7614,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -15154,10 +7634,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -15172,8 +7648,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -15184,10 +7658,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -15212,12 +7682,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -15226,14 +7690,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -15258,75 +7716,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -15349,10 +7743,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -15367,8 +7757,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -15377,10 +7765,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -15401,10 +7785,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -15419,8 +7799,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -15431,10 +7809,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -15459,12 +7833,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -15473,14 +7841,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -15505,75 +7867,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -15596,10 +7894,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -15614,8 +7908,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -15624,10 +7916,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -15648,10 +7936,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -15666,8 +7950,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -15678,10 +7960,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -15706,12 +7984,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -15720,14 +7992,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -15752,75 +8018,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -15843,10 +8045,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -15861,8 +8059,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -15871,10 +8067,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -15895,10 +8087,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -15913,8 +8101,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -15925,10 +8111,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -15953,12 +8135,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -15967,14 +8143,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -15999,575 +8169,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h65:
-			{
-				a := *dst + uint64(int64(int16(w>>16)))
-				if !env.fastWrite(a, 4) {
-					st.pc = pc
-					break inner
-				}
-				if a&3 != 0 {
-					return 0, env.memFault(KindMisaligned, pc-1, a, 4, st.count+uint64(pc-st.start))
-				}
-				atomic32(w, p32(a), &regs)
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h66:
-			{
-				a := *dst + uint64(int64(int16(w>>16)))
-				if !env.fastWrite(a, 8) {
-					st.pc = pc
-					break inner
-				}
-				if a&7 != 0 {
-					return 0, env.memFault(KindMisaligned, pc-1, a, 8, st.count+uint64(pc-st.start))
-				}
-				atomic64(w, p64(a), &regs)
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -16590,10 +8196,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -16608,8 +8210,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -16618,10 +8218,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -16642,10 +8238,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -16660,8 +8252,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -16672,10 +8262,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -16700,12 +8286,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -16714,14 +8294,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -16746,322 +8320,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h68:
-			{
-				st.count += uint64(pc - st.start)
-				pc += int(int32(w >> 32))
-				st.start = pc
-				if int32(w>>32) < 0 && st.count > st.budget {
-					return 0, env.setFault(KindBudget, pc-1-int(int32(w>>32)), st.count)
-				}
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -17086,10 +8349,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -17104,8 +8363,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -17114,10 +8371,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -17138,10 +8391,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -17156,8 +8405,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -17168,10 +8415,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -17196,12 +8439,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -17210,14 +8447,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -17242,75 +8473,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -17335,10 +8502,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -17353,8 +8516,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -17363,10 +8524,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -17387,10 +8544,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -17405,8 +8558,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -17417,10 +8568,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -17445,12 +8592,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -17459,14 +8600,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -17491,75 +8626,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -17584,10 +8655,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -17602,8 +8669,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -17612,10 +8677,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -17636,10 +8697,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -17654,8 +8711,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -17666,10 +8721,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -17694,12 +8745,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -17708,14 +8753,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -17740,75 +8779,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -17833,10 +8808,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -17851,8 +8822,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -17861,10 +8830,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -17885,10 +8850,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -17903,8 +8864,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -17915,10 +8874,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -17943,12 +8898,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -17957,14 +8906,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -17989,75 +8932,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -18082,10 +8961,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -18100,8 +8975,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -18110,10 +8983,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -18134,10 +9003,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -18152,8 +9017,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -18164,10 +9027,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -18192,12 +9051,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -18206,14 +9059,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -18238,75 +9085,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -18331,10 +9114,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -18349,8 +9128,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -18359,10 +9136,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -18383,10 +9156,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -18401,8 +9170,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -18413,10 +9180,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -18441,12 +9204,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -18455,14 +9212,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -18487,75 +9238,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -18580,10 +9267,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -18598,8 +9281,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -18608,10 +9289,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -18632,10 +9309,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -18650,8 +9323,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -18662,10 +9333,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -18690,12 +9357,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -18704,14 +9365,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -18736,75 +9391,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -18829,10 +9420,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -18847,8 +9434,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -18857,10 +9442,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -18881,10 +9462,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -18899,8 +9476,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -18911,10 +9486,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -18939,12 +9510,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -18953,14 +9518,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -18985,75 +9544,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -19078,10 +9573,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -19096,8 +9587,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -19106,10 +9595,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -19130,10 +9615,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -19148,8 +9629,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -19160,10 +9639,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -19188,12 +9663,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -19202,14 +9671,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -19234,75 +9697,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -19327,10 +9726,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -19345,8 +9740,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -19355,10 +9748,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -19379,10 +9768,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -19397,8 +9782,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -19409,10 +9792,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -19437,12 +9816,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -19451,14 +9824,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -19483,75 +9850,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -19576,10 +9879,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -19594,8 +9893,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -19604,10 +9901,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -19628,10 +9921,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -19646,8 +9935,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -19658,10 +9945,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -19686,12 +9969,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -19700,14 +9977,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -19732,75 +10003,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -19825,10 +10032,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -19843,8 +10046,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -19853,10 +10054,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -19877,10 +10074,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -19895,8 +10088,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -19907,10 +10098,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -19935,12 +10122,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -19949,14 +10130,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -19981,8043 +10156,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h81:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); a&b != 0 {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h82:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; a&b != 0 {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h83:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) > int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h84:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) > int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h85:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) >= int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h86:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) >= int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h87:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) < int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h88:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) < int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h89:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int64(a) <= int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h90:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int64(a) <= int64(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h91:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) == uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h92:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) == uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h93:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) != uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h94:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) != uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h95:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) > uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h96:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) > uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h97:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) >= uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h98:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) >= uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h99:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) < uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h100:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) < uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h101:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a) <= uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h102:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a) <= uint32(b) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h103:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); uint32(a)&uint32(b) != 0 {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h104:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; uint32(a)&uint32(b) != 0 {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h105:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) > int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h106:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) > int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h107:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) >= int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h108:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) >= int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h109:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) < int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h110:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) < int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h111:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], uint64(int64(int32(w>>32))); int32(uint32(a)) <= int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
-				goto general
-			}
-			goto general
-		h112:
-			{
-				st.count += uint64(pc - st.start)
-				if a, b := regs[w>>8&15], regs[w>>12&15]; int32(uint32(a)) <= int32(uint32(b)) {
-					pc += int(int16(w >> 16))
-					if int16(w>>16) < 0 && st.count > st.budget {
-						return 0, env.setFault(KindBudget, pc-1-int(int16(w>>16)), st.count)
-					}
-				}
-				st.start = pc
-			}
-			w = fetchWord(code, pc)
-			pc++
-			dst = &regs[w>>8&15]
-			switch uint8(w) {
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcK:
-				goto h0
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcK:
-				goto h1
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
-				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
-				goto h5
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
-				goto h6
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcK:
-				goto h7
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcK:
-				goto h8
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcK:
-				goto h9
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcK:
-				goto h10
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
-				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
-			case asm.ClassALU64 | asm.ALUEnd:
-				goto h13
-			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
-				goto h14
-			case asm.ClassALU64 | asm.ALUSub | asm.SrcX:
-				goto h15
-			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
-				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
-			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
-				goto h19
-			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
-				goto h20
-			case asm.ClassALU64 | asm.ALUXor | asm.SrcX:
-				goto h21
-			case asm.ClassALU64 | asm.ALULsh | asm.SrcX:
-				goto h22
-			case asm.ClassALU64 | asm.ALURsh | asm.SrcX:
-				goto h23
-			case asm.ClassALU64 | asm.ALUArsh | asm.SrcX:
-				goto h24
-			case asm.ClassALU64 | asm.ALUMov | asm.SrcX:
-				goto h25
-			case asm.ClassALU | asm.ALUAdd | asm.SrcK:
-				goto h26
-			case asm.ClassALU | asm.ALUSub | asm.SrcK:
-				goto h27
-			case asm.ClassALU | asm.ALUMul | asm.SrcK:
-				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
-			case asm.ClassALU | asm.ALUOr | asm.SrcK:
-				goto h31
-			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
-				goto h32
-			case asm.ClassALU | asm.ALUXor | asm.SrcK:
-				goto h33
-			case asm.ClassALU | asm.ALULsh | asm.SrcK:
-				goto h34
-			case asm.ClassALU | asm.ALURsh | asm.SrcK:
-				goto h35
-			case asm.ClassALU | asm.ALUArsh | asm.SrcK:
-				goto h36
-			case asm.ClassALU | asm.ALUMov | asm.SrcK:
-				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
-			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
-				goto h39
-			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
-				goto h40
-			case asm.ClassALU | asm.ALUAdd | asm.SrcX:
-				goto h41
-			case asm.ClassALU | asm.ALUSub | asm.SrcX:
-				goto h42
-			case asm.ClassALU | asm.ALUMul | asm.SrcX:
-				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
-			case asm.ClassALU | asm.ALUOr | asm.SrcX:
-				goto h46
-			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
-				goto h47
-			case asm.ClassALU | asm.ALUXor | asm.SrcX:
-				goto h48
-			case asm.ClassALU | asm.ALULsh | asm.SrcX:
-				goto h49
-			case asm.ClassALU | asm.ALURsh | asm.SrcX:
-				goto h50
-			case asm.ClassALU | asm.ALUArsh | asm.SrcX:
-				goto h51
-			case asm.ClassALU | asm.ALUMov | asm.SrcX:
-				goto h52
-			case asm.OpLDDW:
-				goto h53
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeB:
-				goto h54
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeH:
-				goto h55
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeW:
-				goto h56
-			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
-				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
-			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
-				goto h61
-			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
-				goto h62
-			case asm.ClassST | asm.ModeMEM | asm.SizeW, asm.ClassSTX | asm.ModeMEM | asm.SizeW:
-				goto h63
-			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
-				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
-			case asm.OpJA:
-				goto h67
-			case asm.OpJA32:
-				goto h68
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
-				goto h69
-			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
-				goto h70
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcK:
-				goto h71
-			case asm.ClassJMP | asm.JmpJNE | asm.SrcX:
-				goto h72
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcK:
-				goto h73
-			case asm.ClassJMP | asm.JmpJGT | asm.SrcX:
-				goto h74
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcK:
-				goto h75
-			case asm.ClassJMP | asm.JmpJGE | asm.SrcX:
-				goto h76
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcK:
-				goto h77
-			case asm.ClassJMP | asm.JmpJLT | asm.SrcX:
-				goto h78
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcK:
-				goto h79
-			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
-				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
-			case asm.OpExit:
-				goto h113
-			case asm.OpCall, asm.OpCallX:
-				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general
@@ -28044,10 +10187,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h1
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcK:
 				goto h2
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcK:
-				goto h3
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcK:
-				goto h4
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcK:
 				goto h5
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcK:
@@ -28062,8 +10201,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h10
 			case asm.ClassALU64 | asm.ALUMov | asm.SrcK:
 				goto h11
-			case asm.ClassALU64 | asm.ALUNeg:
-				goto h12
 			case asm.ClassALU64 | asm.ALUEnd:
 				goto h13
 			case asm.ClassALU64 | asm.ALUAdd | asm.SrcX:
@@ -28072,10 +10209,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h15
 			case asm.ClassALU64 | asm.ALUMul | asm.SrcX:
 				goto h16
-			case asm.ClassALU64 | asm.ALUDiv | asm.SrcX:
-				goto h17
-			case asm.ClassALU64 | asm.ALUMod | asm.SrcX:
-				goto h18
 			case asm.ClassALU64 | asm.ALUOr | asm.SrcX:
 				goto h19
 			case asm.ClassALU64 | asm.ALUAnd | asm.SrcX:
@@ -28096,10 +10229,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h27
 			case asm.ClassALU | asm.ALUMul | asm.SrcK:
 				goto h28
-			case asm.ClassALU | asm.ALUDiv | asm.SrcK:
-				goto h29
-			case asm.ClassALU | asm.ALUMod | asm.SrcK:
-				goto h30
 			case asm.ClassALU | asm.ALUOr | asm.SrcK:
 				goto h31
 			case asm.ClassALU | asm.ALUAnd | asm.SrcK:
@@ -28114,8 +10243,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h36
 			case asm.ClassALU | asm.ALUMov | asm.SrcK:
 				goto h37
-			case asm.ClassALU | asm.ALUNeg:
-				goto h38
 			case asm.ClassALU | asm.ALUEnd | asm.SrcK:
 				goto h39
 			case asm.ClassALU | asm.ALUEnd | asm.SrcX:
@@ -28126,10 +10253,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h42
 			case asm.ClassALU | asm.ALUMul | asm.SrcX:
 				goto h43
-			case asm.ClassALU | asm.ALUDiv | asm.SrcX:
-				goto h44
-			case asm.ClassALU | asm.ALUMod | asm.SrcX:
-				goto h45
 			case asm.ClassALU | asm.ALUOr | asm.SrcX:
 				goto h46
 			case asm.ClassALU | asm.ALUAnd | asm.SrcX:
@@ -28154,12 +10277,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h56
 			case asm.ClassLDX | asm.ModeMEM | asm.SizeDW:
 				goto h57
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeB:
-				goto h58
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeH:
-				goto h59
-			case asm.ClassLDX | asm.ModeMEMSX | asm.SizeW:
-				goto h60
 			case asm.ClassST | asm.ModeMEM | asm.SizeB, asm.ClassSTX | asm.ModeMEM | asm.SizeB:
 				goto h61
 			case asm.ClassST | asm.ModeMEM | asm.SizeH, asm.ClassSTX | asm.ModeMEM | asm.SizeH:
@@ -28168,14 +10285,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h63
 			case asm.ClassST | asm.ModeMEM | asm.SizeDW, asm.ClassSTX | asm.ModeMEM | asm.SizeDW:
 				goto h64
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeW:
-				goto h65
-			case asm.ClassSTX | asm.ModeATOMIC | asm.SizeDW:
-				goto h66
 			case asm.OpJA:
 				goto h67
-			case asm.OpJA32:
-				goto h68
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcK:
 				goto h69
 			case asm.ClassJMP | asm.JmpJEQ | asm.SrcX:
@@ -28200,75 +10311,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				goto h79
 			case asm.ClassJMP | asm.JmpJLE | asm.SrcX:
 				goto h80
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcK:
-				goto h81
-			case asm.ClassJMP | asm.JmpJSET | asm.SrcX:
-				goto h82
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcK:
-				goto h83
-			case asm.ClassJMP | asm.JmpJSGT | asm.SrcX:
-				goto h84
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcK:
-				goto h85
-			case asm.ClassJMP | asm.JmpJSGE | asm.SrcX:
-				goto h86
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcK:
-				goto h87
-			case asm.ClassJMP | asm.JmpJSLT | asm.SrcX:
-				goto h88
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcK:
-				goto h89
-			case asm.ClassJMP | asm.JmpJSLE | asm.SrcX:
-				goto h90
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcK:
-				goto h91
-			case asm.ClassJMP32 | asm.JmpJEQ | asm.SrcX:
-				goto h92
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcK:
-				goto h93
-			case asm.ClassJMP32 | asm.JmpJNE | asm.SrcX:
-				goto h94
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcK:
-				goto h95
-			case asm.ClassJMP32 | asm.JmpJGT | asm.SrcX:
-				goto h96
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcK:
-				goto h97
-			case asm.ClassJMP32 | asm.JmpJGE | asm.SrcX:
-				goto h98
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcK:
-				goto h99
-			case asm.ClassJMP32 | asm.JmpJLT | asm.SrcX:
-				goto h100
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcK:
-				goto h101
-			case asm.ClassJMP32 | asm.JmpJLE | asm.SrcX:
-				goto h102
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcK:
-				goto h103
-			case asm.ClassJMP32 | asm.JmpJSET | asm.SrcX:
-				goto h104
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcK:
-				goto h105
-			case asm.ClassJMP32 | asm.JmpJSGT | asm.SrcX:
-				goto h106
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcK:
-				goto h107
-			case asm.ClassJMP32 | asm.JmpJSGE | asm.SrcX:
-				goto h108
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcK:
-				goto h109
-			case asm.ClassJMP32 | asm.JmpJSLT | asm.SrcX:
-				goto h110
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcK:
-				goto h111
-			case asm.ClassJMP32 | asm.JmpJSLE | asm.SrcX:
-				goto h112
 			case asm.OpExit:
 				goto h113
 			case asm.OpCall, asm.OpCallX:
 				goto h114
-			case 0x00, 0x01, 0x02, 0x03, 0xff:
+			case 0x00, 0xff:
 				goto general
 			}
 			goto general

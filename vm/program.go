@@ -59,6 +59,10 @@ type Program struct {
 	maps    []Map
 	regions []Region
 	funcs   []int // entry slots of the functions, main first
+	// What the load-time analysis proved (analyze.go).
+	proofs    []Proof
+	callMaps  map[int]int
+	keyProofs map[int]Proof
 
 	// Native holds compiled code attached by a JIT (see package jit).
 	Native atomic.Pointer[Native]
@@ -128,6 +132,7 @@ func Load(insns []asm.Instruction, opts Options) (*Program, error) {
 		p.regions = append(p.regions, m.Regions()...)
 	}
 	p.code = compact(p.insns)
+	p.analyze()
 	return p, nil
 }
 

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -160,21 +159,17 @@ func (c *cmd) progRun(p runParams) error {
 // last run left it. It is all of the measuring `prog run` does.
 func runFrame(r vm.Runner, frame []byte, ingress uint32, repeat int) (RunResult, []byte) {
 	env := vm.NewEnv()
-	buf := make([]byte, len(frame))
+	buf := append([]byte(nil), frame...)
 	var res RunResult
-	var total time.Duration
-	for i := 0; i < repeat; i++ {
-		copy(buf, frame)
-		start := time.Now()
-		ret, err := env.RunFrame(r, buf, ingress)
-		total += time.Since(start)
-		if err != nil {
-			res.Error = err.Error()
-			break
-		}
-		res.Retval, res.RingNr = ret, env.MD.RingNr
+	// The engine's own repeat loop, timed as a whole: the duration is the
+	// engine's, as bpftool prog run's is the kernel's.
+	out, mean := env.RunRepeat(r, buf, ingress, repeat)
+	if err := out.Err(); err != nil {
+		res.Error = err.Error()
+	} else {
+		res.Retval, res.RingNr = out.R0, out.RingNr
 	}
-	res.Duration = int64(total) / int64(repeat)
+	res.Duration = int64(mean)
 	return res, buf
 }
 

@@ -81,3 +81,27 @@ func reason(report string) string {
 	}
 	return "?"
 }
+
+// TestKernelLoadsPackets loads generated packet programs (XDP context)
+// into the kernel: its verifier must accept every one of them, as they
+// check every access against data_end.
+func TestKernelLoadsPackets(t *testing.T) {
+	if err := kernel.Available(); err != nil {
+		t.Skipf("kernel eBPF not usable here (needs Linux and root): %v", err)
+	}
+	n := 1000
+	if testing.Short() {
+		n = 100
+	}
+	for seed := range uint64(n) {
+		prog := GeneratePacket(rngFor(seed), PacketConfig{Ctx: CtxXDP, Parts: 4 + int(seed%24)})
+		p, err := kernel.LoadProgram(kernel.XDP, prog)
+		if err != nil {
+			t.Fatalf("seed %d: %v\n%s", seed, err, strings.Join(asm.Disassemble(prog), "\n"))
+		}
+		if _, _, _, err := p.TestRun(make([]byte, 64), 1); err != nil {
+			t.Errorf("seed %d: run: %v", seed, err)
+		}
+		p.Close()
+	}
+}
