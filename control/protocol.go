@@ -94,6 +94,8 @@ const (
 	MethodMapDelete   = "map.delete"
 	MethodFDBShow     = "fdb.show"
 	MethodFDBFlush    = "fdb.flush"
+	MethodFDBAdd      = "fdb.add"
+	MethodFDBDel      = "fdb.del"
 	MethodStats       = "stats"
 	MethodCapture     = "capture"
 	MethodRingbufRead = "ringbuf.read"
@@ -106,10 +108,11 @@ type PingResult struct {
 	Started time.Time `json:"started"`
 }
 
-// PortAttachParams attach an interface (or create a TAP device).
+// PortAttachParams attach an interface (or create a TAP device, or a
+// VXLAN tunnel port).
 type PortAttachParams struct {
 	Name     string `json:"name"`
-	Type     string `json:"type,omitempty"` // afpacket (default), afxdp or tap
+	Type     string `json:"type,omitempty"` // afpacket (default), afxdp, tap or vxlan
 	Create   bool   `json:"create,omitempty"`
 	MayExist bool   `json:"may_exist,omitempty"`
 	Queues   int    `json:"queues,omitempty"`
@@ -127,6 +130,25 @@ type PortAttachParams struct {
 	// ZeroCopy is an afxdp port's zero-copy mode: on, off or auto
 	// (default: zero-copy where the driver has it).
 	ZeroCopy string `json:"zero_copy,omitempty"`
+	// VXLAN ports (type vxlan): the VNI (required, 0 to 16777215), the
+	// remote VTEPs floods are replicated to, the local underlay address
+	// (default: chosen by the route), the UDP port (default 4789) and the
+	// outer TTL (default 64).
+	VNI     *uint32  `json:"vni,omitempty"`
+	Remote  []string `json:"remote,omitempty"`
+	Local   string   `json:"local,omitempty"`
+	DstPort int      `json:"dstport,omitempty"`
+	TTL     int      `json:"ttl,omitempty"`
+	// Static are a VXLAN port's static remote stations (fdb.add keeps
+	// them here, so that they are saved with the port).
+	Static []VXLANStatic `json:"static,omitempty"`
+}
+
+// VXLANStatic is a static remote station of a VXLAN port: frames to MAC
+// go to VTEP Remote.
+type VXLANStatic struct {
+	MAC    string `json:"mac"`
+	Remote string `json:"remote"`
 }
 
 // PortDetachParams detach a port.
@@ -297,6 +319,26 @@ type FDBEntry struct {
 	Port     int     `json:"port"`
 	PortName string  `json:"port_name,omitempty"`
 	Age      float64 `json:"age_seconds"`
+	// Remote is the VTEP a station behind a VXLAN port is reached at
+	// (from the port's own table); Static marks entries added with
+	// fdb.add, which learning does not change.
+	Remote string `json:"remote,omitempty"`
+	Static bool   `json:"static,omitempty"`
+}
+
+// FDBAddParams add a static entry: station MAC is behind VXLAN port Port,
+// at VTEP Remote (what an EVPN control plane pushes).
+type FDBAddParams struct {
+	MAC    string `json:"mac"`
+	Port   string `json:"port"`
+	Remote string `json:"remote"`
+}
+
+// FDBDelParams delete station MAC (learned or static), from port Port
+// only when it is set.
+type FDBDelParams struct {
+	MAC  string `json:"mac"`
+	Port string `json:"port,omitempty"`
 }
 
 // FDBResult lists learned addresses.

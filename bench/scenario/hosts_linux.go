@@ -82,6 +82,8 @@ var hostsSubjects = []hostsSubject{
 	// handshake gets through, on AF_PACKET and on AF_XDP ports alike.
 	{name: OVSAFPacket, up: ovsHostsUp("", ""), hostsTxOff: true, note: ovsTxOffNote},
 	{name: OVSAFXDPNative, up: ovsHostsUp("afxdp", "native"), hostsTxOff: true, note: ovsTxOffNote + ", native XDP"},
+	{name: VswitchVXLAN, up: vxlanHostsUp(VswitchVXLAN), note: vswitchVXLANNote},
+	{name: LinuxVXLAN, up: vxlanHostsUp(LinuxVXLAN), note: vxlanNote},
 }
 
 const ovsTxOffNote = "hosts: ethtool -K eth0 tx off"

@@ -80,7 +80,7 @@ const (
 )
 
 // AllSubjects lists the veth subjects in the order they run and plot.
-var AllSubjects = []string{Ceiling, TrafgenCeiling, VswitchJIT, VswitchInterp, VswitchAFXDP, Bridge, OVSAFPacket, OVSAFXDPGeneric, OVSAFXDPNative}
+var AllSubjects = []string{Ceiling, TrafgenCeiling, VswitchJIT, VswitchInterp, VswitchAFXDP, Bridge, OVSAFPacket, OVSAFXDPGeneric, OVSAFXDPNative, VswitchVXLAN, LinuxVXLAN}
 
 // LatencySubjects are the switches the latency scenario measures.
 var LatencySubjects = []string{VswitchJIT, VswitchAFXDP, Bridge}

@@ -205,6 +205,8 @@ func setup(ctx context.Context, t *topo, name string, logf func(string, ...any))
 			return nil, err
 		}
 		s.teardown = o.stop
+	case VswitchVXLAN, LinuxVXLAN:
+		return setupVXLAN(ctx, t, name, logf)
 	default:
 		return nil, fmt.Errorf("unknown switch %q", name)
 	}

@@ -110,6 +110,7 @@ func (c *cmd) portCommand() *cobra.Command {
 		Short: "attach, create, detach and list ports",
 		Example: `  vswitch port attach veth0
   vswitch port add tap0
+  vswitch port add vx0 --type vxlan --vni 42 --remote 192.0.2.2
   vswitch port show -s`,
 	},
 		c.attachCommand("attach", "attach an existing interface (AF_PACKET) or TAP device"),
@@ -152,30 +153,49 @@ func (c *cmd) attachCommand(name, short string) *cobra.Command {
 
 func (c *cmd) addCommand() *cobra.Command {
 	var p control.PortAttachParams
+	var vni uint32
 	cc := &cobra.Command{
 		Use:   "add NAME",
-		Short: "create a TAP device and attach it",
+		Short: "create a TAP device or a VXLAN tunnel port and attach it",
+		Long: `add creates a TAP device (--type tap, the default) or a VXLAN tunnel port
+(--type vxlan: frames to a station learned behind a remote VTEP go to it,
+floods go to every --remote; see docs/vxlan.md) and attaches it.`,
 		Example: `  vswitch port add tap0
-  vswitch port add tap1 --queues 2`,
-		Args:              nArgs(1, "port add: want the name of the device to create"),
+  vswitch port add tap1 --queues 2
+  vswitch port add vx0 --type vxlan --vni 42 --remote 192.0.2.2,192.0.2.3`,
+		Args:              nArgs(1, "port add: want the name of the port to create"),
 		ValidArgsFunction: noCompletion,
-		RunE: func(_ *cobra.Command, args []string) error {
-			if p.Type == "" {
-				p.Type = "tap"
+		RunE: func(cc *cobra.Command, args []string) error {
+			vxlanFlags := cc.Flags().Changed("vni") || len(p.Remote) > 0 || p.Local != "" || p.DstPort != 0 || p.TTL != 0
+			switch p.Type {
+			case "", "tap":
+				if vxlanFlags {
+					return usagef("--vni, --remote, --local, --dstport and --ttl are for --type vxlan")
+				}
+				p.Type, p.Create = "tap", true
+			case "vxlan":
+				if !cc.Flags().Changed("vni") {
+					return usagef("port add %s: a VXLAN port needs --vni N (and --remote IP[,IP...])", args[0])
+				}
+				p.VNI = &vni
+			default:
+				return usagef("port add creates TAP devices and VXLAN ports, not %s: attach existing interfaces with port attach", p.Type)
 			}
-			if p.Type != "tap" {
-				return usagef("port add creates TAP devices, not %s: attach existing interfaces with port attach", p.Type)
-			}
-			p.Name, p.Create = args[0], true
+			p.Name = args[0]
 			return c.portAttach(p)
 		},
 	}
 	f := cc.Flags()
-	f.StringVar(&p.Type, "type", "tap", "type of the device to create: tap")
-	f.IntVar(&p.Queues, "queues", 0, "queues (default 1)")
+	f.StringVar(&p.Type, "type", "tap", "what to create: tap or vxlan")
+	f.IntVar(&p.Queues, "queues", 0, "queues (tap; default 1)")
 	f.StringVar(&p.BusyPoll, "busy-poll", "", "busy-poll window of this port (such as 50us, 2ms; 0: none; default: the daemon's)")
 	f.BoolVar(&p.MayExist, "may-exist", false, "succeed if the port is attached already")
-	completeWords(cc, "type", "tap")
+	f.Uint32Var(&vni, "vni", 0, "VXLAN network identifier, 0 to 16777215 (vxlan)")
+	f.StringSliceVar(&p.Remote, "remote", nil, "remote VTEPs that floods go to, comma-separated (vxlan)")
+	f.StringVar(&p.Local, "local", "", "local underlay address (vxlan; default: the route's)")
+	f.IntVar(&p.DstPort, "dstport", 0, "UDP port (vxlan; default 4789)")
+	f.IntVar(&p.TTL, "ttl", 0, "TTL of the outer IP header (vxlan; default 64)")
+	completeWords(cc, "type", "tap", "vxlan")
 	return cc
 }
 
@@ -719,7 +739,7 @@ func (c *cmd) ringbuf(p control.RingbufParams) error {
 func (c *cmd) fdbCommand() *cobra.Command {
 	show := &cobra.Command{
 		Use:     "show",
-		Short:   "list learned MAC addresses with their port and age",
+		Short:   "list learned MAC addresses with their port, age and (behind a VXLAN port) remote VTEP",
 		Example: "  vswitch fdb show\n  vswitch fdb show -j",
 		Args:    noArgs("fdb show"),
 		RunE: func(*cobra.Command, []string) error {
@@ -728,16 +748,23 @@ func (c *cmd) fdbCommand() *cobra.Command {
 				return err
 			}
 			return c.emit(r, func(w io.Writer) {
-				fmt.Fprintln(w, "MAC\tPORT\tNAME\tAGE")
+				fmt.Fprintln(w, "MAC\tPORT\tNAME\tAGE\tREMOTE")
 				for _, e := range r.Entries {
-					fmt.Fprintf(w, "%s\t%d\t%s\t%.1fs\n", e.MAC, e.Port, e.PortName, e.Age)
+					age, remote := fmt.Sprintf("%.1fs", e.Age), "-"
+					if e.Static {
+						age = "static"
+					}
+					if e.Remote != "" {
+						remote = e.Remote
+					}
+					fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", e.MAC, e.Port, e.PortName, age, remote)
 				}
 			})
 		},
 	}
 	flush := &cobra.Command{
 		Use:   "flush",
-		Short: "forget every learned address",
+		Short: "forget every learned address (static entries stay)",
 		Args:  noArgs("fdb flush"),
 		RunE: func(*cobra.Command, []string) error {
 			if err := c.call(control.MethodFDBFlush, nil, nil); err != nil {
@@ -746,10 +773,54 @@ func (c *cmd) fdbCommand() *cobra.Command {
 			return c.emit(map[string]bool{"flushed": true}, func(w io.Writer) { fmt.Fprintln(w, "fdb flushed") })
 		},
 	}
+	add := &cobra.Command{
+		Use:   "add MAC port VXPORT remote IP",
+		Short: "a static remote station: frames to MAC go out of VXLAN port VXPORT to VTEP IP only",
+		Long: `add puts a static entry in a VXLAN port's station table (and the learning
+program's): what an EVPN control plane pushes. Learning never changes it;
+fdb flush keeps it; fdb del removes it.`,
+		Example: "  vswitch fdb add 02:00:00:00:00:07 port vx0 remote 192.0.2.3",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 5 || args[1] != "port" || args[3] != "remote" {
+				return usagef("fdb add: want MAC port VXPORT remote IP (a station behind a VXLAN port)")
+			}
+			return nil
+		},
+		ValidArgsFunction: noCompletion,
+		RunE: func(_ *cobra.Command, args []string) error {
+			p := control.FDBAddParams{MAC: args[0], Port: args[2], Remote: args[4]}
+			if err := c.call(control.MethodFDBAdd, p, nil); err != nil {
+				return err
+			}
+			return c.emit(p, func(w io.Writer) { fmt.Fprintf(w, "%s is behind %s at %s (static)\n", p.MAC, p.Port, p.Remote) })
+		},
+	}
+	del := &cobra.Command{
+		Use:     "del MAC [port PORT]",
+		Short:   "forget a station (learned or static), on one port or all",
+		Example: "  vswitch fdb del 02:00:00:00:00:07\n  vswitch fdb del 02:00:00:00:00:07 port vx0",
+		Args: func(_ *cobra.Command, args []string) error {
+			if !(len(args) == 1 || len(args) == 3 && args[1] == "port") {
+				return usagef("fdb del: want MAC [port PORT]")
+			}
+			return nil
+		},
+		ValidArgsFunction: noCompletion,
+		RunE: func(_ *cobra.Command, args []string) error {
+			p := control.FDBDelParams{MAC: args[0]}
+			if len(args) == 3 {
+				p.Port = args[2]
+			}
+			if err := c.call(control.MethodFDBDel, p, nil); err != nil {
+				return err
+			}
+			return c.emit(map[string]string{"deleted": p.MAC}, func(w io.Writer) { fmt.Fprintf(w, "%s deleted\n", p.MAC) })
+		},
+	}
 	return group(&cobra.Command{
 		Use:   "fdb",
-		Short: "the learning program's MAC table",
-	}, show, flush)
+		Short: "the learning program's MAC table, with the remote stations of VXLAN ports",
+	}, show, flush, add, del)
 }
 
 func (c *cmd) statsCommand() *cobra.Command {

@@ -73,6 +73,9 @@ type Daemon struct {
 	// progGen counts program installations (changed under mapMu).
 	progGen atomic.Uint64
 	xdp     map[string]*bpfport.AFXDP
+	// vxlan holds the attach parameters of VXLAN ports (under mu): fdb
+	// add and del save their static entries with them.
+	vxlan map[string]control.PortAttachParams
 	// umems are the UMEMs the afxdp ports share, so that frames go from
 	// one to another by descriptor.
 	umems *bpfport.UMEMGroup
@@ -192,6 +195,18 @@ func (d *Daemon) Handle(ctx context.Context, method string, params json.RawMessa
 		return r, nil, err
 	case control.MethodFDBFlush:
 		return struct{}{}, nil, d.FDBFlush()
+	case control.MethodFDBAdd:
+		var p control.FDBAddParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		return struct{}{}, nil, d.FDBAdd(p)
+	case control.MethodFDBDel:
+		var p control.FDBDelParams
+		if err := decode(&p); err != nil {
+			return nil, nil, err
+		}
+		return struct{}{}, nil, d.FDBDel(p)
 	case control.MethodStats:
 		r, err := d.Stats()
 		return r, nil, err
@@ -252,6 +267,8 @@ func (d *Daemon) attachLocked(p control.PortAttachParams, record bool) (control.
 			return control.Port{}, bad("port attach: %v", err)
 		}
 		pc.BusyPoll = bp
+	} else if typ == "vxlan" {
+		pc.BusyPoll = vxlanBusyPoll
 	}
 	if typ == "afpacket" && p.RingFrames != 0 && (p.RingFrames < 8 || p.RingFrames > bpfport.MaxRingFrames) {
 		return control.Port{}, bad("port attach: --ring-size %d: want 8 to %d frames", p.RingFrames, bpfport.MaxRingFrames)
@@ -283,8 +300,10 @@ func (d *Daemon) attachLocked(p control.PortAttachParams, record bool) (control.
 			if err == nil {
 				port = t
 			}
+		case "vxlan":
+			port, err = d.openVXLAN(p)
 		default:
-			return bad("port attach: unknown type %q (afpacket, afxdp or tap)", typ)
+			return bad("port attach: unknown type %q (afpacket, afxdp, tap or vxlan)", typ)
 		}
 		return err
 	}
@@ -308,6 +327,7 @@ func (d *Daemon) attachLocked(p control.PortAttachParams, record bool) (control.
 		}
 	}
 	d.kinds[p.Name] = typ
+	d.rememberVXLAN(typ, p)
 	d.log.Info("port attached", "port", p.Name, "type", typ, "index", idx, "queues", port.NumQueues())
 	if xp != nil {
 		d.xdp[p.Name] = xp
@@ -476,6 +496,9 @@ func (d *Daemon) controlPort(p vswitch.PortInfo, s *vswitch.PortStats) control.P
 	if s != nil {
 		cp.Stats = &control.PortStats{RxPackets: s.RxPackets, RxBytes: s.RxBytes, TxPackets: s.TxPackets,
 			TxBytes: s.TxBytes, Drops: s.DropsByName(), Port: portCounters(s.Port)}
+		if pp, err := d.sw.Port(p.Index); err == nil {
+			tunnelCounters(pp, cp.Stats.Port)
+		}
 	}
 	if xp := d.xdp[p.Name]; xp != nil && d.kinds[p.Name] == "afxdp" {
 		info := xp.Info()
@@ -854,11 +877,13 @@ func (d *Daemon) FDB() (control.FDBResult, error) {
 		res.Entries = append(res.Entries, control.FDBEntry{MAC: net.HardwareAddr(key).String(), Port: port, PortName: names[port], Age: age})
 	})
 	sort.Slice(res.Entries, func(i, j int) bool { return res.Entries[i].MAC < res.Entries[j].MAC })
+	d.annotateFDB(&res)
 	return res, nil
 }
 
 // FDBFlush forgets every learned address (and those set through the
-// control plane: the flush is recorded in the state).
+// control plane: the flush is recorded in the state). Static entries of
+// VXLAN ports stay.
 func (d *Daemon) FDBFlush() error {
 	m, err := d.fdbMap()
 	if err != nil {
@@ -867,6 +892,7 @@ func (d *Daemon) FDBFlush() error {
 	d.mapMu.Lock()
 	defer d.mapMu.Unlock()
 	clearMap(m)
+	d.flushVXLAN(m)
 	return d.record(mapChange{Op: "clear", Map: "fdb"})
 }
 
