@@ -308,7 +308,7 @@ func (w *worker) take(n int) int {
 func (w *worker) round() int {
 	s := w.s
 	now := nanotime()
-	busy := 0
+	busy, had := 0, 0
 	for i := 0; i < len(w.active); {
 		u := w.active[i]
 		if u.removed.Load() {
@@ -320,9 +320,15 @@ func (w *worker) round() int {
 		if n > 0 {
 			w.process(u.port, w.batch.Frames[:n], w.batch.Offloads[:n])
 			u.sawFrames(now)
-			busy++
-			// A worker holding two busy queues while another waits hands
-			// one over.
+			had++
+			// A worker holding two queues that both keep it busy (each
+			// gave a full batch: frames are waiting) while another worker
+			// waits hands one over. Queues that merely had frames stay:
+			// a request on one and its reply on the other are served by
+			// one worker without a wake-up.
+			if n == w.batch.Len() {
+				busy++
+			}
 			if busy > 1 && s.idle.Load() > 0 {
 				io.Release(u.q)
 				w.drop(i)
@@ -344,7 +350,7 @@ func (w *worker) round() int {
 		}
 		i++
 	}
-	return busy
+	return had
 }
 
 // drop stops holding active[i] (order is not kept).
