@@ -186,6 +186,13 @@ type Switch struct {
 
 	pl    *bpfport.Poller
 	units unitTable
+
+	// spinning is the worker that polls empty queues within their
+	// busy-poll window (-1: none); other workers hand it theirs (inbox).
+	spinning atomic.Int32
+	spinMu   sync.Mutex
+	inbox    []*unit
+	inboxN   atomic.Int32
 	down  downList
 
 	faultLg rateLimiter
@@ -198,6 +205,7 @@ func New(cfg Config) *Switch {
 	cfg = cfg.withDefaults()
 	s := &Switch{cfg: cfg, log: cfg.Logger}
 	s.epoch.Store(1)
+	s.spinning.Store(-1)
 	empty := []*port{}
 	s.active.Store(&empty)
 	pl, err := bpfport.NewPoller()

@@ -73,15 +73,16 @@ type unit struct {
 // the sending system call on veth), short enough to cost nothing.
 const minPoll = int64(50 * time.Microsecond)
 
-// window is how long u's holder keeps polling it after its last frame.
-// Frames that come closer together than the port's busy-poll setting (with
-// a margin) are polled for across their gap, so that the next one is taken
-// without a wake-up; sparser traffic gets minPoll. Either way no window is
-// longer than the setting.
+// window is how long u's holder keeps polling it after its last frame:
+// the port's busy-poll setting when its frames have been coming at least
+// that often (on average), so that the next one is taken without a
+// wake-up; minPoll for sparser traffic, which would otherwise keep a
+// worker spinning for a frame that is not coming. Never longer than the
+// setting.
 func (u *unit) window() int64 {
 	limit := u.port.busyPoll
-	if g := u.gap + u.gap/2; g <= limit {
-		return min(max(g, minPoll), limit)
+	if u.gap <= limit {
+		return limit
 	}
 	return min(minPoll, limit)
 }
@@ -238,16 +239,29 @@ var testHookAfterLoad func()
 // maxHeld bounds the queues one worker holds at once.
 const maxHeld = 64
 
+// pollEvery is how often a busy worker looks for queues it does not hold.
+const pollEvery = int64(20 * time.Microsecond)
+
 func (w *worker) run() {
 	defer w.s.running.Done()
 	s := w.s
+	var polled int64
 	for !s.stopping.Load() {
+		if s.spinning.Load() == int32(w.id) && (len(w.active) == 0 || s.inboxN.Load() > 0) {
+			w.takeInbox(len(w.active) == 0)
+		}
 		if len(w.active) == 0 {
 			w.waitReady()
+			polled = nanotime()
 			continue
 		}
 		w.epoch.Store(s.epoch.Load())
-		if len(w.active) < maxHeld {
+		// Queues this worker does not hold yet: an idle worker parked in
+		// the netpoller is woken for them at once; this one looks too,
+		// but not at every round (a system call costs more than a round
+		// of the queues it holds).
+		if now := nanotime(); now-polled >= pollEvery && len(w.active) < maxHeld {
+			polled = now
 			w.take(s.pl.Poll(w.evs[:min(len(w.evs), maxHeld-len(w.active))]))
 		}
 		if w.round() == 0 {
@@ -343,14 +357,74 @@ func (w *worker) round() int {
 			w.recvError(u, err)
 			continue
 		}
-		if now-max(u.last, u.taken) >= u.window() && io.Arm(u.q) {
+		if now-max(u.last, u.taken) >= u.window() {
+			if io.Arm(u.q) {
+				w.drop(i)
+				s.pl.Rearm(u.fd, uint64(u.id), false)
+				continue
+			}
+			i++ // frames arrived meanwhile
+			continue
+		}
+		// An empty queue within its window: one worker at a time polls
+		// such queues, so that two workers never spin on two CPUs (which
+		// would leave none to the hosts on a small machine); another
+		// worker's go to it.
+		if s.spinning.Load() != int32(w.id) {
+			io.Release(u.q)
 			w.drop(i)
-			s.pl.Rearm(u.fd, uint64(u.id), false)
+			if !s.handToSpinner(u, w.id) {
+				w.adopt(u, now) // this worker is the spinner now
+			}
 			continue
 		}
 		i++
 	}
 	return had
+}
+
+// handToSpinner gives an empty queue within its busy-poll window to the
+// worker that polls such queues. If there is none, worker id becomes it
+// and false is returned: the caller keeps the queue.
+func (s *Switch) handToSpinner(u *unit, id int) bool {
+	s.spinMu.Lock()
+	defer s.spinMu.Unlock()
+	if sp := s.spinning.Load(); sp >= 0 && sp != int32(id) {
+		s.inbox = append(s.inbox, u)
+		s.inboxN.Store(int32(len(s.inbox)))
+		return true
+	}
+	s.spinning.Store(int32(id))
+	return false
+}
+
+// takeInbox adopts the queues handed to this worker as the spinner. With
+// leave, a spinner that finds none stops being the spinner.
+func (w *worker) takeInbox(leave bool) {
+	s := w.s
+	s.spinMu.Lock()
+	in := s.inbox
+	s.inbox = s.inbox[len(s.inbox):]
+	s.inboxN.Store(0)
+	if leave && len(in) == 0 && s.spinning.Load() == int32(w.id) {
+		s.spinning.Store(-1)
+	}
+	s.spinMu.Unlock()
+	now := nanotime()
+	for _, u := range in {
+		if !u.removed.Load() {
+			w.adopt(u, now)
+		}
+	}
+	clear(in)
+}
+
+// adopt takes u (not in the epoll set, not held) into the active set.
+func (w *worker) adopt(u *unit, now int64) {
+	if u.owner.CompareAndSwap(-1, int32(w.id)) {
+		u.taken = now
+		w.active = append(w.active, u)
+	}
 }
 
 // drop stops holding active[i] (order is not kept).
