@@ -193,7 +193,7 @@ type Switch struct {
 	spinMu   sync.Mutex
 	inbox    []*unit
 	inboxN   atomic.Int32
-	down  downList
+	down     downList
 
 	faultLg rateLimiter
 }
