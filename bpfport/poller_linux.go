@@ -136,3 +136,9 @@ func setEventID(ev *unix.EpollEvent, id uint64) {
 	ev.Fd = int32(uint32(id))
 	ev.Pad = int32(uint32(id >> 32))
 }
+
+// YieldCPU gives the CPU to another runnable thread, if any: a worker that
+// busy-polls calls it between empty rounds, so that on a small machine the
+// hosts' own processes and the kernel's work are not kept waiting behind
+// it (sched_yield(2)).
+func YieldCPU() { unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) }

@@ -3,6 +3,7 @@
 package bpfport
 
 import (
+	"runtime"
 	"sync"
 	"time"
 )
@@ -78,3 +79,6 @@ func (pl *Poller) Close() {}
 
 // EventID returns the id an event was registered under.
 func EventID(ev *PollEvent) uint64 { return ev.id }
+
+// YieldCPU gives the CPU to another runnable goroutine.
+func YieldCPU() { runtime.Gosched() }

@@ -265,8 +265,10 @@ func (w *worker) run() {
 			w.take(s.pl.Poll(w.evs[:min(len(w.evs), maxHeld-len(w.active))]))
 		}
 		if w.round() == 0 {
-			// Busy-polling: let other goroutines of this P run.
+			// Busy-polling: let other goroutines of this P, and other
+			// threads of this CPU, run.
 			runtime.Gosched()
+			bpfport.YieldCPU()
 		}
 	}
 	w.epoch.Store(0)
