@@ -134,3 +134,94 @@ func TestCaptureAllocs(t *testing.T) {
 		t.Errorf("%v allocations per batch, want 0", allocs)
 	}
 }
+
+// stampedPort is a virtual port whose received frames carry a fixed,
+// old timestamp, as a kernel's receive stamp can be older than the
+// frames a capture already recorded as sent.
+type stampedPort struct {
+	*Virtual
+	ts int64
+}
+
+func (p stampedPort) TryRecv(q int, b *Batch) (int, error) {
+	n, err := p.Virtual.TryRecv(q, b)
+	for i := range b.Timestamps[:n] {
+		b.Timestamps[i] = p.ts
+	}
+	return n, err
+}
+
+// TestCaptureTimesNeverGoBack: a frame received with a kernel timestamp
+// older than a frame already recorded as sent is written at the later
+// time, so the file's times never go backwards.
+func TestCaptureTimesNeverGoBack(t *testing.T) {
+	a, b := NewVirtualPair("a", "b", VirtualConfig{})
+	defer b.Close()
+	var out bytes.Buffer
+	c, err := NewCapture(stampedPort{a, time.Now().Add(-time.Hour).UnixNano()}, &out, CaptureConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendAll(t, c, 0, [][]byte{testFrame(60, 1)}) // sent now
+	sendAll(t, b, 0, [][]byte{testFrame(60, 2)}) // received, stamped an hour ago
+	bt := NewBatch(8)
+	for n := 0; n == 0; {
+		if n, err = c.TryRecv(0, bt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	r, err := pcapgo.NewReader(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var times []time.Time
+	for {
+		_, ci, err := r.ReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		times = append(times, ci.Timestamp)
+	}
+	if len(times) != 2 || times[1].Before(times[0]) {
+		t.Errorf("capture times %v: want 2 frames, not going back", times)
+	}
+}
+
+// TestCaptureOnlyWhatWasSent: frames the port refused (too long for its
+// MTU) are not in the capture.
+func TestCaptureOnlyWhatWasSent(t *testing.T) {
+	a, b := NewVirtualPair("a", "b", VirtualConfig{MTU: 1500})
+	defer b.Close()
+	var out bytes.Buffer
+	c, err := NewCapture(a, &out, CaptureConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.SendBatch(0, [][]byte{testFrame(60, 1), testFrame(3000, 2), testFrame(61, 3)}, nil)
+	if n != 3 || err != nil {
+		t.Fatalf("SendBatch = %d, %v", n, err)
+	}
+	c.Close()
+	r, err := pcapgo.NewReader(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lens []int
+	for {
+		data, _, err := r.ReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		lens = append(lens, len(data))
+	}
+	if diff := cmp.Diff([]int{60, 61}, lens); diff != "" {
+		t.Errorf("captured frame lengths (-want +got):\n%s", diff)
+	}
+}
