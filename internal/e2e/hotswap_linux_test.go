@@ -25,7 +25,7 @@ import (
 // slowProgram returns the slow program, on the JIT where there is one,
 // with a Close that records that it was called and a runner that counts
 // runs after it.
-func slowProgram(t *testing.T) (*vswitch.Program, *atomic.Int64, *atomic.Int64) {
+func slowProgram(t *testing.T) (*vswitch.Program, *atomic.Int64, *atomic.Int64, *atomic.Int64) {
 	t.Helper()
 	big, err := maps.New(maps.Spec{Name: "big", Type: maps.Array, KeySize: 4, ValueSize: 1 << 20, MaxEntries: 1})
 	if err != nil {
@@ -53,7 +53,7 @@ out:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var closed, late atomic.Int64
+	var closed, late, started atomic.Int64
 	prog := &vswitch.Program{Name: "slow", Engine: "interp", VM: p}
 	var runner vm.Runner = p
 	if code, err := jit.Compile(p); err == nil {
@@ -62,17 +62,18 @@ out:
 	} else {
 		prog.Close = func() { closed.Add(1) }
 	}
-	prog.Runner = lateRunner{runner, &closed, &late}
-	return prog, &closed, &late
+	prog.Runner = lateRunner{runner, &closed, &late, &started}
+	return prog, &closed, &late, &started
 }
 
-// lateRunner counts runs of a program after its Close.
+// lateRunner counts the runs of a program, and those after its Close.
 type lateRunner struct {
 	vm.Runner
-	closed, late *atomic.Int64
+	closed, late, started *atomic.Int64
 }
 
 func (r lateRunner) Run(env *vm.Env, r1, r2 uint64) (uint64, error) {
+	r.started.Add(1)
 	if r.closed.Load() != 0 {
 		r.late.Add(1)
 	}
@@ -107,9 +108,10 @@ func faults(d interface{ Ports(bool) []control.Port }, port string) uint64 {
 
 func TestSlowFrameThenProgLoad(t *testing.T) {
 	topo, d := hostsDaemon(t, 2)
-	slow, closed, late := slowProgram(t)
+	slow, closed, late, started := slowProgram(t)
 	d.Switch().SetProgram(slow)
 	provoke(t, topo)
+	waitUntil(t, "a frame in the slow program", func() bool { return started.Load() > 0 })
 	if _, err := d.LoadDefault(""); err != nil { // prog load while the slow frame may run
 		t.Fatal(err)
 	}
@@ -125,9 +127,10 @@ func TestSlowFrameThenProgLoad(t *testing.T) {
 
 func TestSlowFrameThenDetachAndProgLoad(t *testing.T) {
 	topo, d := hostsDaemon(t, 3)
-	slow, closed, late := slowProgram(t)
+	slow, closed, late, started := slowProgram(t)
 	d.Switch().SetProgram(slow)
 	provoke(t, topo)
+	waitUntil(t, "a frame in the slow program", func() bool { return started.Load() > 0 })
 	if err := d.Detach(control.PortDetachParams{Name: topo.Ports[0]}); err != nil {
 		t.Fatal(err)
 	}
