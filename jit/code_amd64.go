@@ -26,6 +26,8 @@ type codeImpl struct {
 	start      uintptr // entry of a run
 	startFrame uintptr // entry of a frame run
 	resume     uintptr // entry after a helper
+	nested     uintptr // entry after a helper while levels are pushed (nested_entry)
+	subRet     uintptr // return from a local call (local_return), 0 without local calls
 	pc0        uintptr // code of instruction 0 (where a tail call lands)
 	pc0Frame   uintptr // the same in the copy for frame runs
 	frameStart uintptr // entry of a batch: starts the frame at nativeCtx.bFrames
@@ -72,11 +74,15 @@ func Compile(p *vm.Program) (*Code, error) {
 		start:      base + uintptr(out.start),
 		startFrame: base + uintptr(out.startFrame),
 		resume:     base + uintptr(out.resume),
+		nested:     base + uintptr(out.nested),
 		pc0:        base + uintptr(out.pc0),
 		pc0Frame:   base + uintptr(out.pc0F),
 		frameStart: base + uintptr(out.frameStart),
 		calls:      out.localCalls,
 		windows:    out.windows,
+	}
+	if out.subRet >= 0 {
+		c.impl.subRet = base + uintptr(out.subRet)
 	}
 	c.impl.cleanup = runtime.AddCleanup(c, func(m *mapping) { m.release() }, m)
 	return c, nil
@@ -143,13 +149,29 @@ func nativeOf(p *vm.Program) *Code {
 // short program). The reference is released when the env runs another
 // code, when a run finds the code closed, or by the garbage collector with
 // the env.
+//
+// Tail calls made in local functions push levels: the program that made
+// the call, its code and where its frames are, to return to when the
+// target's main frame exits. The machine code knows nothing of them: a
+// program's frames are a window of the session's frames (nativeCtx.frames
+// and depth), and while levels are pushed Go enters the machine code
+// through nested_entry, which returns to Go at the target's exit
+// (exitLevel) instead of ending the run.
 type session struct {
 	x      nativeCtx
 	frames frameStack
 	rep    repeatState
 	env    *vm.Env
 	orig   *Code // the code called: the env's reference
-	cur    *Code // the code running: orig, or a tail call's target (acquired)
+	// cur is the code running: orig, or a tail call's target. Every
+	// code in cur or in levels other than orig holds a reference of its
+	// own (acquired, dropped with drop).
+	cur *Code
+	// tailed is set once a run made a tail call, until end cleans up.
+	tailed  bool
+	levels  [vm.MaxTailCalls]level
+	nlevels int
+	bLeft   uint64 // nativeCtx.bLeft of the batch while levels are pushed (0 there)
 	// inGo is set when the current frame ended in Go (a fault, or a tail
 	// call finished on the interpreter) rather than in frame_done.
 	inGo bool
@@ -157,6 +179,16 @@ type session struct {
 	// results are RunFrames' results: the current frame's is
 	// results[len(results)-bLeft].
 	results []vm.FrameResult
+}
+
+// level is a program that made a tail call in a local function: the
+// target returns to the function's caller in it.
+type level struct {
+	code   *Code
+	prog   *vm.Program
+	depth  uint64  // nativeCtx.depth: the function's depth
+	frames uintptr // nativeCtx.frames
+	floor  uint64  // the program's stack floor
 }
 
 // repeatState is RunRepeat's frame header and result, which the machine
@@ -172,13 +204,13 @@ func sessionOf(c *Code, env *vm.Env) *session {
 	s, _ := env.Pinned().(*session)
 	if s == nil {
 		s = &session{env: env}
-		s.x.stackBase = env.StackBase()
+		s.x.stackBase = env.StackTop() - vm.ProgramStackSize
 		s.x.stackTop = env.StackTop()
 		s.x.regionTable = tableAddr(env)
 		s.x.frames = framesAddr(&s.frames)
 		env.Pin(s)
 	}
-	s.end() // a run that a helper's panic cut short kept its tail call's target
+	s.end() // a run that a helper's panic cut short kept its tail calls' state
 	if s.orig != c {
 		if !c.acquire() {
 			return nil
@@ -212,12 +244,51 @@ func sessionOf(c *Code, env *vm.Env) *session {
 	return s
 }
 
-// end releases a tail call's target.
+// end cleans up after a run that made tail calls: it releases their
+// targets and the levels, and puts the frames and the stack floor back
+// under the main frame.
 func (s *session) end() {
-	if s.cur != s.orig && s.cur != nil {
-		s.cur.release()
+	if s.tailed {
+		s.unwind()
+		s.drop(s.cur)
 		s.cur = s.orig
+		s.tailed = false
 	}
+}
+
+// drop releases c's reference unless c is the env's own.
+func (s *session) drop(c *Code) {
+	if c != nil && c != s.orig {
+		c.release()
+	}
+}
+
+// unwind drops the levels (a fault in a tail-called program), giving the
+// batch its frame count back, and puts the frames and the stack floor
+// back under the main frame.
+func (s *session) unwind() {
+	x := &s.x
+	if s.nlevels > 0 {
+		x.bLeft = s.bLeft
+	}
+	for s.nlevels > 0 {
+		s.nlevels--
+		s.drop(s.levels[s.nlevels].code)
+		s.levels[s.nlevels] = level{}
+	}
+	x.depth = 0
+	x.frames = framesAddr(&s.frames)
+	x.stackBase = x.stackTop - vm.ProgramStackSize
+	s.env.ResetStack()
+}
+
+// entry is where Go enters the running code after a helper: through
+// nested_entry while levels are pushed.
+func (s *session) entry() uintptr {
+	if s.nlevels > 0 {
+		return s.cur.impl.nested
+	}
+	return s.cur.impl.resume
 }
 
 // Run runs the compiled program, as (*vm.Program).Run does: r1 and r2 are
@@ -396,12 +467,16 @@ func (s *session) handleExit() (entry uintptr, r0 uint64, err error, done bool) 
 	kind := vm.Kind(x.exit >> 8)
 	aux := uint16(x.exit >> 16)
 	pc := int(x.exit >> 32)
+	if code == exitLevel {
+		return s.levelExit(x.regs[0])
+	}
 	if code == exitFault {
 		e := env.Fault(kind, pc, x.count)
 		switch kind {
 		case vm.KindRead, vm.KindWrite, vm.KindMisaligned:
 			e.Addr, e.Size = x.addr, uint64(aux)
 		}
+		s.unwind()
 		return 0, 0, e, true
 	}
 	id := uint64(aux)
@@ -412,6 +487,7 @@ func (s *session) handleExit() (entry uintptr, r0 uint64, err error, done bool) 
 	if fn == nil {
 		e := env.Fault(vm.KindBadHelper, pc, x.count)
 		e.Helper = int32(min(id, math.MaxInt32))
+		s.unwind()
 		return 0, 0, e, true
 	}
 	ret, herr := fn(env, x.regs[1], x.regs[2], x.regs[3], x.regs[4], x.regs[5])
@@ -419,6 +495,7 @@ func (s *session) handleExit() (entry uintptr, r0 uint64, err error, done bool) 
 		env.TakeCharge()
 		e := env.Fault(vm.KindHelper, pc, x.count)
 		e.Helper, e.Err = int32(id), herr
+		s.unwind()
 		return 0, 0, e, true
 	}
 	x.regs[0] = ret
@@ -436,22 +513,28 @@ func (s *session) handleExit() (entry uintptr, r0 uint64, err error, done bool) 
 	}
 	next := env.TakeTailCall()
 	if next == nil {
-		return s.cur.impl.resume, 0, nil, false
+		return s.entry(), 0, nil, false
 	}
-	// The new program starts over in the main frame; the registers, the
-	// count and the budget carry over. In a batch, the next frame goes
-	// back to the original program through Go.
+	// The target starts at its first instruction in the current frame,
+	// with the registers as they are (r1 the context); the count and the
+	// budget carry over. Made in a local function, the tail call replaces
+	// the function: a level remembers where to return when the target's
+	// main frame exits. In a batch, the next frame goes back to the
+	// original program through Go.
 	x.bStop = 1
+	s.tailed = true
+	if x.depth > 0 {
+		s.pushLevel()
+	} else {
+		s.drop(s.cur)
+	}
+	s.cur = nil
 	env.Bind(next)
-	x.regs[10] = env.StackTop()
-	x.depth = 0
 	setWindows(x, *env.RegionTable()) // the target may use them where the caller did not
 	nc := nativeOf(next)
 	if nc == nil {
-		r0, err := runInterp(env, next, x)
-		return 0, r0, err, true
+		return s.runInterp(next)
 	}
-	s.end()
 	if nc == s.orig {
 		nc.release() // the env holds a reference to it already
 	}
@@ -462,18 +545,69 @@ func (s *session) handleExit() (entry uintptr, r0 uint64, err error, done bool) 
 	if x.md != 0 && x.regs[1] == uint64(x.md) {
 		x.resume = nc.impl.pc0Frame
 	}
-	return nc.impl.resume, 0, nil, false
+	return s.entry(), 0, nil, false
 }
 
-// runInterp finishes a run on the interpreter after a tail call into a
-// program that could not be compiled. The interpreter starts from its own
-// initial state (r1 and r2 carry over, the count restarts), which is all
-// a program may rely on after a tail call.
-func runInterp(env *vm.Env, p *vm.Program, x *nativeCtx) (uint64, error) {
-	done := x.count
-	r0, err := p.Run(env, x.regs[1], x.regs[2])
-	env.Executed += done
-	return r0, err
+// pushLevel records the running program before a tail call made in the
+// local function at nativeCtx.depth: the target's main frame replaces the
+// function's, its frames start at the function's record, and its stack
+// floor is vm.ProgramStackSize below the function's frame. The running
+// code's reference moves into the level.
+func (s *session) pushLevel() {
+	x := &s.x
+	if s.nlevels == 0 {
+		// frame_done must return to nested_entry at the target's exit.
+		s.bLeft, x.bLeft = x.bLeft, 0
+	}
+	s.levels[s.nlevels] = level{code: s.cur, prog: s.env.Program(), depth: x.depth, frames: x.frames, floor: x.stackBase}
+	s.nlevels++
+	x.frames += uintptr(x.depth) * uintptr(sizeFrame)
+	x.depth = 0
+	x.stackBase = x.regs[10] - vm.ProgramStackSize
+	s.env.SetStackFloor(x.stackBase)
+}
+
+// levelExit goes on after the main frame of a tail call's target exited
+// with r0 (r1..r5 in nativeCtx.regs): with no level pushed the run is
+// done; otherwise the level's program resumes at the return from the
+// function the target replaced (local_return, with the depth of that
+// function).
+func (s *session) levelExit(r0 uint64) (entry uintptr, _ uint64, _ error, done bool) {
+	x := &s.x
+	if s.nlevels == 0 {
+		s.env.Executed = x.count
+		return 0, r0, nil, true
+	}
+	x.regs[0] = r0
+	s.nlevels--
+	l := &s.levels[s.nlevels]
+	s.drop(s.cur)
+	s.cur = l.code
+	s.env.Bind(l.prog)
+	x.depth, x.frames, x.stackBase = l.depth, l.frames, l.floor
+	s.env.SetStackFloor(l.floor)
+	setWindows(x, *s.env.RegionTable())
+	*l = level{}
+	if s.nlevels == 0 {
+		x.bLeft = s.bLeft
+	}
+	x.resume = s.cur.impl.subRet
+	return s.entry(), 0, nil, false
+}
+
+// runInterp runs a tail call's target that could not be compiled on the
+// interpreter, from its first instruction with the registers, the count,
+// the budget and the tail calls of the run so far, until its main frame
+// exits; then the run goes on as after the exit of compiled code.
+func (s *session) runInterp(p *vm.Program) (uintptr, uint64, error, bool) {
+	x := &s.x
+	count, budget, err := s.env.RunTail(p, &x.regs, x.count, x.budget)
+	if err != nil {
+		s.unwind()
+		return 0, 0, err, true
+	}
+	x.count, x.budget = count, budget
+	return s.levelExit(x.regs[0])
 }
 
 // image returns a copy of the machine code, nil once closed.

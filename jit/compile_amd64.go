@@ -29,6 +29,10 @@ const (
 	exitFault  = 1 // kind in bits 8..15, access size in 16..31
 	exitHelper = 2 // helper id in bits 16..31
 	exitCallx  = 3 // the helper id is in nativeCtx.addr
+	// exitLevel: the main frame of a program that a tail call put in
+	// place of a function exited (r0 in rax, r1..r5 in nativeCtx.regs):
+	// Go returns to the function's caller. Only nested_entry sets it.
+	exitLevel = 4
 )
 
 // exitInfo packs why machine code returned; the eBPF pc is in bits 32..63.
@@ -76,6 +80,7 @@ type compiler struct {
 	helper      label // common helper exit
 	subRet      label // return from a local call
 	resume      label // re-entry after a helper
+	nested      label // entry while a tail call replaces a function (nested_entry)
 	start       label // first entry
 	frameDone   label // exit of the main program: the end of a run or of a batch's frame
 	frameStart  label // entry of a batch's frame
@@ -98,6 +103,8 @@ type compiled struct {
 	startFrame  int // entry of a frame run
 	pc0, pc0F   int // instruction 0 of the generic copy and of the frame runs' copy
 	resume      int // entry after a helper
+	nested      int // entry that runs resume as a call (nested_entry)
+	subRet      int // return from a local call (local_return), -1 without local calls
 	frameStart  int // entry of a batch
 	genericFrom int // the generic copy, when there are two
 	genericTo   int
@@ -154,6 +161,7 @@ func compile(p *vm.Program) (*compiled, error) {
 	if c.frameCopy {
 		genericFrom, genericTo = c.a.labels[c.start], c.genericTo
 	}
+
 	out := &compiled{
 		localCalls:  c.localCalls,
 		windows:     c.usedR || c.usedW,
@@ -165,12 +173,17 @@ func compile(p *vm.Program) (*compiled, error) {
 		pc0:         c.a.labels[c.pc0],
 		pc0F:        c.a.labels[c.pc0Frame],
 		resume:      c.a.labels[c.resume],
+		nested:      c.a.labels[c.nested],
+		subRet:      -1,
 		frameStart:  c.a.labels[c.frameStart],
 		coldFrom:    c.coldFrom,
 		stubFrom:    c.stubFrom,
 		genericFrom: genericFrom,
 		genericTo:   genericTo,
 		stubNames:   c.stubNames,
+	}
+	if c.localCalls {
+		out.subRet = c.a.labels[c.subRet]
 	}
 	return out, nil
 }
@@ -325,7 +338,7 @@ func (c *compiler) emit() error {
 		c.pcLabel = append(c.pcLabel, a.newLabel())
 	}
 	c.checkR, c.checkW, c.fault, c.helper = a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
-	c.subRet, c.resume, c.start = a.newLabel(), a.newLabel(), a.newLabel()
+	c.subRet, c.resume, c.start, c.nested = a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
 	c.frameDone, c.frameStart, c.startFrame = a.newLabel(), a.newLabel(), a.newLabel()
 	c.cold = c.cold[:0]
 	c.usedR, c.usedW = false, false
@@ -516,7 +529,7 @@ func (c *compiler) access(pc int, base uint8, off int16, n int, write, withAddr 
 	stack := func() {
 		a.movRR(true, tmp, addrReg)
 		a.aluRM(aluSub, tmp, regCtx, offStackBase)
-		a.aluRI(true, aluCmp, tmp, int32(vm.StackSize-n+1))
+		a.aluRI(true, aluCmp, tmp, int32(vm.ProgramStackSize-n+1))
 		a.jcc(condB, ok)
 	}
 	win := func(k int32) {
@@ -925,6 +938,23 @@ func (c *compiler) stubs() {
 	}
 	a.loadQ(regCount, regCtx, offCount)
 	a.jmpMem(regCtx, offResume)
+
+	// Entry while a tail call made in a local function runs: resume as a
+	// call, so that the exit of the target's main frame, which goes to
+	// frame_done and returns there (Go cleared bLeft), is told apart from
+	// the exits to Go (a helper, a fault: their code is in exit) and
+	// keeps r0..r5, which the function's caller sees after the call.
+	mark(c.nested, "nested_entry")
+	a.call(c.resume)
+	a.aluMI(aluCmp, regCtx, offExit, 0)
+	out := a.newLabel()
+	a.jcc(condNE, out)
+	a.storeImm(8, regCtx, offExit, exitLevel)
+	for r := 0; r <= 5; r++ {
+		a.storeQ(regCtx, offRegs+8*int32(r), regMap[r])
+	}
+	a.bind(out)
+	a.ret()
 
 	// Return from a local call (exit at depth > 0).
 	if !c.localCalls {

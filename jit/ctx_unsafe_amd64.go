@@ -19,8 +19,13 @@ type nativeCtx struct {
 	exit    uint64     // why the machine code returned: 0 done, else exitInfo
 	addr    uint64     // the address of a memory fault, the operand of callx
 	resume  uintptr    // where the resume stub continues after a helper
-	depth   uint64     // local call depth
-	// stackBase is the env's lowest stack address (the inline stack check).
+	// depth is the local call depth in the running program: 0 in its
+	// main frame, also when a tail call put it in place of a function.
+	depth uint64
+	// stackBase is the env's stack floor (vm.Env.StackFloor): the inline
+	// stack check allows the vm.ProgramStackSize bytes above it, the
+	// running program's stack; the rest of the stack (callers' frames
+	// below a tail call made in a function) is found by the region search.
 	stackBase uint64
 	// regionTable points at the env's []vm.Region (the slow-path check).
 	regionTable uintptr
@@ -30,8 +35,9 @@ type nativeCtx struct {
 	// addr-start < lim[k]. A window is empty (lim 0) when it cannot decide
 	// alone, for instance when its region is read-only or strided.
 	win [2]window
-	// frames points at the callers' saved state of local calls (the
-	// session's frameStack).
+	// frames points at the callers' saved state of the running program's
+	// local calls, record depth for the caller at depth: a window of the
+	// session's frameStack that starts where the program's main frame is.
 	frames uintptr
 	// clock is env.Clock for the run: a call to a vm.Helper marked Clock
 	// is answered from it inline when it is not zero.
@@ -62,8 +68,10 @@ type nativeCtx struct {
 // maxInlineKeyWords bounds the keys of hash lookups done in machine code.
 const maxInlineKeyWords = 4
 
-// frameStack is the state local calls save, one record per caller.
-type frameStack [vm.MaxCallDepth - 1]frameRec
+// frameStack is the state local calls save, one record per caller: for
+// the frames of a whole run, which nest deeper than one program's through
+// tail calls made in functions.
+type frameStack [vm.MaxFrames - 1]frameRec
 
 type window struct {
 	start uint64

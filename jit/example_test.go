@@ -18,7 +18,8 @@ import (
 // program with local calls first checks for an active call), which returns
 // to Go at the end of a single run and, in a batch, writes the frame's
 // result and starts the next frame at frame_start; the resume stub is
-// where helper calls and tail calls re-enter.
+// where helper calls and tail calls re-enter (through nested_entry while
+// a tail call made in a local function runs).
 func ExampleListing_Format() {
 	p := vm.MustLoad(asm.MustAssemble("mov %r0, 2\nadd %r0, %r1\nexit"), vm.Options{})
 	c, err := jit.Compile(p)
@@ -143,6 +144,18 @@ func ExampleListing_Format() {
 	//    195:  49 8b 6c 24 58                 mov rbp, qword ptr [r12+0x58]
 	//    19a:  4d 8b 4c 24 60                 mov r9, qword ptr [r12+0x60]
 	//    19f:  41 ff a4 24 80 00 00 00        jmp qword ptr [r12+0x80]
+	// ; nested_entry
+	//    1a7:  e8 b7 ff ff ff                 call resume
+	//    1ac:  49 83 7c 24 70 00              cmp qword ptr [r12+0x70], 0x0
+	//    1b2:  75 27                          jnz 0x1db
+	//    1b4:  49 c7 44 24 70 04 00 00 00     mov qword ptr [r12+0x70], 0x4
+	//    1bd:  49 89 44 24 08                 mov qword ptr [r12+0x8], rax
+	//    1c2:  49 89 7c 24 10                 mov qword ptr [r12+0x10], rdi
+	//    1c7:  49 89 74 24 18                 mov qword ptr [r12+0x18], rsi
+	//    1cc:  49 89 54 24 20                 mov qword ptr [r12+0x20], rdx
+	//    1d1:  49 89 4c 24 28                 mov qword ptr [r12+0x28], rcx
+	//    1d6:  4d 89 44 24 30                 mov qword ptr [r12+0x30], r8
+	//    1db:  c3                             ret
 }
 
 // A program that checks its frame against data_end: the analysis proves

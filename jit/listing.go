@@ -36,7 +36,8 @@ type Listing struct {
 	ColdFrom  int
 	StubsFrom int
 	// Stubs names the shared stubs by offset: fault_exit, helper_exit,
-	// resume, local_return, check_load, check_store.
+	// frame_done, frame_start, lookup_mapN, resume, nested_entry,
+	// local_return, check_load, check_store.
 	Stubs map[int]string
 	// MapNames and Source, set by the caller where it knows them, name the
 	// maps of lddw map[N] and give the C source line each slot starts

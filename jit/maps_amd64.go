@@ -59,10 +59,10 @@ func (c *compiler) mapLookup(pc, k int, l *vm.MapLayout, slow label) {
 	if pr := c.prog.KeyProof(pc); !(pr == vm.ProvenAlways || pr == vm.ProvenFrame && c.inFrame) {
 		ok := a.newLabel()
 		n := int32(l.KeySize)
-		if n <= vm.StackSize {
+		if n <= vm.ProgramStackSize {
 			a.movRR(true, tmp, addrReg)
 			a.aluRM(aluSub, tmp, regCtx, offStackBase)
-			a.aluRI(true, aluCmp, tmp, vm.StackSize-n+1)
+			a.aluRI(true, aluCmp, tmp, vm.ProgramStackSize-n+1)
 			a.jcc(condB, ok)
 		}
 		a.movImm32(tmp, uint32(n))

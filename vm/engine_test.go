@@ -27,11 +27,32 @@ func TestEngineHooks(t *testing.T) {
 		t.Errorf("Fault: got %+v (executed %d), want %+v (executed %d)", *got, env.Executed, *want, wantExecuted)
 	}
 
-	if tbl := env.RegionTable(); len(*tbl) < 3 || (*tbl)[0].Start != env.StackBase() || (*tbl)[0].Size != vm.StackSize {
-		t.Errorf("RegionTable()[0] = %+v, want the stack at %#x", (*tbl)[0], env.StackBase())
+	// Region 0 is the main program's stack: ProgramStackSize below the
+	// top of the StackSize bytes of the env's stack.
+	floor := env.StackTop() - vm.ProgramStackSize
+	if tbl := env.RegionTable(); len(*tbl) < 3 || (*tbl)[0].Start != floor || (*tbl)[0].Size != vm.ProgramStackSize || env.StackFloor() != floor {
+		t.Errorf("RegionTable()[0] = %+v, StackFloor %#x, want the stack at %#x", (*tbl)[0], env.StackFloor(), floor)
 	}
-	if env.StackBase()+vm.StackSize != env.StackTop() {
+	if env.StackBase()+vm.StackSize != env.StackTop() || len(env.Stack()) != vm.StackSize {
 		t.Error("StackBase + StackSize != StackTop")
+	}
+	env.SetStackFloor(env.StackBase())
+	if r := (*env.RegionTable())[0]; r.Start != env.StackBase() || r.Size != vm.StackSize {
+		t.Errorf("after SetStackFloor(StackBase), region 0 is %+v", r)
+	}
+	env.ResetStack()
+	if env.StackFloor() != floor {
+		t.Error("ResetStack does not put the floor back under the main frame")
+	}
+	for _, bad := range []uint64{env.StackBase() - 8, env.StackTop() - vm.ProgramStackSize + 8} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("SetStackFloor(%#x) outside the stack does not panic", bad)
+				}
+			}()
+			env.SetStackFloor(bad)
+		}()
 	}
 
 	if p.HelperFunc(vm.HelperGetSmpProcessorID) == nil || p.HelperFunc(1<<40) != nil || p.HelperFunc(0) != nil {

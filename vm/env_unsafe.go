@@ -6,18 +6,31 @@ import (
 	"github.com/govswitch/vswitch/asm"
 )
 
-// Stack layout: MaxCallDepth frames of StackFrameSize bytes, frame 0 (the
-// main program's) at the top.
+// Stack layout (see the package doc, "The stack"): frames of
+// StackFrameSize bytes, the main program's at the top, each local call's
+// the next below. A program has MaxCallDepth frames (ProgramStackSize
+// bytes); a tail call made in a local function runs the target in the
+// function's frame, so that frames nest deeper through tail calls only:
+// at most MaxFrames in a run.
 const (
 	StackFrameSize = 512
 	MaxCallDepth   = 8
-	StackSize      = StackFrameSize * MaxCallDepth
+	// ProgramStackSize is the stack of one program: MaxCallDepth frames.
+	ProgramStackSize = StackFrameSize * MaxCallDepth
+	// MaxTailCalls is the kernel's limit of chained tail calls in a run
+	// (MAX_TAIL_CALL_CNT).
+	MaxTailCalls = 33
+	// MaxFrames bounds the frames of a run: the main program's
+	// MaxCallDepth, and for each tail call made in the deepest function
+	// of a program MaxCallDepth-1 more (the target's main frame takes the
+	// function's place).
+	MaxFrames = MaxCallDepth + MaxTailCalls*(MaxCallDepth-1)
+	// StackSize is the memory of an Env's stack: MaxFrames frames.
+	StackSize = StackFrameSize * MaxFrames
 	// DefaultBudget is the default budget of a run, in units of one
 	// instruction: see Env.Budget.
 	DefaultBudget = 1_000_000
-	// MaxTailCalls is the kernel's limit of chained tail calls.
-	MaxTailCalls = 33
-	maxDynamic   = 16
+	maxDynamic    = 16
 )
 
 // Env is the per-worker state of runs: the stack, the regions and the fault
@@ -84,7 +97,9 @@ type Env struct {
 	args    [3][]byte // SetArgBytes'
 
 	fault  Error
-	frames [MaxCallDepth]frame
+	frames [MaxFrames - 1]frame // the callers' state of local calls, by depth
+	levels [MaxTailCalls]level  // the programs that made tail calls in functions
+	cont   contState            // RunTail's
 	st     runState
 	// pin is the engine's object for this env (Pin).
 	pin any
@@ -120,8 +135,19 @@ func NewEnv() *Env {
 	e.stack = buf[off : off+StackSize]
 	e.stackBase = addrOf(e.stack)
 	e.regions = make([]Region, numFixed, 16)
-	e.regions[0] = Region{Start: e.stackBase, Size: StackSize, Writable: true}
+	e.setFloor(e.StackTop() - ProgramStackSize)
 	return e
+}
+
+// setFloor makes the stack from floor to the top region 0: what the
+// running program may touch (see the package doc, "The stack"). floor
+// must lie in the stack, at least ProgramStackSize below its top.
+func (e *Env) setFloor(floor uint64) {
+	top := e.StackTop()
+	if floor < e.stackBase || floor > top-ProgramStackSize {
+		panic("vm: stack floor outside the stack")
+	}
+	e.regions[0] = Region{Start: floor, Size: top - floor, Writable: true}
 }
 
 // addrOf returns the address of the first byte of b.
@@ -377,6 +403,36 @@ type runState struct {
 	count, budget uint64
 	start, depth  int
 	pc            int // where the slow path resumes
+	// base is the depth of the running program's main frame: 0, or the
+	// depth of the function a tail call replaced (Env.levels[level-1]
+	// holds the program to return to).
+	base, level int
+	// odd is not zero when a run must not start as usual: levels (a run
+	// cut short inside a tail-called program left its state) or a
+	// continuation (RunTail).
+	odd uint8
+}
+
+// Bits of runState.odd.
+const (
+	oddLevels = 1 << iota // levels are pushed, the stack floor is lowered
+	oddCont               // the next run continues an external engine's (RunTail)
+)
+
+// level is the state of a program that made a tail call in a local
+// function, which the target returns to when its main frame exits.
+type level struct {
+	prog  *Program // nil for RunTail's sentinel
+	base  int      // the program's runState.base
+	floor uint64   // its stack floor
+}
+
+// contState is what RunTail passes to the interpreter and gets back.
+type contState struct {
+	regs          [11]uint64
+	count, budget uint64
+	tailCalls     int
+	floor         uint64
 }
 
 // fastRead and fastWrite check an access against the stack and the two

@@ -38,6 +38,11 @@ func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
 	// leaves a straight run (jumps, calls, exits, faults); st.start is
 	// where the current run began.
 	st.depth, st.start, st.count = 0, 0, 0
+	if st.odd != 0 {
+		// A run cut short in a tail-called program left its levels, or
+		// this run continues another engine's (RunTail).
+		env.oddStart(&regs)
+	}
 	code := p.code
 	pc := 0
 
@@ -696,6 +701,15 @@ func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
 				pc, st.start = f.ret, f.ret
 				regs[6], regs[7], regs[8], regs[9] = f.saved[0], f.saved[1], f.saved[2], f.saved[3]
 				regs[10] = f.r10
+				if st.depth < st.base {
+					// The main frame of a program that a tail call put in
+					// place of a function: return to the function's caller,
+					// in its program.
+					if env.popLevel(&regs) {
+						return regs[0], nil
+					}
+					code = env.prog.code
+				}
 			case asm.OpCall, asm.OpCallX:
 				st.count += uint64(pc - st.start)
 				st.start = pc
@@ -703,7 +717,7 @@ func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
 					return 0, env.setFault(KindBudget, pc-1, st.count)
 				}
 				if w>>12&15 == asm.PseudoCall && uint8(w) == asm.OpCall {
-					if st.depth+1 >= MaxCallDepth {
+					if st.depth+1-st.base >= MaxCallDepth {
 						return 0, env.setFault(KindCallDepth, pc-1, st.count)
 					}
 					frames[st.depth] = frame{ret: pc, saved: [4]uint64{regs[6], regs[7], regs[8], regs[9]}, r10: regs[10]}
@@ -855,13 +869,17 @@ func (p *Program) slow(env *Env, regs *[16]uint64) error {
 			env.charged = 0
 		}
 		if env.tail != nil {
-			// Tail call: the new program starts over in the main frame
-			// with the same context.
+			// Tail call: the new program starts at its first instruction
+			// in the current frame, with the registers as they are (r1
+			// the context). Made in a local function, it replaces the
+			// function: its main frame returns to the function's caller.
 			next := env.tail
 			env.tail = nil
+			if st.depth > st.base {
+				env.pushLevel(regs[10])
+			}
 			env.bind(next)
-			st.pc, st.start, st.depth = 0, 0, 0
-			regs[10] = env.StackTop()
+			st.pc, st.start = 0, 0
 		}
 		return nil
 	default:
@@ -1027,6 +1045,9 @@ func atomic64(w uint64, p *uint64, regs *[16]uint64) {
 func (e *Env) setFault(k Kind, at int, count uint64) error {
 	e.Executed = count
 	e.fault = Error{PC: at, Insn: e.prog.orig[at], Kind: k}
+	if e.st.odd != 0 {
+		e.unwind() // the next run, on any engine, starts with the main frame's stack
+	}
 	return &e.fault
 }
 

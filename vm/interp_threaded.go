@@ -28,6 +28,11 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 	// leaves a straight run (jumps, calls, exits, faults); st.start is
 	// where the current run began.
 	st.depth, st.start, st.count = 0, 0, 0
+	if st.odd != 0 {
+		// A run cut short in a tail-called program left its levels, or
+		// this run continues another engine's (RunTail).
+		env.oddStart(&regs)
+	}
 	code := p.code
 	pc := 0
 
@@ -10176,6 +10181,13 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				pc, st.start = f.ret, f.ret
 				regs[6], regs[7], regs[8], regs[9] = f.saved[0], f.saved[1], f.saved[2], f.saved[3]
 				regs[10] = f.r10
+				if st.depth < st.base {
+
+					if env.popLevel(&regs) {
+						return regs[0], nil
+					}
+					code = env.prog.code
+				}
 			}
 			w = fetchWord(code, pc)
 			pc++
@@ -10327,7 +10339,7 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 					return 0, env.setFault(KindBudget, pc-1, st.count)
 				}
 				if w>>12&15 == asm.PseudoCall && uint8(w) == asm.OpCall {
-					if st.depth+1 >= MaxCallDepth {
+					if st.depth+1-st.base >= MaxCallDepth {
 						return 0, env.setFault(KindCallDepth, pc-1, st.count)
 					}
 					frames[st.depth] = frame{ret: pc, saved: [4]uint64{regs[6], regs[7], regs[8], regs[9]}, r10: regs[10]}
