@@ -407,17 +407,10 @@ type runState struct {
 	// depth of the function a tail call replaced (Env.levels[level-1]
 	// holds the program to return to).
 	base, level int
-	// odd is not zero when a run must not start as usual: levels (a run
-	// cut short inside a tail-called program left its state) or a
-	// continuation (RunTail).
-	odd uint8
+	// odd is set while levels are pushed (the stack floor is lowered):
+	// a run that stops there leaves them for the next run to drop.
+	odd bool
 }
-
-// Bits of runState.odd.
-const (
-	oddLevels = 1 << iota // levels are pushed, the stack floor is lowered
-	oddCont               // the next run continues an external engine's (RunTail)
-)
 
 // level is the state of a program that made a tail call in a local
 // function, which the target returns to when its main frame exits.
@@ -429,6 +422,8 @@ type level struct {
 
 // contState is what RunTail passes to the interpreter and gets back.
 type contState struct {
+	pending       bool // the next tail call is RunTail's start (contStub)
+	prog          *Program
 	regs          [11]uint64
 	count, budget uint64
 	tailCalls     int

@@ -20,7 +20,7 @@ type frame struct {
 // where instructions are implemented: Run (interp_threaded.go) is
 // generated from it with threaded dispatch, and the tests compare the two.
 func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
-	env.bind(p)
+	env.begin(p)
 	env.tailCalls = 0
 	env.charged = 0
 	st := &env.st
@@ -38,11 +38,6 @@ func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
 	// leaves a straight run (jumps, calls, exits, faults); st.start is
 	// where the current run began.
 	st.depth, st.start, st.count = 0, 0, 0
-	if st.odd != 0 {
-		// A run cut short in a tail-called program left its levels, or
-		// this run continues another engine's (RunTail).
-		env.oddStart(&regs)
-	}
 	code := p.code
 	pc := 0
 
@@ -703,12 +698,10 @@ func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
 				regs[10] = f.r10
 				if st.depth < st.base {
 					// The main frame of a program that a tail call put in
-					// place of a function: return to the function's caller,
-					// in its program.
-					if env.popLevel(&regs) {
-						return regs[0], nil
-					}
-					code = env.prog.code
+					// place of a function exited: p.slow returns to the
+					// function's caller, in its program.
+					st.pc = pc
+					break inner
 				}
 			case asm.OpCall, asm.OpCallX:
 				st.count += uint64(pc - st.start)
@@ -739,6 +732,9 @@ func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
 			}
 		}
 		if err := p.slow(env, &regs); err != nil {
+			if err == errContDone {
+				return regs[0], nil
+			}
 			return 0, err
 		}
 		pc, code = st.pc, env.prog.code
@@ -750,6 +746,14 @@ func (p *Program) runSwitch(env *Env, r1, r2 uint64) (uint64, error) {
 // helper call. pc comes and goes in env.st.pc.
 func (p *Program) slow(env *Env, regs *[16]uint64) error {
 	st := &env.st
+	if st.depth < st.base {
+		// The return from a tail-called program's main frame, which the
+		// fast loop completed but for the program.
+		if env.popLevel(regs) {
+			return errContDone
+		}
+		return nil
+	}
 	pc := st.pc
 	w := fetchWord(env.prog.code, pc-1)
 	dst := &regs[w>>8&15]
@@ -875,10 +879,15 @@ func (p *Program) slow(env *Env, regs *[16]uint64) error {
 			// function: its main frame returns to the function's caller.
 			next := env.tail
 			env.tail = nil
-			if st.depth > st.base {
+			if env.cont.pending {
+				env.startCont(regs)
+			} else if st.depth > st.base {
 				env.pushLevel(regs[10])
 			}
 			env.bind(next)
+			if st.odd {
+				env.regsProg = nil // the next run's begin unwinds if this one stops here
+			}
 			st.pc, st.start = 0, 0
 		}
 		return nil
@@ -1045,7 +1054,7 @@ func atomic64(w uint64, p *uint64, regs *[16]uint64) {
 func (e *Env) setFault(k Kind, at int, count uint64) error {
 	e.Executed = count
 	e.fault = Error{PC: at, Insn: e.prog.orig[at], Kind: k}
-	if e.st.odd != 0 {
+	if e.st.odd {
 		e.unwind() // the next run, on any engine, starts with the main frame's stack
 	}
 	return &e.fault

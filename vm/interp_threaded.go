@@ -10,7 +10,7 @@ import "github.com/govswitch/vswitch/asm"
 //
 // Run is runSwitch with threaded dispatch: see package vm/internal/threadgen.
 func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
-	env.bind(p)
+	env.begin(p)
 	env.tailCalls = 0
 	env.charged = 0
 	st := &env.st
@@ -28,11 +28,6 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 	// leaves a straight run (jumps, calls, exits, faults); st.start is
 	// where the current run began.
 	st.depth, st.start, st.count = 0, 0, 0
-	if st.odd != 0 {
-		// A run cut short in a tail-called program left its levels, or
-		// this run continues another engine's (RunTail).
-		env.oddStart(&regs)
-	}
 	code := p.code
 	pc := 0
 
@@ -10183,10 +10178,8 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 				regs[10] = f.r10
 				if st.depth < st.base {
 
-					if env.popLevel(&regs) {
-						return regs[0], nil
-					}
-					code = env.prog.code
+					st.pc = pc
+					break inner
 				}
 			}
 			w = fetchWord(code, pc)
@@ -10354,6 +10347,9 @@ func (p *Program) Run(env *Env, r1, r2 uint64) (uint64, error) {
 			}
 		}
 		if err := p.slow(env, &regs); err != nil {
+			if err == errContDone {
+				return regs[0], nil
+			}
 			return 0, err
 		}
 		pc, code = st.pc, env.prog.code

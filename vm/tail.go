@@ -1,11 +1,36 @@
 package vm
 
+import (
+	"errors"
+
+	"github.com/govswitch/vswitch/asm"
+)
+
 // Tail calls made in local functions (see the package doc, "The stack").
 // The interpreter keeps one call depth for the whole run; runState.base
 // is the depth of the running program's main frame. A tail call made at a
 // depth above base pushes a level (the program to return to, its base and
-// its stack floor) and makes that depth the new base; the exit of a frame
-// at depth base pops it.
+// its stack floor) and makes that depth the new base; the exit of the
+// frame at depth base pops it (slow).
+//
+// While levels are pushed (runState.odd), Env.regsProg stays nil, so that
+// the next run's begin takes its slow path and drops the levels if this
+// run stopped inside a tail-called program (a fault unwinds at once; a
+// helper's panic leaves them).
+
+// begin binds p for a new run: bind, after dropping the levels a run cut
+// short left behind.
+func (e *Env) begin(p *Program) {
+	if e.regsProg == p {
+		e.prog = p
+		e.regions = e.regions[:e.nFixed]
+		return
+	}
+	if e.st.odd {
+		e.unwind()
+	}
+	e.bind(p)
+}
 
 // pushLevel records the running program before a tail call made in a
 // local function whose frame pointer is r10: the target's main frame
@@ -16,7 +41,7 @@ func (e *Env) pushLevel(r10 uint64) {
 	e.levels[st.level] = level{prog: e.prog, base: st.base, floor: e.regions[0].Start}
 	st.level++
 	st.base = st.depth
-	st.odd |= oddLevels
+	st.odd = true
 	e.setFloor(r10 - ProgramStackSize)
 }
 
@@ -27,45 +52,22 @@ func (e *Env) pushLevel(r10 uint64) {
 func (e *Env) popLevel(regs *[16]uint64) bool {
 	st := &e.st
 	st.level--
-	l := &e.levels[st.level]
+	l := e.levels[st.level]
+	e.levels[st.level] = level{}
 	e.setFloor(l.floor)
-	if st.level == 0 {
-		st.odd &^= oddLevels
-	}
+	st.base = l.base
+	st.odd = st.level > 0
 	if l.prog == nil {
 		copy(e.cont.regs[:6], regs[:6])
 		e.cont.count, e.cont.budget = st.count, st.budget
 		e.Executed = st.count
-		st.base = 0
 		return true
 	}
 	e.bind(l.prog)
-	st.base = l.base
-	l.prog = nil
-	return false
-}
-
-// oddStart is the start of a run when runState.odd is set: it drops the
-// levels a run cut short left behind and, for RunTail, starts the
-// continuation: regs from it, the count, the budget and the tail calls
-// of the run so far, and a sentinel level below the target's main frame.
-func (e *Env) oddStart(regs *[16]uint64) {
-	st := &e.st
-	cont := st.odd&oddCont != 0
-	e.unwind()
-	if !cont {
-		return
+	if st.odd {
+		e.regsProg = nil
 	}
-	c := &e.cont
-	copy(regs[:11], c.regs[:])
-	st.count, st.budget = c.count, c.budget
-	e.tailCalls = c.tailCalls
-	e.setFloor(c.floor)
-	// Depth 0 is the sentinel frame; the target's main frame is depth 1.
-	e.frames[0] = frame{}
-	e.levels[0] = level{floor: c.floor}
-	st.depth, st.base, st.level = 1, 1, 1
-	st.odd = oddLevels
+	return false
 }
 
 // unwind drops the interpreter's levels and puts the stack floor back
@@ -76,8 +78,45 @@ func (e *Env) unwind() {
 		st.level--
 		e.levels[st.level] = level{}
 	}
-	st.base, st.odd = 0, 0
+	st.base, st.odd = 0, false
 	e.setFloor(e.StackTop() - ProgramStackSize)
+}
+
+// errContDone ends the interpreter's run of RunTail's continuation.
+var errContDone = errors.New("vm: continuation done")
+
+// contStub is what RunTail runs: a call of contHelper, whose tail call
+// the interpreter takes for the start of the continuation (startCont).
+var contStub = func() *Program {
+	hs := &Helpers{}
+	if err := hs.Register(Helper{ID: 1, Name: "continue", Fn: contHelper}); err != nil {
+		panic(err)
+	}
+	return MustLoad([]asm.Instruction{{Op: asm.OpCall, Imm: 1}, {Op: asm.OpExit}}, Options{Name: "continuation", Helpers: hs})
+}()
+
+func contHelper(e *Env, _, _, _, _, _ uint64) (uint64, error) {
+	e.tail = e.cont.prog
+	return 0, nil
+}
+
+// startCont starts RunTail's continuation in place of contStub's tail
+// call: the registers, the count, the budget, the tail calls and the
+// stack floor of the other engine's run, and a sentinel level below the
+// target's main frame, whose exit ends the continuation.
+func (e *Env) startCont(regs *[16]uint64) {
+	st := &e.st
+	c := &e.cont
+	c.pending = false
+	copy(regs[:11], c.regs[:])
+	st.count, st.budget = c.count, c.budget
+	e.tailCalls = c.tailCalls
+	e.setFloor(c.floor)
+	// Depth 0 is the sentinel frame; the target's main frame is depth 1.
+	e.frames[0] = frame{}
+	e.levels[0] = level{floor: c.floor}
+	st.depth, st.base, st.level = 1, 1, 1
+	st.odd = true
 }
 
 // RunTail continues a run of another engine on the interpreter, for a
@@ -92,9 +131,9 @@ func (e *Env) unwind() {
 // of the run, or a return to the caller of the function the tail call
 // replaced.
 func (e *Env) RunTail(p *Program, regs *[11]uint64, count, budget uint64) (uint64, uint64, error) {
-	e.cont = contState{regs: *regs, count: count, budget: budget, tailCalls: e.tailCalls, floor: e.regions[0].Start}
-	e.st.odd |= oddCont
-	_, err := p.Run(e, regs[1], regs[2])
+	e.cont = contState{pending: true, prog: p, regs: *regs, count: count, budget: budget, tailCalls: e.tailCalls, floor: e.regions[0].Start}
+	_, err := contStub.Run(e, regs[1], regs[2])
+	e.cont.pending, e.cont.prog = false, nil
 	if err != nil {
 		return e.Executed, 0, err
 	}
