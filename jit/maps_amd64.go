@@ -114,7 +114,9 @@ func (c *compiler) charge(cost uint64) {
 	a.loadQ(tmp, regCtx, offBudget)
 	a.movImm64(addrReg, cost)
 	a.aluRR(true, aluSub, tmp, addrReg)
-	a.aluRR(false, aluXor, addrReg, addrReg)
+	// mov, not xor, which would clear the borrow the cmov tests: a budget
+	// below the cost must become 0, not wrap around to 2^64-cost.
+	a.movImm32(addrReg, 0)
 	a.cmov(condB, tmp, addrReg)
 	a.storeQ(regCtx, offBudget, tmp)
 }

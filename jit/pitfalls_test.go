@@ -156,10 +156,14 @@ var pitfalls = []pitfall{
 	{name: "dynamic region bounds", text: "call 102\nstdw [%r0+60], 77\nexit", want: "WRITE"},
 	{name: "helper in a loop", text: "mov %r6, 0\nloop:\ncall 104\nadd %r6, 1\njlt %r6, 20, loop\nexit", want: uint64(20)},
 
-	// Tail calls: the target starts over in the main frame with the
-	// registers as they are; the count and the budget carry over.
+	// Tail calls: the target starts at its first instruction in the
+	// current frame with the registers as they are; the count and the
+	// budget carry over. Made in a local function, it replaces the
+	// function: its exit returns to the function's caller.
 	{name: "tail call", text: "mov %r1, 9\nmov %r0, 1\ncall 103\nmov %r0, 77\nexit"},
 	{name: "tail call from a local call", text: "call local f\nexit\nf:\nmov %r1, 4\ncall 103\nexit"},
+	{name: "tail call from a local call returns to its caller", text: "mov %r6, 3\ncall local f\nmul %r0, 1000\nadd %r0, %r6\nexit\nf:\nmov %r1, 4\ncall 103\nexit"},
+	{name: "tail call chain from a local call", text: "call local f\nadd %r0, 1000\nexit\nf:\nmov %r6, 0\ncall 105\nmov %r0, 99\nexit", want: uint64(1033)},
 	{name: "tail call chain to the limit", text: "mov %r6, 0\ncall 105\nmov %r0, 99\nexit", want: uint64(33)},
 	{name: "tail call chain budget", text: "mov %r6, 0\ncall 105\nexit", want: "budget", budget: 50},
 
@@ -169,6 +173,9 @@ var pitfalls = []pitfall{
 	{name: "budget exact", text: "mov %r0, 0\nloop:\nadd %r0, 1\njlt %r0, 10, loop\nexit", want: uint64(10), budget: 22},
 	{name: "budget exact minus one", text: "mov %r0, 0\nloop:\nadd %r0, 1\njlt %r0, 10, loop\nexit", want: "budget", budget: 18},
 	{name: "budget at call", text: "mov %r0, 0\nmov %r1, 0\nmov %r2, 0\ncall 100\nexit", want: "budget", budget: 3},
+	// A call costs vm.CallCost: a budget below it becomes 0, it does not
+	// wrap around (the JIT's charge once did, and ran on unbounded).
+	{name: "budget below the call cost", text: "mov %r6, 0\nloop:\ncall 104\nadd %r6, 1\njlt %r6, 1000000, loop\nexit", want: "budget", budget: 40},
 	{name: "budget ja32", text: "mov %r0, 0\nloop:\nadd %r0, 1\nja32 loop\nexit", want: "budget", budget: 500},
 	{name: "default budget", text: "loop:\nja loop\nexit", want: "budget"},
 }
