@@ -209,6 +209,22 @@ func LoadProgramWithMaps(typ ProgType, insns []asm.Instruction, maps []*Map) (*P
 	return &Program{fd: fd, typ: typ}, nil
 }
 
+// LoadProgramFuncs is LoadProgramWithMaps with BTF function information
+// for the program's functions (instruction 0 and the targets of local
+// calls), which the kernel requires of some programs: a tail call made in
+// a local function is refused without it.
+func LoadProgramFuncs(typ ProgType, insns []asm.Instruction, maps []*Map) (*Program, error) {
+	insns, err := relocateMaps(insns, maps)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := loadProgramFuncs(typ, insns)
+	if err != nil {
+		return nil, fmt.Errorf("load %v program of %d instructions with BTF: %w", typ, len(insns), err)
+	}
+	return &Program{fd: fd, typ: typ}, nil
+}
+
 func relocateMaps(insns []asm.Instruction, maps []*Map) ([]asm.Instruction, error) {
 	var out []asm.Instruction
 	for n := 0; n < len(insns); n++ {

@@ -30,3 +30,5 @@ func mapDelete(int, []byte) error          { return errPlatform() }
 func mapNextKey(int, []byte, []byte) error { return errPlatform() }
 
 func possibleCPUs() (int, error) { return 1, nil }
+
+func loadProgramFuncs(ProgType, []asm.Instruction) (int, error) { return -1, errPlatform() }

@@ -357,3 +357,68 @@ func BenchmarkTestRunXDP(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/float64(b.N), "kernel-ns/run")
 }
+
+// TestLoadProgramFuncs: a program that tail-calls itself from a local
+// function loads only with BTF function information, and then runs with
+// Linux's semantics (the target returns to the function's caller: 34 runs
+// each add 100 on the way out, 33 tail calls, the counter reaches 34).
+func TestLoadProgramFuncs(t *testing.T) {
+	requireKernel(t)
+	progs, err := CreateMap(ProgArray, 4, 4, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer progs.Close()
+	data, err := CreateMap(Array, 4, 8, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	insns := asm.MustAssemble(`
+		call local f
+		add %r0, 100
+		exit
+	f:
+		lddw %r6, map[1]+0
+		ldxdw %r0, [%r6+0]
+		add %r0, 1
+		stxdw [%r6+0], %r0
+		lddw %r2, map[0]
+		mov %r3, 0
+		call 12
+		ldxdw %r0, [%r6+0]
+		exit`)
+	maps := []*Map{progs, data}
+	_, err = LoadProgramWithMaps(XDP, insns, maps)
+	var verr *VerifierError
+	if !errors.As(err, &verr) || !strings.Contains(verr.Log, "BTF") {
+		t.Errorf("without BTF: err = %v, want a refusal that names BTF", err)
+	}
+	p, err := LoadProgramFuncs(XDP, insns, maps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	fd := make([]byte, 4)
+	binary.LittleEndian.PutUint32(fd, uint32(p.FD()))
+	if err := progs.Update(make([]byte, 4), fd); err != nil {
+		t.Fatal(err)
+	}
+	defer progs.Delete(make([]byte, 4))
+	ret, _, _, err := p.TestRun(make([]byte, 64), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := make([]byte, 8)
+	if err := data.Lookup(make([]byte, 4), count); err != nil {
+		t.Fatal(err)
+	}
+	if n := binary.LittleEndian.Uint64(count); ret != 34*100+34 || n != 34 {
+		t.Errorf("returned %d after %d runs, want %d after 34", ret, n, 34*100+34)
+	}
+	// A refusal with BTF is a *VerifierError too.
+	_, err = LoadProgramFuncs(XDP, asm.MustAssemble("exit"), nil)
+	if !errors.As(err, &verr) {
+		t.Errorf("a refused program: err = %v, want a *VerifierError", err)
+	}
+}

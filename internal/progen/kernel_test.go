@@ -1,6 +1,7 @@
 package progen
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -103,5 +104,45 @@ func TestKernelLoadsPackets(t *testing.T) {
 			t.Errorf("seed %d: run: %v", seed, err)
 		}
 		p.Close()
+	}
+}
+
+// TestKernelTailCases: the kernel computes what the hand-written tail call
+// sets say (it is the oracle their expected results come from).
+func TestKernelTailCases(t *testing.T) {
+	testenv.Need(t, "kernel eBPF (needs Linux and root)", kernel.Available())
+	for _, c := range TailCases() {
+		if !c.Kernel {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			ret, value, err := kernel.RunTailCalls(c.Progs, TailSlots, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := binary.LittleEndian.Uint64(value); ret != uint32(c.R0) || v != c.Value {
+				t.Errorf("kernel: r0 %#x, map[1] %d; the case says r0 %#x, map[1] %d", ret, v, uint32(c.R0), c.Value)
+			}
+		})
+	}
+}
+
+// TestKernelLoadsTail: the kernel's verifier accepts every generated tail
+// call set (every program of it).
+func TestKernelLoadsTail(t *testing.T) {
+	testenv.Need(t, "kernel eBPF (needs Linux and root)", kernel.Available())
+	n := 300
+	if testing.Short() {
+		n = 30
+	}
+	for seed := range uint64(n) {
+		progs := GenerateTail(rngFor(seed), TailConfig{Funcs: 1 + int(seed%7)})
+		if _, _, err := kernel.RunTailCalls(progs, TailSlots, 8); err != nil {
+			var b strings.Builder
+			for k, p := range progs {
+				fmt.Fprintf(&b, "slot %d:\n%s\n", k, strings.Join(asm.Disassemble(p), "\n"))
+			}
+			t.Fatalf("seed %d: %v\n%s", seed, err, b.String())
+		}
 	}
 }
