@@ -20,7 +20,9 @@ import (
 // structured decoding that turns every 8 bytes into a valid-looking
 // instruction (registers in range, jumps inside the program, memory
 // operands near the argument block and the stack) so that the bulk of the
-// inputs load and run.
+// inputs load and run. With the first byte 2 modulo 4, the helpers
+// include one that tail-calls the running program: from the sub
+// function, its runs nest (each in the frame of the previous one's).
 func FuzzDifferential(f *testing.F) {
 	skipIfUnsupported(f)
 	for _, tc := range pitfalls {
@@ -32,6 +34,10 @@ func FuzzDifferential(f *testing.F) {
 	}
 	f.Add([]byte{1, 0x10, 1, 2, 3, 0xfe, 0, 0, 0, 0x21, 2, 1, 0, 0, 0, 0, 0, 0x30, 0, 0, 8, 0, 0, 0, 0})
 	f.Add([]byte{1, 0x40, 1, 1, 0xf8, 0, 0, 0, 0, 0x52, 10, 0, 0xf8, 1, 2, 3, 4, 0x61, 0, 10, 0xf8})
+	// A main that calls its sub function, which stores to its stack and
+	// tail-calls the running program (helper 106, the last one in this
+	// mode): 34 nested runs.
+	f.Add([]byte{2, 1, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0, 6, 1, 0, 0xf8, 9, 0, 0, 0, 13, 7, 0, 0, 0, 0, 0, 0})
 	d := newDiffer()
 	pd := newPacketDiffer(rand.New(rand.NewPCG(3, 4)))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -106,7 +112,11 @@ func fuzzProgram(data []byte) ([]asm.Instruction, []byte) {
 		}
 		return insns, fuzzMem()
 	}
-	return structured(data), fuzzMem()
+	hs := helpers
+	if mode%4 == 2 {
+		hs = helpersTailRun
+	}
+	return structured(data, hs), fuzzMem()
 }
 
 var (
@@ -115,12 +125,15 @@ var (
 	atomics = []int32{asm.AtomicAdd, asm.AtomicOr, asm.AtomicAnd, asm.AtomicXor, asm.AtomicAdd | asm.AtomicFetch, asm.AtomicOr | asm.AtomicFetch, asm.AtomicAnd | asm.AtomicFetch, asm.AtomicXor | asm.AtomicFetch, asm.AtomicXchg, asm.AtomicCmpXchg}
 	sizes   = []uint8{asm.SizeB, asm.SizeH, asm.SizeW, asm.SizeDW}
 	helpers = []int32{helperMix, helperFail, helperRegion, helperTail, helperCounter, helperTailMe, vm.HelperGetSmpProcessorID}
+	// helpersTailRun: the fuzzer's mode 2 (a list of its own, so that the
+	// inputs kept in testdata decode as they did).
+	helpersTailRun = append(helpers[:len(helpers):len(helpers)], helperTailRun)
 	imms    = []int32{0, 1, -1, 2, 7, 8, 16, 31, 32, 63, 64, 255, -256, 0x7fffffff, -0x80000000, 0x8000}
 )
 
 // structured decodes data, 8 bytes per instruction, into a main function
 // and, when it calls one, a second function after it.
-func structured(data []byte) []asm.Instruction {
+func structured(data []byte, helpers []int32) []asm.Instruction {
 	n := len(data) / 8
 	if n == 0 || n > 200 {
 		return nil
@@ -132,7 +145,7 @@ func structured(data []byte) []asm.Instruction {
 	var main, sub []asm.Instruction
 	for k := 0; k < n; k++ {
 		b := data[8*k : 8*k+8]
-		ins := decodeOne(b)
+		ins := decodeOne(b, helpers)
 		if k < split {
 			main = append(main, ins...)
 		} else {
@@ -193,7 +206,7 @@ func target(lo, hi, pc, d int, insns []asm.Instruction) int {
 	return t
 }
 
-func decodeOne(b []byte) []asm.Instruction {
+func decodeOne(b []byte, helpers []int32) []asm.Instruction {
 	imm := int32(binary.LittleEndian.Uint32(b[4:]))
 	if b[3]&0x80 == 0 {
 		imm = imms[int(b[4])%len(imms)]

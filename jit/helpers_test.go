@@ -29,6 +29,7 @@ const (
 	helperTail    = 103 // tail call into tailTarget (r0 = 0), or r0 = 1 past the limit
 	helperCounter = 104 // r0 = number of calls in this run (per env)
 	helperTailMe  = 105 // tail call into tailLoop (r0 = 0), or r0 = 1 past the limit
+	helperTailRun = 106 // tail call into the running program (r0 = 0), or r0 = 1 past the limit
 )
 
 var (
@@ -100,6 +101,12 @@ func testHelpers() *vm.Helpers {
 	}}))
 	must(hs.Register(vm.Helper{ID: helperTailMe, Name: "tailme", Fn: func(env *vm.Env, _, _, _, _, _ uint64) (uint64, error) {
 		if tailLoop == nil || !env.TailCall(tailLoop) {
+			return 1, nil
+		}
+		return 0, nil
+	}}))
+	must(hs.Register(vm.Helper{ID: helperTailRun, Name: "tailrun", Fn: func(env *vm.Env, _, _, _, _, _ uint64) (uint64, error) {
+		if !env.TailCall(env.Program()) {
 			return 1, nil
 		}
 		return 0, nil

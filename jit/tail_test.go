@@ -338,3 +338,28 @@ func FuzzTail(f *testing.F) {
 		}
 	})
 }
+
+// TestTailNoAllocs: JIT runs that make tail calls from functions do not
+// allocate (once the targets are compiled).
+func TestTailNoAllocs(t *testing.T) {
+	skipIfUnsupported(t)
+	for _, c := range progen.TailCases() {
+		s := loadTailSet(t, c.Progs)
+		code, err := jit.Compile(s.progs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := vm.NewEnv()
+		frame := make([]byte, 64)
+		frames := [][]byte{frame, frame, frame}
+		res := make([]vm.FrameResult, len(frames))
+		env.RunFrame(code, frame, 0) // compiles the targets
+		if n := testing.AllocsPerRun(100, func() { env.RunFrame(code, frame, 0) }); n != 0 {
+			t.Errorf("%s: %v allocations per run", c.Name, n)
+		}
+		if n := testing.AllocsPerRun(100, func() { env.RunFrames(code, frames, 0, res) }); n != 0 {
+			t.Errorf("%s: %v allocations per batch", c.Name, n)
+		}
+		code.Close()
+	}
+}

@@ -34,15 +34,25 @@ func TestThreadedUpToDate(t *testing.T) {
 }
 
 // detHelpers are helpers 5, 7 and 8 with fixed answers, so that two runs
-// of one program can be compared.
+// of one program can be compared, and helperTailRun.
 func detHelpers() *vm.Helpers {
 	hs := &vm.Helpers{}
 	for id, v := range map[int32]uint64{vm.HelperKtimeGetNS: 12345, vm.HelperGetPrandomU32: 7, vm.HelperGetSmpProcessorID: 0} {
 		v := v
 		hs.Register(vm.Helper{ID: id, Fn: func(*vm.Env, uint64, uint64, uint64, uint64, uint64) (uint64, error) { return v, nil }})
 	}
+	hs.Register(vm.Helper{ID: helperTailRun, Name: "tailrun", Fn: func(env *vm.Env, _, _, _, _, _ uint64) (uint64, error) {
+		if !env.TailCall(env.Program()) {
+			return 1, nil
+		}
+		return 0, nil
+	}})
 	return hs
 }
+
+// helperTailRun tail-calls the running program (r0 0), or returns 1 past
+// the limit.
+const helperTailRun = 106
 
 type switchRunner struct{ p *vm.Program }
 
@@ -65,13 +75,13 @@ func TestConformanceSwitchExternal(t *testing.T) {
 
 // outcome runs r on mem, in env and buf (the same ones for both
 // interpreters, so that addresses in faults agree), and summarizes what
-// happened.
-func outcome(r vm.Runner, env *vm.Env, buf, mem []byte) string {
+// happened; stack is the stack after the run (a copy).
+func outcome(r vm.Runner, env *vm.Env, buf, mem []byte) (summary string, stack []byte) {
 	copy(buf, mem)
 	clear(env.Stack())
 	env.SetArgBytes(0, buf)
 	r0, err := r.Run(env, vm.AddrOf(buf), uint64(len(buf)))
-	return fmt.Sprintf("r0=%#x err=%v executed=%d mem=%x stack=%x", r0, err, env.Executed, buf, env.Stack())
+	return fmt.Sprintf("r0=%#x err=%v executed=%d floor=%#x mem=%x", r0, err, env.Executed, env.StackTop()-env.StackFloor(), buf), bytes.Clone(env.Stack())
 }
 
 // checkSame requires the threaded and the switch interpreter to agree on
@@ -85,13 +95,21 @@ func checkSame(t *testing.T, p *vm.Program, mem []byte, reset func()) {
 	if reset != nil {
 		reset()
 	}
-	a := outcome(p, env, buf, mem)
+	a, as := outcome(p, env, buf, mem)
 	if reset != nil {
 		reset()
 	}
-	b := outcome(switchRunner{p}, env, buf, mem)
+	b, bs := outcome(switchRunner{p}, env, buf, mem)
 	if a != b {
 		t.Fatalf("threaded and switch interpreters differ:\nthreaded %.300s\nswitch   %.300s", a, b)
+	}
+	if !bytes.Equal(as, bs) {
+		k := 0
+		for as[k] == bs[k] {
+			k++
+		}
+		t.Fatalf("threaded and switch interpreters leave different stacks: from byte %d below the top, % x and % x",
+			len(as)-k, as[k:min(k+8, len(as))], bs[k:min(k+8, len(bs))])
 	}
 }
 
@@ -141,6 +159,8 @@ func FuzzThreaded(f *testing.F) {
 	f.Add(asm.Encode(asm.MustAssemble("ldxdw %r0, [%r1+0]\nlock fetch add [%r1+0], %r0\nexit")), make([]byte, 8))
 	f.Add(asm.Encode(asm.MustAssemble("loop:\nadd %r0, 1\njlt %r0, 50, loop\nexit")), []byte{})
 	f.Add(asm.Encode(asm.MustAssemble("call local g\nexit\ng:\nstxdw [%r10-8], %r1\nldxdw %r0, [%r10-8]\nexit")), []byte{})
+	// Tail calls of the running program from a function: 34 nested runs.
+	f.Add(asm.Encode(asm.MustAssemble("add %r6, 1\ncall local g\nadd %r0, %r6\nexit\ng:\nstxdw [%r10-8], %r1\ncall 106\nldxdw %r0, [%r10-8]\nexit")), []byte{1})
 	f.Fuzz(func(t *testing.T, code, mem []byte) {
 		insns, err := asm.Decode(code[:len(code)/8*8])
 		if err != nil {
