@@ -128,7 +128,7 @@ var (
 	// helpersTailRun: the fuzzer's mode 2 (a list of its own, so that the
 	// inputs kept in testdata decode as they did).
 	helpersTailRun = append(helpers[:len(helpers):len(helpers)], helperTailRun)
-	imms    = []int32{0, 1, -1, 2, 7, 8, 16, 31, 32, 63, 64, 255, -256, 0x7fffffff, -0x80000000, 0x8000}
+	imms           = []int32{0, 1, -1, 2, 7, 8, 16, 31, 32, 63, 64, 255, -256, 0x7fffffff, -0x80000000, 0x8000}
 )
 
 // structured decodes data, 8 bytes per instruction, into a main function
