@@ -27,6 +27,19 @@
 //     maps_amd64.go); other helpers, and map updates and deletes, leave
 //     the machine code as above.
 //
+// Local calls keep the callers' state in the env's session, one record
+// per frame, and r10 moves 512 bytes down per call (vm's stack model,
+// see package vm, "The stack"). A tail call made in a local function
+// leaves the machine code like any helper call: Go pushes a level (the
+// program and code to return to, where its frames are) and enters the
+// target, whose frames and stack floor start at the function's frame;
+// the machine code knows only the running program's call depth and a
+// window of the frame records, so that programs without such tail calls
+// run exactly as before. While a level is pushed, Go enters the code
+// through its nested_entry stub, which turns the exit of the target's
+// main frame into a return to Go, and Go resumes the caller at its
+// local_return stub.
+//
 // A Code may be closed while runs are in progress (vm.Env keeps a
 // reference to the code it ran last): see Close.
 //

@@ -10,7 +10,7 @@
 //
 // Pointers in registers are real addresses. The memory a run may touch is
 // described by Regions held in an Env, one per worker goroutine, which also
-// owns the stack (8 frames of 512 bytes).
+// owns the stack (see "The stack" below).
 //
 // Forwarding programs run on frames: RunFrame runs one, RunFrames a batch
 // (with per-frame results by value and the switch's flood sets), RunRepeat
@@ -18,6 +18,42 @@
 // context's data and data_end are read-only. Load also runs a range
 // analysis (analyze.go) whose proofs let an engine drop the checks of
 // accesses it proved in bounds; the interpreter checks everything.
+//
+// # The stack
+//
+// A frame is StackFrameSize (512) bytes; r10 points at its top. The main
+// frame is at the top of the Env's stack, and a local call's frame is the
+// next 512 bytes below its caller's. A program has MaxCallDepth (8)
+// frames: Load refuses call chains deeper than that, as the kernel's
+// verifier does (MAX_CALL_FRAMES), and the engines check it again at run
+// time (KindCallDepth).
+//
+// A tail call (bpf_tail_call, helper 12) replaces the frame it is made
+// in, as in Linux: the target starts at its first instruction in that
+// frame, with the registers as they are (r1 the context); the count, the
+// budget and the tail calls made carry over, at most MaxTailCalls (33) in
+// a run. Made in the main frame, it replaces the program for the rest of
+// the run. Made in a local function, it replaces only the function: the
+// target's main frame is the function's frame, its own calls go below,
+// and when its main frame exits, r0 (and r1..r5, as after any call)
+// returns to the function's caller, in the program that called the
+// function, whose r6..r9 and frame are as they were. So frames nest
+// beyond MaxCallDepth only through tail calls made in functions, each at
+// most MaxCallDepth-1 deeper than the last: a run has at most MaxFrames
+// (8 + 33*7 = 239) frames, and the Env's stack is that big (StackSize,
+// 122,368 bytes), with every frame's 512 bytes inside it, whatever the
+// program does (the kernel bounds the stack statically and more
+// tightly: 512 bytes over a call chain, and less than 256 in the frames
+// above a function that makes a tail call).
+//
+// What a program may touch on the stack (region 0 of the Env's regions)
+// runs from ProgramStackSize (8 frames) below its main frame to the top
+// of the stack: its own 8 frames, and the frames of the calls in
+// progress above them. For a run without tail calls made in functions
+// that is the top 8 frames, as it always was; while a tail call made in a
+// function runs, the floor (Env.StackFloor) moves down under the
+// target's 8 frames, and back when it returns. A fault or the next run
+// puts it back under the main frame.
 //
 // # The budget: how long one run can take
 //
