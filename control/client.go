@@ -60,7 +60,23 @@ func (e *timeoutError) Error() string {
 
 func (e *timeoutError) Is(target error) bool { return target == ErrTimeout }
 
+// MaxSocketPath is the longest path a Unix socket can have on Linux
+// (sun_path holds 108 bytes with the terminating NUL).
+const MaxSocketPath = 107
+
+// checkSocketPath says what to do about a path too long to be a socket,
+// which the kernel would refuse with a bare "invalid argument".
+func checkSocketPath(path string) error {
+	if len(path) > MaxSocketPath {
+		return fmt.Errorf("socket path %s is %d bytes, more than the %d a Unix socket can have: use a shorter --socket (or $%s)", path, len(path), MaxSocketPath, SocketEnv)
+	}
+	return nil
+}
+
 func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	if err := checkSocketPath(c.Path); err != nil {
+		return nil, err
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.Path)
 	if err != nil {

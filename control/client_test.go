@@ -12,13 +12,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 // fakeServer accepts connections on a fresh socket and gives each to
 // serve (which may never answer). It returns the socket's path.
 func fakeServer(t *testing.T, serve func(c net.Conn)) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "fake.sock")
+	path := filepath.Join(testenv.SocketDir(t), "fake.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +155,7 @@ func (h *quietHandler) Handle(ctx context.Context, method string, params json.Ra
 // A stream may be silent for longer than the timeout while the daemon
 // answers pings: a capture of a quiet port is not a stuck daemon.
 func TestStreamSilentWhileDaemonAnswers(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s.sock")
+	path := filepath.Join(testenv.SocketDir(t), "s.sock")
 	h := &quietHandler{pinged: make(chan struct{})}
 	s, err := Listen(ServerConfig{Path: path}, h)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 type testHandler struct{}
@@ -45,7 +47,7 @@ func (testHandler) Handle(ctx context.Context, method string, params json.RawMes
 
 func listen(t *testing.T) (*Server, *Client) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "s.sock")
+	path := filepath.Join(testenv.SocketDir(t), "s.sock")
 	s, err := Listen(ServerConfig{Path: path}, testHandler{})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +142,7 @@ func TestStreamEndsWhenClientCloses(t *testing.T) {
 }
 
 func TestNoDaemon(t *testing.T) {
-	c := &Client{Path: filepath.Join(t.TempDir(), "none.sock")}
+	c := &Client{Path: filepath.Join(testenv.SocketDir(t), "none.sock")}
 	err := c.Call(context.Background(), "echo", nil, nil)
 	if !errors.Is(err, ErrNoDaemon) || !strings.Contains(err.Error(), "vswitch daemon") {
 		t.Errorf("%v", err)
@@ -148,7 +150,7 @@ func TestNoDaemon(t *testing.T) {
 }
 
 func TestStaleSocketReplacedLiveRefused(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s.sock")
+	path := filepath.Join(testenv.SocketDir(t), "s.sock")
 	os.WriteFile(path, nil, 0o600) // stale leftover
 	s, err := Listen(ServerConfig{Path: path}, testHandler{})
 	if err != nil {
@@ -160,5 +162,21 @@ func TestStaleSocketReplacedLiveRefused(t *testing.T) {
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o660 {
 		t.Errorf("socket mode: %v %v", fi.Mode(), err)
+	}
+}
+
+// A socket path longer than a Unix socket can have is refused with what to
+// do, by the daemon and the client, not with the kernel's "invalid
+// argument".
+func TestSocketPathTooLong(t *testing.T) {
+	path := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("s", 60)+".sock")
+	_, err := Listen(ServerConfig{Path: path}, nil)
+	if err == nil || !strings.Contains(err.Error(), "shorter --socket") {
+		t.Fatalf("Listen: got %v, want an error naming --socket", err)
+	}
+	c := &Client{Path: path}
+	err = c.Call(context.Background(), "ping", nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "shorter --socket") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Call: got %v, want an error naming the path and --socket", err)
 	}
 }

@@ -104,6 +104,9 @@ func Listen(cfg ServerConfig, h Handler) (*Server, error) {
 	if cfg.CloseWait <= 0 {
 		cfg.CloseWait = DefaultCloseWait
 	}
+	if err := checkSocketPath(cfg.Path); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o755); err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)
 	}

@@ -13,12 +13,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 func listenCfg(t *testing.T, cfg ServerConfig) (*Server, *Client) {
 	t.Helper()
 	if cfg.Path == "" {
-		cfg.Path = filepath.Join(t.TempDir(), "s.sock")
+		cfg.Path = filepath.Join(testenv.SocketDir(t), "s.sock")
 	}
 	s, err := Listen(cfg, testHandler{})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 
+	"github.com/govswitch/vswitch/internal/testenv"
 	"github.com/govswitch/vswitch/internal/testprogs"
 )
 
@@ -64,7 +65,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestProgRun(t *testing.T) {
-	frame := filepath.Join(t.TempDir(), "frame")
+	frame := filepath.Join(testenv.SocketDir(t), "frame")
 	f := testprogs.Frame64()
 	f[0] = 0xff // broadcast: the learning program floods
 	os.WriteFile(frame, f, 0o644)
@@ -80,7 +81,7 @@ func TestProgRun(t *testing.T) {
 		t.Errorf("-j: %d %q", code, out)
 	}
 	// --map-init puts the destination in the fdb: unicast to port 3.
-	init := filepath.Join(t.TempDir(), "init")
+	init := filepath.Join(testenv.SocketDir(t), "init")
 	os.WriteFile(init, []byte("# mac -> port 3\nfdb 020000000002 03000000000000000000000000000000\n"), 0o644)
 	f[0] = 0x02
 	os.WriteFile(frame, f, 0o644)
@@ -198,7 +199,7 @@ func TestVersion(t *testing.T) {
 // TestGlobalFlagsAnywhere: -j and --socket work before the object, after
 // it and after the verb.
 func TestGlobalFlagsAnywhere(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "nowhere.sock")
+	sock := filepath.Join(testenv.SocketDir(t), "nowhere.sock")
 	for _, args := range [][]string{
 		{"--socket", sock, "fdb", "show"},
 		{"fdb", "--socket", sock, "show"},
@@ -337,7 +338,7 @@ func TestManPages(t *testing.T) {
 // --timeout bounds a call to a daemon that accepts and never answers; the
 // message names the socket and says what to do.
 func TestTimeoutFlag(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "silent.sock")
+	sock := filepath.Join(testenv.SocketDir(t), "silent.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)

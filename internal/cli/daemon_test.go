@@ -17,6 +17,7 @@ import (
 	"github.com/govswitch/vswitch/bpfport"
 	"github.com/govswitch/vswitch/control"
 	"github.com/govswitch/vswitch/internal/daemon"
+	"github.com/govswitch/vswitch/internal/testenv"
 	"github.com/govswitch/vswitch/internal/testprogs"
 )
 
@@ -29,7 +30,7 @@ type testDaemon struct {
 
 func startDaemon(t *testing.T, rc daemon.RunConfig) *testDaemon {
 	t.Helper()
-	td := &testDaemon{socket: filepath.Join(t.TempDir(), "d.sock")}
+	td := &testDaemon{socket: filepath.Join(testenv.SocketDir(t), "d.sock")}
 	rc.Socket = td.socket
 	rc.NoState = true // never /var/lib/vswitch
 	rc.Log = io.Discard
@@ -284,11 +285,11 @@ func TestPapercuts(t *testing.T) {
 		t.Errorf("needs_ksym.o: exit %d, %q", code, errOut)
 	}
 	// bench --plot with nothing to plot says so before measuring anything.
-	if _, errOut, code := run("bench", "--only", "vm,core", "--plot", filepath.Join(t.TempDir(), "x.png")); code != 2 || !strings.Contains(errOut, "--plot draws the veth, hosts, scale comparisons") {
+	if _, errOut, code := run("bench", "--only", "vm,core", "--plot", filepath.Join(testenv.SocketDir(t), "x.png")); code != 2 || !strings.Contains(errOut, "--plot draws the veth, hosts, scale comparisons") {
 		t.Errorf("bench --plot --only vm,core: exit %d, %q", code, errOut)
 	}
 	// daemon --netns takes a name, as pktgen does.
-	if _, errOut, code := run("daemon", "--socket", filepath.Join(t.TempDir(), "x.sock"), "--netns", "vswitch-test-nosuch"); code != 1 ||
+	if _, errOut, code := run("daemon", "--socket", filepath.Join(testenv.SocketDir(t), "x.sock"), "--netns", "vswitch-test-nosuch"); code != 1 ||
 		!strings.Contains(errOut, "/var/run/netns/vswitch-test-nosuch") {
 		t.Errorf("daemon --netns NAME: exit %d, %q", code, errOut)
 	}

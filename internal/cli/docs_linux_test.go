@@ -21,6 +21,7 @@ import (
 	"github.com/govswitch/vswitch/control"
 	"github.com/govswitch/vswitch/internal/daemon"
 	"github.com/govswitch/vswitch/internal/netenv"
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 // The documentation's commands run here, as a reader would type them:
@@ -202,7 +203,7 @@ func (s *syncBuffer) Reset() {
 }
 
 func runDoc(t *testing.T, bin string, df docFile) {
-	e := &docEnv{bin: bin, dir: t.TempDir()}
+	e := &docEnv{bin: bin, dir: testenv.SocketDir(t)}
 	e.socket = filepath.Join(e.dir, "vswitch.sock")
 	e.ns = fmt.Sprintf("vsdoc-%d-%s", os.Getpid(), strings.NewReplacer("/", "-", ".", "-").Replace(filepath.Base(df.name)))
 	if out, err := exec.Command("ip", "netns", "add", e.ns).CombinedOutput(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/govswitch/vswitch/control"
 	"github.com/govswitch/vswitch/internal/daemon"
 	"github.com/govswitch/vswitch/internal/netenv"
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 // TestVXLANCommands drives a daemon through the command line: a VXLAN
@@ -23,7 +24,7 @@ func TestVXLANCommands(t *testing.T) {
 	if _, err := d.LoadDefault("interp"); err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(t.TempDir(), "s")
+	sock := filepath.Join(testenv.SocketDir(t), "s")
 	srv, err := control.Listen(control.ServerConfig{Path: sock}, d)
 	if err != nil {
 		t.Fatal(err)

@@ -68,7 +68,7 @@ func setup(t *testing.T) *env {
 	if _, err := e.d.LoadDefault(""); err != nil {
 		t.Fatal(err)
 	}
-	e.socket = filepath.Join(t.TempDir(), "vswitch.sock")
+	e.socket = filepath.Join(testenv.SocketDir(t), "vswitch.sock")
 	if e.srv, err = control.Listen(control.ServerConfig{Path: e.socket}, e.d); err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +532,7 @@ func TestCapture(t *testing.T) {
 
 	// The same through the CLI, into a file, ended as Ctrl-C would (of
 	// port 2: the capture of port 1 may still be ending in the daemon).
-	file := filepath.Join(t.TempDir(), "cap.pcap")
+	file := filepath.Join(testenv.SocketDir(t), "cap.pcap")
 	cctx, stop := context.WithCancel(context.Background())
 	exited := make(chan int, 1)
 	var errOut lockedBuffer
@@ -587,7 +587,7 @@ func TestCLIErrors(t *testing.T) {
 	}
 	// A dead socket gives the hint to start a daemon.
 	var out, errOut bytes.Buffer
-	code := cli.Main(context.Background(), []string{"--socket", filepath.Join(t.TempDir(), "none.sock"), "port", "show"}, &out, &errOut)
+	code := cli.Main(context.Background(), []string{"--socket", filepath.Join(testenv.SocketDir(t), "none.sock"), "port", "show"}, &out, &errOut)
 	if code == 0 || !strings.Contains(errOut.String(), "start one with `vswitch daemon`") {
 		t.Errorf("no daemon: exit %d, %q", code, errOut.String())
 	}

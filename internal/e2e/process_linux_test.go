@@ -15,6 +15,7 @@ import (
 
 	"github.com/govswitch/vswitch/internal/cli"
 	"github.com/govswitch/vswitch/internal/demo"
+	"github.com/govswitch/vswitch/internal/testenv"
 )
 
 func readPcap(t *testing.T, b []byte) [][]byte {
@@ -38,7 +39,7 @@ func readPcap(t *testing.T, b []byte) [][]byte {
 // SIGTERM, removing its socket.
 func TestDaemonProcess(t *testing.T) {
 	requireNetns(t)
-	bin := filepath.Join(t.TempDir(), "vswitch")
+	bin := filepath.Join(testenv.SocketDir(t), "vswitch")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/vswitch").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
@@ -47,7 +48,7 @@ func TestDaemonProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer topo.Close()
-	sock := filepath.Join(t.TempDir(), "d.sock")
+	sock := filepath.Join(testenv.SocketDir(t), "d.sock")
 	ns := nsFile(t, topo)
 	defer ns.Close()
 	start := func() *exec.Cmd {

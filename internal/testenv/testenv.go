@@ -68,6 +68,24 @@ func Need(t testing.TB, what string, err error) {
 	}
 }
 
+// SocketDir returns a directory for Unix sockets, removed when t ends.
+// It is t.TempDir() when that leaves room for a socket's name within the
+// 107 bytes a socket path can have, else a fresh directory under /tmp (a
+// long $TMPDIR, as in scripts/lone-clone-test.sh, must not fail tests).
+func SocketDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if len(dir) <= 80 {
+		return dir
+	}
+	dir, err := os.MkdirTemp("/tmp", "vs")
+	if err != nil {
+		t.Fatalf("a directory for sockets: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 // StateDirEnv is daemon.StateDirEnv (not imported: the daemon's tests use
 // this package).
 const StateDirEnv = "VSWITCH_STATE_DIR"
