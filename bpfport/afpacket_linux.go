@@ -675,7 +675,7 @@ frames:
 	for ; i < len(frames); i++ {
 		f := frames[i]
 		o := offloadAt(offl, i)
-		if !TxAccepts(f, o, mtu) {
+		if !plainFits(f, o, mtu) && !TxAccepts(f, o, mtu) {
 			oversize++
 			continue
 		}
@@ -789,7 +789,7 @@ func (p *AFPacket) sendMmsg(tq *afTxQueue, frames [][]byte, offl []Offload, mtu 
 		for ; j < len(frames) && k < len(tq.msgs); j++ {
 			f := frames[j]
 			o := offloadAt(offl, j)
-			if !TxAccepts(f, o, mtu) {
+			if !plainFits(f, o, mtu) && !TxAccepts(f, o, mtu) {
 				if j >= scanned {
 					oversize++
 				}

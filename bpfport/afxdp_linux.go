@@ -737,7 +737,7 @@ frames:
 	for ; i < len(frames); i++ {
 		f := frames[i]
 		o := offloadAt(offl, i)
-		if !TxAccepts(f, o, mtu) {
+		if !plainFits(f, o, mtu) && !TxAccepts(f, o, mtu) {
 			oversize++
 			continue
 		}

@@ -84,6 +84,12 @@ func WireLen(f []byte, o Offload) int {
 	if !o.GSO() {
 		return len(f)
 	}
+	return superWireLen(f, o)
+}
+
+// superWireLen is WireLen of a super-frame, apart so that WireLen inlines
+// (and does not pay for parseGSO's frame on every finished frame).
+func superWireLen(f []byte, o Offload) int {
 	g, ok := parseGSO(f, o)
 	if !ok {
 		return -1
@@ -113,6 +119,14 @@ func TxAccepts(f []byte, o Offload, mtu int) bool {
 	}
 	et := binary.BigEndian.Uint16(f[12:])
 	return et == 0x8100 || et == 0x88a8
+}
+
+// plainFits reports whether f is the usual frame: finished (no offload)
+// and 14 to mtu+14 bytes long, which TxAccepts accepts. It inlines, so a
+// send loop decides the common case without a call (a call in Go's ABI
+// spills every live register of the loop).
+func plainFits(f []byte, o Offload, mtu int) bool {
+	return uint(len(f)-14) <= uint(mtu) && o.Flags|o.GSOType == 0
 }
 
 // offloadAt returns offl[i], or a finished frame's Offload when offl is nil.

@@ -311,7 +311,7 @@ func (t *TAP) SendBatch(q int, frames [][]byte, offl []Offload) (int, error) {
 	for ; i < len(frames); i++ {
 		f := frames[i]
 		o := offloadAt(offl, i)
-		if !TxAccepts(f, o, mtu) {
+		if !plainFits(f, o, mtu) && !TxAccepts(f, o, mtu) {
 			oversize++
 			continue
 		}

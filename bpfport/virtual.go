@@ -315,13 +315,19 @@ func (p *Virtual) SendBatch(q int, frames [][]byte, offl []Offload) (int, error)
 	mu.Lock()
 	tail := r.tail.Load()
 	free := uint64(len(r.lens)) - (tail - r.head.Load())
+	if free == 0 && len(frames) > 0 && plainFits(frames[0], offloadAt(offl, 0), p.mtu) {
+		// Full: refuse at once (no clock read, no walk over the batch).
+		mu.Unlock()
+		p.stats[q].txRingFull.Add(uint64(len(frames)))
+		return 0, nil
+	}
 	now := time.Now().UnixNano()
 	var sent, slots, bytes, oversize, errs, segmented uint64
 	i := 0
 	for ; i < len(frames); i++ {
 		f := frames[i]
 		o := offloadAt(offl, i)
-		if !TxAccepts(f, o, p.mtu) {
+		if !plainFits(f, o, p.mtu) && !TxAccepts(f, o, p.mtu) {
 			oversize++
 			continue
 		}
