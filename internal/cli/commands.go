@@ -141,7 +141,7 @@ func (c *cmd) attachCommand(name, short string) *cobra.Command {
 	f.StringVar(&p.Type, "type", "", "afpacket (any interface, the default), afxdp (AF_XDP, the fast path for NICs) or tap (an existing TAP device)")
 	f.IntVar(&p.Queues, "queues", 0, "queues (default: the interface's)")
 	f.StringVar(&p.BusyPoll, "busy-poll", "", "busy-poll window of this port (such as 50us, 2ms; 0: none; default: the daemon's)")
-	f.IntVar(&p.RingFrames, "ring-size", 0, "receive ring slots per queue (afpacket; default 128), or each ring's size (afxdp; a power of two, default 512)")
+	f.IntVar(&p.RingFrames, "ring-size", 0, "receive ring slots per queue (afpacket: 2 KiB each, default 192), or each ring's size (afxdp; a power of two, default 512)")
 	f.StringVar(&p.XDPMode, "xdp-mode", "", "afxdp: where the XDP program runs: native, generic or auto (default: native where the driver has it)")
 	f.StringVar(&p.ZeroCopy, "zero-copy", "", "afxdp: on, off or auto (default: zero-copy where the driver has it)")
 	f.BoolVar(&p.MayExist, "may-exist", false, "succeed if the port is attached already")
